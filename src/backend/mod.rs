@@ -1,0 +1,176 @@
+//! Model backends: one wire protocol (or in-process engine) per file, behind one trait.
+//!
+//! A backend knows nothing of datasets, programs or results: it receives a conversation and a
+//! `select` or `gen` call and answers it, reporting usage. Scheduling, the journal and the
+//! response cache live in `run`; quota lives in `limiter`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+/// Who speaks a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+}
+
+/// One chat message. A conversation that ends with an `assistant` message asks the model to
+/// continue that message (the text a program wrote before a call, e.g. "Answer: ").
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Message {
+    pub role: Role,
+    pub content: String,
+}
+
+/// What a backend can do; decides how `select` is carried out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Capabilities {
+    /// Can score arbitrary continuations exactly (local model).
+    pub exact_loglikelihood: bool,
+    /// Returns `logprobs`/`top_logprobs` and accepts `logit_bias`.
+    pub logprobs: bool,
+    /// Accepts `response_format` with a JSON schema (structured outputs).
+    pub json_schema: bool,
+    /// Can constrain `gen` with a regex (local model through llguidance).
+    pub regex: bool,
+}
+
+/// Which way a `select` was decided; recorded on every output row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectPath {
+    /// Every option's full token sequence scored after the prompt (local model).
+    Loglikelihood,
+    /// One token with `top_logprobs` and `logit_bias` on the options' first tokens.
+    Logprobs,
+    /// Structured output whose schema is an `enum` of the options.
+    JsonSchema,
+    /// Free generation matched to an option (exactly, or by the lenient rule).
+    GenerateMatch,
+    /// As `GenerateMatch`, after one re-ask.
+    Reask,
+}
+
+/// Token counts of one call, as the service reports them (or the local tokenizer counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+}
+
+impl Usage {
+    pub fn total(&self) -> u64 {
+        self.prompt_tokens + self.completion_tokens
+    }
+    pub fn add(&mut self, other: Usage) {
+        self.prompt_tokens += other.prompt_tokens;
+        self.completion_tokens += other.completion_tokens;
+    }
+}
+
+/// A `select(...)` call: the model must pick exactly one of `options`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SelectRequest {
+    pub messages: Vec<Message>,
+    pub options: Vec<String>,
+    pub temperature: Option<f64>,
+}
+
+/// The answer to a `select`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SelectReply {
+    /// Index into the request's options; `None` when no option could be matched (`unparsed`).
+    pub chosen: Option<usize>,
+    pub path: SelectPath,
+    /// Probability of each option, normalised over the options, when the path measures them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_probs: Option<Vec<f64>>,
+    /// Sum of token log-probabilities of each option (loglikelihood path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_logprobs: Option<Vec<f64>>,
+    /// The text the model produced, on the generate paths.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_text: Option<String>,
+    pub usage: Usage,
+    /// Model calls made (a re-ask makes two).
+    pub requests: u32,
+}
+
+/// A `gen(...)` call: free text, optionally constrained.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GenRequest {
+    pub messages: Vec<Message>,
+    pub max_tokens: u32,
+    pub stop: Vec<String>,
+    pub temperature: Option<f64>,
+    pub top_p: Option<f64>,
+    pub seed: Option<u64>,
+    /// The whole generated text must match this regex (local backend only).
+    pub regex: Option<String>,
+    /// The generated text must be JSON valid against this schema.
+    pub json_schema: Option<serde_json::Value>,
+}
+
+/// The answer to a `gen`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GenReply {
+    pub text: String,
+    /// `stop`, `length`, `content_filter`, ...
+    pub finish_reason: String,
+    pub usage: Usage,
+    pub requests: u32,
+}
+
+/// Why a call failed. `run` decides on retries from `is_retryable`.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("rate limited (HTTP 429){}", retry_after.map(|d| format!(", retry after {:.1}s", d.as_secs_f64())).unwrap_or_default())]
+    RateLimited { retry_after: Option<Duration> },
+    #[error("request timed out after {0:.1?}")]
+    Timeout(Duration),
+    #[error("transient failure: {0}")]
+    Transient(String),
+    #[error("the service's content filter refused the request: {0}")]
+    ContentFilter(String),
+    #[error("the service returned an answer evalr cannot read: {0}")]
+    InvalidResponse(String),
+    #[error("{0}")]
+    Fatal(String),
+}
+
+impl BackendError {
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            BackendError::RateLimited { .. }
+                | BackendError::Timeout(_)
+                | BackendError::Transient(_)
+                | BackendError::InvalidResponse(_)
+        )
+    }
+}
+
+/// One model behind one protocol.
+#[async_trait]
+pub trait Backend: Send + Sync {
+    /// Stable identity of the model for the response cache and `run.json`, without secrets
+    /// (e.g. `azure:https://x.openai.azure.com/gpt-4o` or `local:gemma-3-270m-q4_k_m.gguf@<sha>`).
+    fn identity(&self) -> String;
+    fn capabilities(&self) -> Capabilities;
+    async fn select(&self, request: &SelectRequest) -> Result<SelectReply, BackendError>;
+    async fn generate(&self, request: &GenRequest) -> Result<GenReply, BackendError>;
+}

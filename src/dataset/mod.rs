@@ -1,0 +1,5 @@
+//! Datasets: the row schema, the streaming JSONL reader/writer, conversions, the hub.
+
+mod row;
+
+pub use row::Row;

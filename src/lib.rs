@@ -1,0 +1,14 @@
+//! evalr: evaluate large language models on MMLU-style datasets.
+//!
+//! Data flows one way: `dataset` rows go through a `program` in `run`, which calls a
+//! `backend` under the `limiter` and journals every finished row; `score` and `report` read
+//! only result folders.
+
+pub mod backend;
+pub mod cli;
+pub mod dataset;
+pub mod limiter;
+pub mod program;
+pub mod run;
+pub mod score;
+pub mod report;

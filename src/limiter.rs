@@ -1,0 +1,1 @@
+//! Request and token quotas per deployment.

@@ -1,0 +1,1 @@
+//! Prompt programs: files, rendering, select/gen calls. No network.

@@ -1,0 +1,1 @@
+//! Reports: one exporter per format.

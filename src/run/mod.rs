@@ -1,0 +1,1 @@
+//! Runs: scheduling, retries, the journal, resume.
