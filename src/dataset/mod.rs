@@ -3,3 +3,6 @@
 mod row;
 
 pub use row::Row;
+
+mod interim;
+pub use interim::{DatasetError, DatasetSource, RowError, RowReader};
