@@ -4,6 +4,13 @@
 //! `select` or `gen` call and answers it, reporting usage. Scheduling, the journal and the
 //! response cache live in `run`; quota lives in `limiter`.
 
+pub mod openai;
+mod secret;
+pub mod select_match;
+pub mod tokens;
+
+pub use secret::Secret;
+
 use std::time::Duration;
 
 use async_trait::async_trait;

@@ -290,7 +290,7 @@ pub fn split_messages(text: &str) -> Vec<Message> {
     let mut messages = Vec::new();
     let mut role = Role::System;
     let mut content = String::new();
-    let mut flush = |role: Role, content: &mut String, messages: &mut Vec<Message>| {
+    let flush = |role: Role, content: &mut String, messages: &mut Vec<Message>| {
         let trimmed = content.trim();
         if !trimmed.is_empty() {
             messages.push(Message {

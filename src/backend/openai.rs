@@ -1,0 +1,698 @@
+//! Azure OpenAI and OpenAI-compatible chat completions (OpenAI, vLLM, Ollama, llama.cpp server,
+//! AzureML serverless endpoints).
+//!
+//! `select` goes down the capability ladder: logprobs with `logit_bias` on the options' tokens,
+//! then a JSON-schema `enum`, then a short generation matched to an option with one re-ask.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::select_match::match_option;
+use super::tokens::TokenCounter;
+use super::{
+    Backend, BackendError, Capabilities, GenReply, GenRequest, Message, Role, Secret, SelectPath,
+    SelectReply, SelectRequest, Usage,
+};
+use crate::limiter::QuotaLimiter;
+
+/// Where the chat completions live.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChatEndpoint {
+    /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`
+    Azure {
+        endpoint: String,
+        deployment: String,
+        api_version: String,
+    },
+    /// `{base_url}/chat/completions` with `"model": model` in the body.
+    OpenAi { base_url: String, model: String },
+}
+
+/// How requests authenticate.
+#[derive(Debug, Clone)]
+pub enum Credential {
+    /// Azure's `api-key` header.
+    ApiKey(Secret),
+    /// `Authorization: Bearer ...` (OpenAI keys, Entra ID tokens, AzureML endpoint keys).
+    Bearer(Secret),
+    None,
+}
+
+#[derive(Debug, Clone)]
+pub struct ChatConfig {
+    pub endpoint: ChatEndpoint,
+    pub credential: Credential,
+    /// Model family for the tokenizer and reasoning-model rules (e.g. `gpt-4o`, `o3-mini`).
+    pub model: Option<String>,
+    /// Reasoning models take `max_completion_tokens` and no temperature/top_p/logprobs.
+    pub reasoning: bool,
+    pub capabilities: Capabilities,
+    pub request_timeout: Duration,
+}
+
+pub struct ChatBackend {
+    config: ChatConfig,
+    client: reqwest::Client,
+    limiter: Arc<QuotaLimiter>,
+    tokens: TokenCounter,
+    /// Turned off the first time the service answers without the logprobs it was asked for.
+    logprobs_work: AtomicBool,
+    json_schema_works: AtomicBool,
+}
+
+/// Bias that makes the options' tokens the only likely ones without touching their order.
+const OPTION_LOGIT_BIAS: i32 = 100;
+const TOP_LOGPROBS: usize = 20;
+
+impl ChatBackend {
+    pub fn new(
+        config: ChatConfig,
+        limiter: Arc<QuotaLimiter>,
+    ) -> Result<ChatBackend, BackendError> {
+        let client = reqwest::Client::builder()
+            .timeout(config.request_timeout)
+            .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
+            .user_agent(concat!("evalr/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| BackendError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let tokens = TokenCounter::for_model(config.model.as_deref().or(match &config.endpoint {
+            ChatEndpoint::Azure { deployment, .. } => Some(deployment.as_str()),
+            ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
+        }));
+        Ok(ChatBackend {
+            logprobs_work: AtomicBool::new(config.capabilities.logprobs && !config.reasoning),
+            json_schema_works: AtomicBool::new(config.capabilities.json_schema),
+            config,
+            client,
+            limiter,
+            tokens,
+        })
+    }
+
+    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
+        &self.limiter
+    }
+
+    fn url(&self) -> String {
+        match &self.config.endpoint {
+            ChatEndpoint::Azure {
+                endpoint,
+                deployment,
+                api_version,
+            } => format!(
+                "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
+                endpoint.trim_end_matches('/')
+            ),
+            ChatEndpoint::OpenAi { base_url, .. } => {
+                format!("{}/chat/completions", base_url.trim_end_matches('/'))
+            }
+        }
+    }
+
+    /// The URL without query string, for error messages.
+    fn url_for_errors(&self) -> String {
+        self.url().split('?').next().unwrap_or_default().to_string()
+    }
+
+    fn base_body(&self, messages: &[Message], max_tokens: u32) -> serde_json::Map<String, Value> {
+        let mut body = serde_json::Map::new();
+        if let ChatEndpoint::OpenAi { model, .. } = &self.config.endpoint {
+            body.insert("model".into(), json!(model));
+        }
+        body.insert(
+            "messages".into(),
+            Value::Array(
+                messages
+                    .iter()
+                    .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
+                    .collect(),
+            ),
+        );
+        let key = if self.config.reasoning {
+            "max_completion_tokens"
+        } else {
+            "max_tokens"
+        };
+        body.insert(key.into(), json!(max_tokens));
+        body
+    }
+
+    fn set_sampling(
+        &self,
+        body: &mut serde_json::Map<String, Value>,
+        temperature: Option<f64>,
+        top_p: Option<f64>,
+    ) {
+        if self.config.reasoning {
+            return;
+        }
+        if let Some(t) = temperature {
+            body.insert("temperature".into(), json!(t));
+        }
+        if let Some(p) = top_p {
+            body.insert("top_p".into(), json!(p));
+        }
+    }
+
+    /// One HTTP request under the quota. The token estimate is what Azure counts against TPM:
+    /// the prompt plus `max_tokens`.
+    async fn post(
+        &self,
+        body: Value,
+        messages: &[Message],
+        max_tokens: u32,
+    ) -> Result<Completion, BackendError> {
+        let estimate = self.tokens.count_messages(messages) + u64::from(max_tokens);
+        let _permit = self
+            .limiter
+            .acquire(u32::try_from(estimate).unwrap_or(u32::MAX))
+            .await;
+        let mut request = self.client.post(self.url()).json(&body);
+        request = match &self.config.credential {
+            Credential::ApiKey(key) => request.header("api-key", key.expose()),
+            Credential::Bearer(token) => request.bearer_auth(token.expose()),
+            Credential::None => request,
+        };
+        let response = request.send().await.map_err(|e| self.transport_error(e))?;
+        let status = response.status();
+        let headers = response.headers().clone();
+        let text = response.text().await.map_err(|e| self.transport_error(e))?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            let retry_after = retry_after(&headers);
+            self.limiter.on_rate_limited(retry_after);
+            return Err(BackendError::RateLimited { retry_after });
+        }
+        if !status.is_success() {
+            return Err(self.status_error(status, &text));
+        }
+        let completion: Completion = serde_json::from_str(&text).map_err(|e| {
+            BackendError::InvalidResponse(format!(
+                "{} answered {status} with a body that is not a chat completion ({e})",
+                self.url_for_errors()
+            ))
+        })?;
+        if completion.choices.is_empty() {
+            return Err(BackendError::InvalidResponse(format!(
+                "{} answered with no choices",
+                self.url_for_errors()
+            )));
+        }
+        if completion.choices[0].finish_reason.as_deref() == Some("content_filter") {
+            return Err(BackendError::ContentFilter(
+                "the completion was filtered (finish_reason: content_filter)".into(),
+            ));
+        }
+        Ok(completion)
+    }
+
+    fn transport_error(&self, error: reqwest::Error) -> BackendError {
+        // reqwest's messages include the URL; ours never carry the query string or a key.
+        let error = error.without_url();
+        if error.is_timeout() {
+            BackendError::Timeout(self.config.request_timeout)
+        } else {
+            BackendError::Transient(format!("{}: {error}", self.url_for_errors()))
+        }
+    }
+
+    fn status_error(&self, status: StatusCode, body: &str) -> BackendError {
+        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+        let code = parsed
+            .as_ref()
+            .and_then(|b| b.error.code.clone())
+            .unwrap_or_default();
+        let message = parsed
+            .map(|b| b.error.message)
+            .unwrap_or_else(|| body.chars().take(200).collect());
+        let url = self.url_for_errors();
+        if code == "content_filter" || message.contains("content management policy") {
+            return BackendError::ContentFilter(message);
+        }
+        match status.as_u16() {
+            401 | 403 => BackendError::Fatal(format!(
+                "{url} refused the credentials (HTTP {status}): check the API key or the identity's role assignment"
+            )),
+            404 => BackendError::Fatal(format!(
+                "{url} was not found (HTTP 404): check the endpoint, deployment name and api-version ({message})"
+            )),
+            408 | 409 | 500..=599 => {
+                BackendError::Transient(format!("{url} answered HTTP {status}: {message}"))
+            }
+            _ => BackendError::Fatal(format!(
+                "{url} rejected the request (HTTP {status}): {message}"
+            )),
+        }
+    }
+
+    /// Rung 1: one token with logprobs. `Ok(Err(usage))` when the answer says nothing usable
+    /// (no logprobs returned, or none of the top tokens is an option): the next rung decides.
+    async fn select_by_logprobs(
+        &self,
+        request: &SelectRequest,
+    ) -> Result<Result<SelectReply, Usage>, BackendError> {
+        let option_tokens: Option<Vec<Vec<u32>>> = request
+            .options
+            .iter()
+            .map(|o| self.tokens.encode(o))
+            .collect();
+        // Bias is only safe when each option is one distinct token of a tokenizer we know.
+        let single_tokens = option_tokens.filter(|tokens| {
+            tokens.iter().all(|t| t.len() == 1)
+                && tokens
+                    .iter()
+                    .map(|t| t[0])
+                    .collect::<std::collections::HashSet<_>>()
+                    .len()
+                    == tokens.len()
+        });
+        let mut body = self.base_body(&request.messages, 1);
+        self.set_sampling(&mut body, request.temperature, None);
+        body.insert("logprobs".into(), json!(true));
+        body.insert("top_logprobs".into(), json!(TOP_LOGPROBS));
+        if let Some(tokens) = &single_tokens {
+            let bias: BTreeMap<String, i32> = tokens
+                .iter()
+                .map(|t| (t[0].to_string(), OPTION_LOGIT_BIAS))
+                .collect();
+            body.insert("logit_bias".into(), json!(bias));
+        }
+        let completion = self.post(Value::Object(body), &request.messages, 1).await?;
+        let usage = completion.usage();
+        let choice = &completion.choices[0];
+        let Some(first) = choice
+            .logprobs
+            .as_ref()
+            .and_then(|l| l.content.as_ref())
+            .and_then(|c| c.first())
+        else {
+            self.logprobs_work.store(false, Ordering::Relaxed);
+            return Ok(Err(usage));
+        };
+        let mut mass = vec![0.0f64; request.options.len()];
+        let sampled = first.as_top();
+        let candidates = first.top_logprobs.iter().chain(std::iter::once(&sampled));
+        let mut seen = std::collections::HashSet::new();
+        for candidate in candidates {
+            if !seen.insert(candidate.token.clone()) {
+                continue;
+            }
+            let token = candidate.token.trim();
+            if let Some(i) = request.options.iter().position(|o| o.trim() == token) {
+                mass[i] += candidate.logprob.exp();
+            }
+        }
+        let total: f64 = mass.iter().sum();
+        if total <= 0.0 {
+            return Ok(Err(usage));
+        }
+        let probs: Vec<f64> = mass.iter().map(|m| m / total).collect();
+        let chosen = probs
+            .iter()
+            .enumerate()
+            .max_by(|a, b| a.1.total_cmp(b.1))
+            .map(|(i, _)| i);
+        Ok(Ok(SelectReply {
+            chosen,
+            path: SelectPath::Logprobs,
+            option_probs: Some(probs),
+            option_logprobs: None,
+            raw_text: choice.message.content.clone(),
+            usage,
+            requests: 1,
+        }))
+    }
+
+    /// Rung 2: structured output with an `enum` of the options.
+    async fn select_by_schema(
+        &self,
+        request: &SelectRequest,
+    ) -> Result<Result<SelectReply, Usage>, BackendError> {
+        let longest = request
+            .options
+            .iter()
+            .map(|o| self.tokens.count(o))
+            .max()
+            .unwrap_or(1);
+        let max_tokens = (longest + 16) as u32;
+        let mut body = self.base_body(&request.messages, max_tokens);
+        self.set_sampling(&mut body, request.temperature, None);
+        body.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "select", "strict": true, "schema": {
+                "type": "object", "properties": {"answer": {"type": "string", "enum": request.options}},
+                "required": ["answer"], "additionalProperties": false}}}),
+        );
+        let completion = match self
+            .post(Value::Object(body), &request.messages, max_tokens)
+            .await
+        {
+            Err(BackendError::Fatal(message)) if message.contains("HTTP 400") => {
+                // The deployment does not support structured outputs: stop asking it.
+                self.json_schema_works.store(false, Ordering::Relaxed);
+                return Ok(Err(Usage::default()));
+            }
+            other => other?,
+        };
+        let text = completion.choices[0]
+            .message
+            .content
+            .clone()
+            .unwrap_or_default();
+        let answer = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("answer").and_then(Value::as_str).map(str::to_string));
+        let chosen = answer.and_then(|a| request.options.iter().position(|o| *o == a));
+        match chosen {
+            Some(i) => Ok(Ok(SelectReply {
+                chosen: Some(i),
+                path: SelectPath::JsonSchema,
+                option_probs: None,
+                option_logprobs: None,
+                raw_text: Some(text),
+                usage: completion.usage(),
+                requests: 1,
+            })),
+            None => Ok(Err(completion.usage())),
+        }
+    }
+
+    /// Rung 3: generate a short answer, match it, re-ask once.
+    async fn select_by_generation(
+        &self,
+        request: &SelectRequest,
+    ) -> Result<SelectReply, BackendError> {
+        let longest = request
+            .options
+            .iter()
+            .map(|o| self.tokens.count(o))
+            .max()
+            .unwrap_or(1);
+        let max_tokens = (longest + 16).max(24) as u32;
+        let ask = |messages: &[Message]| {
+            let mut body = self.base_body(messages, max_tokens);
+            self.set_sampling(&mut body, request.temperature, None);
+            Value::Object(body)
+        };
+        let first = self
+            .post(ask(&request.messages), &request.messages, max_tokens)
+            .await?;
+        let mut usage = first.usage();
+        let text = first.choices[0].message.content.clone().unwrap_or_default();
+        if let Some(i) = match_option(&text, &request.options) {
+            return Ok(SelectReply {
+                chosen: Some(i),
+                path: SelectPath::GenerateMatch,
+                option_probs: None,
+                option_logprobs: None,
+                raw_text: Some(text),
+                usage,
+                requests: 1,
+            });
+        }
+        let mut messages = request.messages.clone();
+        messages.push(Message {
+            role: Role::Assistant,
+            content: text.clone(),
+        });
+        messages.push(Message {
+            role: Role::User,
+            content: format!("Reply with exactly one of: {}", request.options.join(", ")),
+        });
+        let second = self.post(ask(&messages), &messages, max_tokens).await?;
+        usage.add(second.usage());
+        let retext = second.choices[0]
+            .message
+            .content
+            .clone()
+            .unwrap_or_default();
+        Ok(SelectReply {
+            chosen: match_option(&retext, &request.options),
+            path: SelectPath::Reask,
+            option_probs: None,
+            option_logprobs: None,
+            raw_text: Some(format!("{text}\n---\n{retext}")),
+            usage,
+            requests: 2,
+        })
+    }
+}
+
+#[async_trait]
+impl Backend for ChatBackend {
+    fn identity(&self) -> String {
+        match &self.config.endpoint {
+            ChatEndpoint::Azure {
+                endpoint,
+                deployment,
+                ..
+            } => {
+                format!("azure:{}/{deployment}", endpoint.trim_end_matches('/'))
+            }
+            ChatEndpoint::OpenAi { base_url, model } => {
+                format!("openai:{}/{model}", base_url.trim_end_matches('/'))
+            }
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            exact_loglikelihood: false,
+            logprobs: self.logprobs_work.load(Ordering::Relaxed),
+            json_schema: self.json_schema_works.load(Ordering::Relaxed),
+            regex: false,
+        }
+    }
+
+    async fn select(&self, request: &SelectRequest) -> Result<SelectReply, BackendError> {
+        // Usage and requests of rungs that gave no answer still count: they were paid for.
+        let mut spent = Usage::default();
+        let mut requests = 0;
+        if self.logprobs_work.load(Ordering::Relaxed) {
+            requests += 1;
+            match self.select_by_logprobs(request).await? {
+                Ok(reply) => return Ok(reply),
+                Err(usage) => spent.add(usage),
+            }
+        }
+        if self.json_schema_works.load(Ordering::Relaxed) {
+            requests += 1;
+            match self.select_by_schema(request).await? {
+                Ok(mut reply) => {
+                    reply.usage.add(spent);
+                    reply.requests = requests;
+                    return Ok(reply);
+                }
+                Err(usage) => spent.add(usage),
+            }
+        }
+        let mut reply = self.select_by_generation(request).await?;
+        reply.usage.add(spent);
+        reply.requests += requests;
+        Ok(reply)
+    }
+
+    async fn generate(&self, request: &GenRequest) -> Result<GenReply, BackendError> {
+        if request.regex.is_some() {
+            return Err(BackendError::Fatal(
+                "gen(..., regex=...) needs a backend that constrains generation (the local model); chat APIs cannot".into(),
+            ));
+        }
+        let mut body = self.base_body(&request.messages, request.max_tokens);
+        self.set_sampling(&mut body, request.temperature, request.top_p);
+        if let Some(seed) = request.seed {
+            body.insert("seed".into(), json!(seed));
+        }
+        if !request.stop.is_empty() {
+            // The API takes at most four stop sequences.
+            body.insert(
+                "stop".into(),
+                json!(request.stop.iter().take(4).collect::<Vec<_>>()),
+            );
+        }
+        if let Some(schema) = &request.json_schema {
+            body.insert(
+                "response_format".into(),
+                json!({"type": "json_schema", "json_schema": {"name": "gen", "strict": true, "schema": schema}}),
+            );
+        }
+        let completion = self
+            .post(Value::Object(body), &request.messages, request.max_tokens)
+            .await?;
+        let choice = &completion.choices[0];
+        Ok(GenReply {
+            text: choice.message.content.clone().unwrap_or_default(),
+            finish_reason: choice
+                .finish_reason
+                .clone()
+                .unwrap_or_else(|| "stop".into()),
+            usage: completion.usage(),
+            requests: 1,
+        })
+    }
+}
+
+/// How long a 429 asks us to wait: `retry-after-ms`, then `retry-after` (seconds), then the
+/// `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` durations some servers send.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
+    }
+    if let Some(s) = header("retry-after").and_then(|v| v.parse::<f64>().ok()) {
+        return Some(Duration::from_secs_f64(s.max(0.0)));
+    }
+    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
+        .iter()
+        .filter_map(|name| header(name).and_then(parse_reset_duration))
+        .max()
+}
+
+/// Parses `1s`, `250ms`, `6m0s`, `1.5s` (the OpenAI reset-header format) or bare seconds.
+fn parse_reset_duration(text: &str) -> Option<Duration> {
+    if let Ok(seconds) = text.parse::<f64>() {
+        return Some(Duration::from_secs_f64(seconds.max(0.0)));
+    }
+    let mut total = 0.0;
+    let mut number = String::new();
+    let mut chars = text.chars().peekable();
+    let mut any = false;
+    while let Some(c) = chars.next() {
+        if c.is_ascii_digit() || c == '.' {
+            number.push(c);
+            continue;
+        }
+        let value: f64 = number.parse().ok()?;
+        number.clear();
+        let unit = match c {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                0.001
+            }
+            'h' => 3600.0,
+            'm' => 60.0,
+            's' => 1.0,
+            _ => return None,
+        };
+        total += value * unit;
+        any = true;
+    }
+    (any && number.is_empty()).then(|| Duration::from_secs_f64(total))
+}
+
+#[derive(Debug, Deserialize)]
+struct Completion {
+    choices: Vec<Choice>,
+    usage: Option<WireUsage>,
+}
+
+impl Completion {
+    fn usage(&self) -> Usage {
+        self.usage
+            .as_ref()
+            .map(|u| Usage {
+                prompt_tokens: u.prompt_tokens,
+                completion_tokens: u.completion_tokens,
+            })
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct WireUsage {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct Choice {
+    message: WireMessage,
+    finish_reason: Option<String>,
+    logprobs: Option<Logprobs>,
+}
+
+#[derive(Debug, Deserialize)]
+struct WireMessage {
+    content: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Logprobs {
+    content: Option<Vec<TokenLogprob>>,
+}
+
+#[derive(Debug, Deserialize)]
+struct TokenLogprob {
+    token: String,
+    logprob: f64,
+    #[serde(default)]
+    top_logprobs: Vec<TopLogprob>,
+}
+
+impl TokenLogprob {
+    fn as_top(&self) -> TopLogprob {
+        TopLogprob {
+            token: self.token.clone(),
+            logprob: self.logprob,
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+struct TopLogprob {
+    token: String,
+    logprob: f64,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorDetail {
+    #[serde(default)]
+    code: Option<String>,
+    #[serde(default)]
+    message: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_every_retry_header() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-ratelimit-reset-requests", "6m0s".parse().unwrap());
+        headers.insert("x-ratelimit-reset-tokens", "250ms".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(360)));
+        headers.insert("retry-after", "2".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
+        headers.insert("retry-after-ms", "1500".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
+        assert_eq!(
+            parse_reset_duration("1.5s"),
+            Some(Duration::from_millis(1500))
+        );
+        assert_eq!(
+            parse_reset_duration("1h2m"),
+            Some(Duration::from_secs(3720))
+        );
+        assert_eq!(parse_reset_duration("soon"), None);
+    }
+}
