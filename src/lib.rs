@@ -6,6 +6,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod dataset;
 pub mod limiter;
 pub mod program;

@@ -5,6 +5,7 @@
 //! response cache live in `run`; quota lives in `limiter`.
 
 pub mod openai;
+pub mod pool;
 mod secret;
 pub mod select_match;
 pub mod tokens;

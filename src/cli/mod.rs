@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod datasets;
+pub mod run;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -29,6 +30,11 @@ pub enum Command {
     /// Fetch, convert, list and show datasets.
     #[command(subcommand)]
     Datasets(datasets::DatasetsCommand),
+    /// Run a program over a dataset against a model; writes results/<run-id>/.
+    Run(Box<run::RunArgs>),
+    /// List programs, or render the exact messages of a row.
+    #[command(subcommand)]
+    Programs(run::ProgramsCommand),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -39,6 +45,8 @@ pub struct UsageError(pub String);
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Datasets(command) => datasets::execute(command),
+        Command::Run(args) => run::execute_run(*args),
+        Command::Programs(command) => run::execute_programs(command),
     }
 }
 

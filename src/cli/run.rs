@@ -1,0 +1,327 @@
+//! `evalr run` and `evalr programs ...`
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+
+use super::UsageError;
+use crate::program::{CallKind, Program, ProgramFile, Step, list_programs, resolve_program};
+use crate::run::record::RunStatus;
+use crate::run::{RunError, RunOptions};
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Program name (programs/NAME.prompty) or path to a .prompty file.
+    #[arg(long, required_unless_present = "resume")]
+    pub program: Option<String>,
+    /// Dataset name (datasets/NAME.jsonl), a .jsonl file, or a folder of .jsonl files.
+    #[arg(long, required_unless_present = "resume")]
+    pub dataset: Option<String>,
+    /// Model: a profile from the config file, azure:DEPLOYMENT, openai:MODEL, local,
+    /// local:PATH.gguf or local:hf:REPO/FILE.gguf. Default: $EVALR_MODEL, the config file's
+    /// default_model, else the embedded local model.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset the few-shot examples come from (default: the evaluated dataset itself, never
+    /// the row under test).
+    #[arg(long)]
+    pub examples: Option<String>,
+    /// Number of few-shot examples (default: the program's `examples.count`).
+    #[arg(long)]
+    pub shots: Option<usize>,
+    /// Model profiles file (default: $EVALR_CONFIG, else ./evalr.toml if present).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Requests per minute (overrides the profile).
+    #[arg(long)]
+    pub rpm: Option<u32>,
+    /// Tokens per minute (overrides the profile).
+    #[arg(long)]
+    pub tpm: Option<u32>,
+    /// Requests in flight at once per deployment (overrides the profile; default 8).
+    #[arg(long)]
+    pub max_in_flight: Option<usize>,
+    /// Take at most N rows (after --subjects and --sample).
+    #[arg(long)]
+    pub limit: Option<u64>,
+    /// Only these subjects (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub subjects: Option<Vec<String>>,
+    /// A random sample of N rows, stratified by subject (reproducible with --seed).
+    #[arg(long)]
+    pub sample: Option<u64>,
+    /// Seed for --sample and few-shot example choice.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run only shard K of N (0-based): rows are assigned by a hash of their id.
+    #[arg(long, value_parser = parse_shard)]
+    pub shard: Option<(u32, u32)>,
+    /// Name of the run folder under results/ (default: PROGRAM-DATASET-TIMESTAMP).
+    #[arg(long)]
+    pub run_id: Option<String>,
+    /// Write the run into this folder instead of results/<run-id> (e.g. an AzureML output).
+    #[arg(long)]
+    pub results_dir: Option<PathBuf>,
+    /// Response cache folder.
+    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+    /// Do not read or write the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Stop cleanly (resumable) once the spend reaches this many dollars (needs prices).
+    #[arg(long)]
+    pub max_cost: Option<f64>,
+    /// Stop once more than N rows have failed for good.
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+    /// Retries of a failed call (429, 5xx, timeouts, connection errors).
+    #[arg(long, default_value_t = 6)]
+    pub max_retries: u32,
+    /// First wait before a retry, in seconds; doubles each retry (with jitter).
+    #[arg(long, default_value_t = 0.5)]
+    pub retry_interval: f64,
+    /// Seconds before a request times out.
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout: f64,
+    /// CPU threads for the local model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Local model: send raw text, no chat template.
+    #[arg(long)]
+    pub no_chat_template: bool,
+    /// Count requests, tokens and cost without calling the model.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Finish an interrupted run: rows already in its outputs.jsonl are never sent again.
+    #[arg(long, value_name = "RUN_FOLDER", conflicts_with_all = ["program", "dataset"])]
+    pub resume: Option<PathBuf>,
+    #[arg(long, default_value = "programs")]
+    pub programs_dir: PathBuf,
+    #[arg(long, default_value = "datasets")]
+    pub datasets_dir: PathBuf,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+fn parse_shard(text: &str) -> Result<(u32, u32), String> {
+    let (k, n) = text
+        .split_once('/')
+        .ok_or_else(|| format!("`{text}`: expected K/N, e.g. 0/4"))?;
+    let k: u32 = k
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: K must be a number"))?;
+    let n: u32 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}`: N must be a number"))?;
+    if n == 0 || k >= n {
+        return Err(format!("`{text}`: need 0 <= K < N"));
+    }
+    Ok((k, n))
+}
+
+impl RunArgs {
+    fn options(&self) -> RunOptions {
+        RunOptions {
+            program: self.program.clone().unwrap_or_default(),
+            programs_dir: self.programs_dir.clone(),
+            dataset: self.dataset.clone().unwrap_or_default(),
+            datasets_dir: self.datasets_dir.clone(),
+            examples: self.examples.clone(),
+            shots: self.shots,
+            model: self.model.clone(),
+            config_file: self.config.clone(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_in_flight: self.max_in_flight,
+            limit: self.limit,
+            subjects: self.subjects.clone(),
+            sample: self.sample,
+            seed: self.seed,
+            shard: self.shard,
+            run_id: self.run_id.clone(),
+            results_dir: self.results_dir.clone(),
+            cache_dir: self.cache_dir.clone(),
+            no_cache: self.no_cache,
+            max_cost: self.max_cost,
+            max_errors: self.max_errors,
+            max_retries: self.max_retries,
+            retry_interval_secs: self.retry_interval,
+            request_timeout_secs: self.request_timeout,
+            threads: self.threads,
+            no_chat_template: self.no_chat_template,
+        }
+    }
+}
+
+/// Input and configuration problems exit with 2, like any usage error.
+fn classify(error: RunError) -> anyhow::Error {
+    if error.is_usage() {
+        anyhow::Error::new(UsageError(error.to_string()))
+    } else {
+        anyhow::Error::new(error)
+    }
+}
+
+pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let options = args.options();
+    if args.dry_run {
+        let estimate = crate::run::dry_run(&options).map_err(classify)?;
+        println!("rows:               {}", estimate.rows);
+        println!("requests:           {}", estimate.requests);
+        println!("prompt tokens:      {} (estimated)", estimate.prompt_tokens);
+        println!(
+            "completion tokens:  {} (at most)",
+            estimate.completion_tokens
+        );
+        match estimate.cost {
+            Some(cost) => println!("cost:               ${cost:.4} (at most)"),
+            None => println!("cost:               unknown (no prices in the model profile)"),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let report = runtime
+        .block_on(crate::run::execute(
+            options,
+            args.resume.as_deref(),
+            !args.quiet,
+        ))
+        .map_err(classify)?;
+    let s = &report.summary;
+    let accuracy = s
+        .accuracy
+        .map(|a| format!("{:.2}%", a * 100.0))
+        .unwrap_or_else(|| "n/a".into());
+    println!(
+        "{}: {} rows, accuracy {accuracy} ({} correct, {} wrong, {} unparsed, {} refused), {} errors, {} requests, {} rate-limited",
+        report.folder.display(),
+        s.rows,
+        s.correct,
+        s.wrong,
+        s.unparsed,
+        s.refused,
+        s.errors,
+        s.requests,
+        s.rate_limited
+    );
+    Ok(match report.status {
+        RunStatus::Finished | RunStatus::Running => ExitCode::SUCCESS,
+        RunStatus::StoppedMaxErrors | RunStatus::Failed => ExitCode::from(1),
+        RunStatus::StoppedMaxCost => ExitCode::from(3),
+        RunStatus::Interrupted => ExitCode::from(130),
+    })
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProgramsCommand {
+    /// List the programs in programs/.
+    List {
+        #[arg(long, default_value = "programs")]
+        programs_dir: PathBuf,
+    },
+    /// Print the exact messages a row's first call would send, with no model call.
+    Render {
+        #[arg(long)]
+        program: String,
+        #[arg(long)]
+        dataset: String,
+        /// Row number (0-based, in dataset order).
+        #[arg(long, default_value_t = 0)]
+        row: usize,
+        #[arg(long)]
+        examples: Option<String>,
+        #[arg(long)]
+        shots: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long, default_value = "programs")]
+        programs_dir: PathBuf,
+        #[arg(long, default_value = "datasets")]
+        datasets_dir: PathBuf,
+    },
+}
+
+pub fn execute_programs(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ProgramsCommand::List { programs_dir } => {
+            let names = list_programs(&programs_dir)
+                .with_context(|| format!("cannot list {}", programs_dir.display()))?;
+            for name in names {
+                let path = programs_dir.join(format!("{name}.prompty"));
+                let description = ProgramFile::load(&path)
+                    .map(|p| p.description)
+                    .unwrap_or_default();
+                println!("{name:<24} {description}");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        ProgramsCommand::Render {
+            program,
+            dataset,
+            row,
+            examples,
+            shots,
+            seed,
+            programs_dir,
+            datasets_dir,
+        } => {
+            let usage = |e: &dyn std::fmt::Display| anyhow::Error::new(UsageError(e.to_string()));
+            let path = resolve_program(&program, &programs_dir).map_err(|e| usage(&e))?;
+            let program = Program::compile(ProgramFile::load(&path).map_err(|e| usage(&e))?)
+                .map_err(|e| usage(&e))?;
+            let source = crate::dataset::DatasetSource::resolve(&dataset, &datasets_dir)
+                .map_err(|e| usage(&e))?;
+            let the_row = source
+                .rows()
+                .nth(row)
+                .ok_or_else(|| usage(&format!("{dataset} has no row {row}")))?
+                .map_err(|e| usage(&e))?;
+            let shots = shots
+                .or(program.file.examples.as_ref().map(|e| e.count))
+                .unwrap_or(0);
+            let pool_rows: Vec<crate::dataset::Row> = match &examples {
+                Some(spec) => crate::dataset::DatasetSource::resolve(spec, &datasets_dir)
+                    .map_err(|e| usage(&e))?
+                    .rows()
+                    .filter_map(Result::ok)
+                    .collect(),
+                None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
+                None => Vec::new(),
+            };
+            let pool = crate::run::rows::ExamplePool::new(pool_rows, seed);
+            let chosen = pool.examples_for(&the_row, shots);
+            let context = crate::run::row_context(&the_row, &chosen);
+            let step = program
+                .next_step(&context, &Default::default())
+                .map_err(|e| usage(&e))?;
+            let (messages, call) = match step {
+                Step::Call(call) => (call.messages.clone(), Some(call)),
+                Step::Done(messages) => (messages, None),
+            };
+            for message in messages {
+                println!("--- {} ---\n{}", message.role.as_str(), message.content);
+            }
+            if let Some(call) = call {
+                match call.kind {
+                    CallKind::Select { options, .. } => {
+                        println!("--- select `{}` among {:?} ---", call.capture, options)
+                    }
+                    CallKind::Gen {
+                        max_tokens, stop, ..
+                    } => {
+                        println!(
+                            "--- gen `{}` (max_tokens {:?}, stop {:?}) ---",
+                            call.capture, max_tokens, stop
+                        )
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

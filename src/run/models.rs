@@ -1,0 +1,96 @@
+//! Turning a resolved model into a backend, with one quota limiter per deployment.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{RunError, RunOptions};
+use crate::backend::openai::{ChatBackend, ChatConfig, ChatEndpoint, Credential};
+use crate::backend::pool::DeploymentPool;
+use crate::backend::{Backend, Capabilities};
+use crate::config::{ProviderKind, ResolvedModel};
+use crate::limiter::QuotaLimiter;
+
+pub fn build_backend(
+    resolved: &ResolvedModel,
+    options: &RunOptions,
+) -> Result<Arc<dyn Backend>, RunError> {
+    match resolved {
+        ResolvedModel::Remote {
+            kind,
+            model,
+            reasoning,
+            logprobs,
+            json_schema,
+            deployments,
+            ..
+        } => {
+            let shard_count = options.shard.map(|(_, count)| count).unwrap_or(1);
+            let mut members: Vec<(Box<dyn Backend>, u32)> = Vec::new();
+            for deployment in deployments {
+                let endpoint = match kind {
+                    ProviderKind::Azure => ChatEndpoint::Azure {
+                        endpoint: deployment.url_base.clone(),
+                        deployment: deployment.deployment.clone().unwrap_or_default(),
+                        api_version: deployment.api_version.clone().unwrap_or_default(),
+                    },
+                    _ => ChatEndpoint::OpenAi {
+                        base_url: deployment.url_base.clone(),
+                        model: model.clone().unwrap_or_default(),
+                    },
+                };
+                let credential = match (kind, &deployment.key) {
+                    (ProviderKind::Azure, Some(key)) => Credential::ApiKey(key.clone()),
+                    (_, Some(key)) => Credential::Bearer(key.clone()),
+                    (_, None) => Credential::None,
+                };
+                // Shards of one run share each deployment's quota.
+                let quota = deployment.quota.split(shard_count);
+                let backend = ChatBackend::new(
+                    ChatConfig {
+                        endpoint,
+                        credential,
+                        model: model.clone(),
+                        reasoning: *reasoning,
+                        capabilities: Capabilities {
+                            exact_loglikelihood: false,
+                            logprobs: *logprobs,
+                            json_schema: *json_schema,
+                            regex: false,
+                        },
+                        request_timeout: Duration::from_secs_f64(
+                            options.request_timeout_secs.max(0.1),
+                        ),
+                    },
+                    Arc::new(QuotaLimiter::new(quota)),
+                )
+                .map_err(|e| RunError::Backend(e.to_string()))?;
+                members.push((Box::new(backend), quota.rpm.unwrap_or(1)));
+            }
+            if members.len() == 1 {
+                let (only, _) = members.remove(0);
+                return Ok(Arc::from(only));
+            }
+            let identity = format!(
+                "pool:{}",
+                model.clone().unwrap_or_else(|| members[0].0.identity())
+            );
+            Ok(Arc::new(DeploymentPool::new(identity, members)))
+        }
+        ResolvedModel::Local { spec, .. } => Err(RunError::Backend(format!(
+            "`{spec}`: this build of evalr has no embedded model backend; pass --model azure:DEPLOYMENT, openai:MODEL or a profile"
+        ))),
+    }
+}
+
+/// Rows in flight at once: enough to fill every deployment's in-flight cap.
+pub fn concurrency(resolved: &ResolvedModel, _options: &RunOptions) -> usize {
+    match resolved {
+        ResolvedModel::Remote { deployments, .. } => deployments
+            .iter()
+            .map(|d| d.quota.max_in_flight.max(1))
+            .sum::<usize>()
+            .max(1),
+        // One model in one process: rows queue on it; two keeps it busy between rows.
+        ResolvedModel::Local { .. } => 2,
+    }
+}
