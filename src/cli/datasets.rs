@@ -141,9 +141,8 @@ fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let written = runtime
-        .block_on(crate::dataset::fetch(&options))
-        .with_context(|| format!("cannot fetch {}", args.repo))?;
+    // The errors name the repository, URL or file themselves.
+    let written = runtime.block_on(crate::dataset::fetch(&options))?;
     let mut out = std::io::stdout().lock();
     for file in &written {
         writeln!(out, "{}: {} rows", file.path.display(), file.rows)?;
