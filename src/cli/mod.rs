@@ -63,10 +63,14 @@ pub fn describe_error(error: &anyhow::Error) -> String {
 }
 
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    if error
-        .chain()
-        .any(|c| c.downcast_ref::<UsageError>().is_some())
-    {
+    let is_usage = |cause: &(dyn std::error::Error + 'static)| {
+        cause.downcast_ref::<UsageError>().is_some()
+            || cause.downcast_ref::<crate::dataset::RowError>().is_some()
+            || cause
+                .downcast_ref::<crate::dataset::DatasetError>()
+                .is_some_and(|e| e.is_usage())
+    };
+    if error.chain().any(is_usage) {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
