@@ -1,0 +1,446 @@
+//! A local chat-completions server for tests and benchmarks that speaks the Azure OpenAI and
+//! OpenAI protocols the way the services do (request and response JSON, headers, error
+//! bodies):
+//!
+//! - `POST /openai/deployments/{deployment}/chat/completions?api-version=...` (Azure: `api-key`
+//!   header or `Authorization: Bearer`) and `POST /v1/chat/completions` (OpenAI: bearer key).
+//! - Deterministic answers: an answer key maps a question text (found in the last user
+//!   message) to the answer option; anything else gets `default_answer`.
+//! - `logprobs` / `top_logprobs` when asked and enabled; `response_format` JSON schema answers
+//!   `{"answer": ...}`; without either the answer is written in `style` (plain, sentence,
+//!   or unmatchable text).
+//! - Per-minute request and token quotas, evaluated like Azure's over short windows, answering
+//!   429 with `retry-after-ms` / `retry-after`, and `x-ratelimit-remaining-*` on success.
+//! - Faults: latency, injected 500s, hangs, malformed bodies, content-filter refusals.
+//! - Every request is recorded (question, status) so tests can count what was sent.
+
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use serde_json::{Value, json};
+
+/// How the model writes its answer when neither logprobs nor a schema is asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AnswerStyle {
+    /// `B`
+    Plain,
+    /// `The answer is B.`
+    Sentence,
+    /// Text that matches no option.
+    Unmatchable,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Question text -> answer option.
+    pub answer_key: Vec<(String, String)>,
+    pub default_answer: String,
+    pub style: AnswerStyle,
+    pub logprobs: bool,
+    /// Required `api-key` / bearer value; `None` accepts anything.
+    pub api_key: Option<String>,
+    pub latency: Duration,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    /// The quota window: Azure evaluates over 1 or 10 seconds.
+    pub window: Duration,
+    /// Answer 500 to every Nth request (1-based), if set.
+    pub fail_every: Option<u64>,
+    /// Answer with a body that is not JSON to every Nth request, if set.
+    pub malformed_every: Option<u64>,
+    /// Never answer the first N requests (they hang until the client times out).
+    pub hang_first: u64,
+    /// Questions containing this text are refused by the content filter.
+    pub content_filter_trigger: Option<String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            answer_key: Vec::new(),
+            default_answer: "A".into(),
+            style: AnswerStyle::Plain,
+            logprobs: true,
+            api_key: Some("test-key".into()),
+            latency: Duration::ZERO,
+            rpm: None,
+            tpm: None,
+            window: Duration::from_secs(1),
+            fail_every: None,
+            malformed_every: None,
+            hang_first: 0,
+            content_filter_trigger: None,
+        }
+    }
+}
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct SeenRequest {
+    pub question: Option<String>,
+    pub status: u16,
+    pub body: Value,
+    pub at: Instant,
+}
+
+struct Quota {
+    /// (time, tokens) of accepted requests inside the window.
+    accepted: Vec<(Instant, u64)>,
+}
+
+struct Shared {
+    config: ServerConfig,
+    key: HashMap<String, String>,
+    seen: Mutex<Vec<SeenRequest>>,
+    quota: Mutex<Quota>,
+    counter: AtomicU64,
+}
+
+pub struct ChatServer {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl ChatServer {
+    /// Starts the server on 127.0.0.1 (a free port) on its own runtime thread.
+    pub fn start(config: ServerConfig) -> ChatServer {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let (addr, shared) = runtime.block_on(Self::serve(config, "127.0.0.1:0"));
+        ChatServer {
+            addr,
+            shared,
+            _runtime: Some(runtime),
+        }
+    }
+
+    /// Serves on `bind` inside the current runtime (for the standalone benchmark server).
+    pub async fn serve_forever(
+        config: ServerConfig,
+        bind: &str,
+    ) -> (SocketAddr, Arc<impl Send + Sync>) {
+        let (addr, shared) = Self::serve(config, bind).await;
+        (addr, shared)
+    }
+
+    async fn serve(config: ServerConfig, bind: &str) -> (SocketAddr, Arc<Shared>) {
+        let key = config.answer_key.iter().cloned().collect();
+        let shared = Arc::new(Shared {
+            config,
+            key,
+            seen: Mutex::new(Vec::new()),
+            quota: Mutex::new(Quota {
+                accepted: Vec::new(),
+            }),
+            counter: AtomicU64::new(0),
+        });
+        let app = Router::new()
+            .route(
+                "/openai/deployments/{deployment}/chat/completions",
+                post(azure_chat),
+            )
+            .route("/v1/chat/completions", post(openai_chat))
+            .with_state(Arc::clone(&shared));
+        let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        (addr, shared)
+    }
+
+    pub fn azure_endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn openai_base_url(&self) -> String {
+        format!("http://{}/v1", self.addr)
+    }
+
+    pub fn seen(&self) -> Vec<SeenRequest> {
+        self.shared.seen.lock().expect("lock").clone()
+    }
+
+    /// How many requests carried each question, counting only those answered 200.
+    pub fn answered_per_question(&self) -> HashMap<String, usize> {
+        let mut counts = HashMap::new();
+        for request in self.seen() {
+            if let (Some(q), 200) = (request.question, request.status) {
+                *counts.entry(q).or_insert(0) += 1;
+            }
+        }
+        counts
+    }
+}
+
+async fn azure_chat(
+    State(shared): State<Arc<Shared>>,
+    Path(_deployment): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| bearer(&headers));
+    chat(shared, key, body).await
+}
+
+async fn openai_chat(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    chat(shared, bearer(&headers), body).await
+}
+
+fn bearer(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::to_string)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> Response {
+    (
+        status,
+        [("content-type", "application/json")],
+        json!({"error": {"code": code, "message": message}}).to_string(),
+    )
+        .into_response()
+}
+
+/// The question a request is about: the known question found in its last user message.
+fn find_question(shared: &Shared, body: &Value) -> Option<String> {
+    let messages = body.get("messages")?.as_array()?;
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    let text = last_user.get("content")?.as_str()?;
+    shared
+        .config
+        .answer_key
+        .iter()
+        .map(|(q, _)| q)
+        .filter(|q| text.contains(q.as_str()))
+        .max_by_key(|q| q.len())
+        .cloned()
+}
+
+async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response {
+    let n = shared.counter.fetch_add(1, Ordering::SeqCst) + 1;
+    let config = &shared.config;
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("We could not parse the JSON body of your request: {e}"),
+            );
+        }
+    };
+    let question = find_question(&shared, &parsed);
+    let record = |status: u16| {
+        shared.seen.lock().expect("lock").push(SeenRequest {
+            question: question.clone(),
+            status,
+            body: parsed.clone(),
+            at: Instant::now(),
+        });
+    };
+    if let Some(expected) = &config.api_key
+        && key.as_deref() != Some(expected.as_str())
+    {
+        record(401);
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
+        );
+    }
+    if n <= config.hang_first {
+        record(0);
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+    // Quota, as the service estimates it on arrival: prompt characters / 4 + max_tokens.
+    let prompt_chars: usize = parsed["messages"]
+        .as_array()
+        .map(|m| {
+            m.iter()
+                .filter_map(|x| x["content"].as_str())
+                .map(str::len)
+                .sum()
+        })
+        .unwrap_or(0);
+    let max_tokens = parsed
+        .get("max_tokens")
+        .or_else(|| parsed.get("max_completion_tokens"))
+        .and_then(Value::as_u64)
+        .unwrap_or(16);
+    let estimated = (prompt_chars as u64).div_ceil(4) + max_tokens;
+    let mut remaining = (None, None);
+    if config.rpm.is_some() || config.tpm.is_some() {
+        let mut quota = shared.quota.lock().expect("lock");
+        let now = Instant::now();
+        let window = config.window;
+        quota
+            .accepted
+            .retain(|(t, _)| now.duration_since(*t) < window);
+        let scale = window.as_secs_f64() / 60.0;
+        let request_limit = config
+            .rpm
+            .map(|r| ((r as f64 * scale).floor() as usize).max(1));
+        let token_limit = config
+            .tpm
+            .map(|t| ((t as f64 * scale).floor() as u64).max(1));
+        let used_tokens: u64 = quota.accepted.iter().map(|(_, t)| t).sum();
+        let over_requests = request_limit.is_some_and(|l| quota.accepted.len() >= l);
+        let over_tokens = token_limit.is_some_and(|l| used_tokens + estimated > l);
+        if over_requests || over_tokens {
+            let oldest = quota.accepted.first().map(|(t, _)| *t).unwrap_or(now);
+            let wait = window
+                .saturating_sub(now.duration_since(oldest))
+                .max(Duration::from_millis(1));
+            drop(quota);
+            record(429);
+            let mut response = error(
+                StatusCode::TOO_MANY_REQUESTS,
+                "429",
+                &format!(
+                    "Requests to the ChatCompletions_Create Operation under Azure OpenAI API version 2024-10-21 have exceeded call rate limit of your current OpenAI S0 pricing tier. Please retry after {} seconds.",
+                    wait.as_secs().max(1)
+                ),
+            );
+            let h = response.headers_mut();
+            h.insert(
+                "retry-after-ms",
+                HeaderValue::from_str(&wait.as_millis().to_string()).expect("header"),
+            );
+            h.insert(
+                "retry-after",
+                HeaderValue::from_str(&wait.as_secs().max(1).to_string()).expect("header"),
+            );
+            return response;
+        }
+        quota.accepted.push((now, estimated));
+        remaining = (
+            request_limit.map(|l| l - quota.accepted.len()),
+            token_limit.map(|l| l.saturating_sub(used_tokens + estimated)),
+        );
+    }
+    if !config.latency.is_zero() {
+        tokio::time::sleep(config.latency).await;
+    }
+    if config.fail_every.is_some_and(|k| n.is_multiple_of(k)) {
+        record(500);
+        return error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalServerError",
+            "The server had an error while processing your request. Sorry about that!",
+        );
+    }
+    if config.malformed_every.is_some_and(|k| n.is_multiple_of(k)) {
+        record(200);
+        return (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            "{\"choices\": [{\"message\": ",
+        )
+            .into_response();
+    }
+    if let (Some(trigger), Some(q)) = (&config.content_filter_trigger, &question)
+        && q.contains(trigger.as_str())
+    {
+        record(400);
+        return (
+            StatusCode::BAD_REQUEST,
+            [("content-type", "application/json")],
+            json!({"error": {"message": "The response was filtered due to the prompt triggering Azure OpenAI's content management policy. Please modify your prompt and retry.", "type": null, "param": "prompt", "code": "content_filter", "status": 400, "innererror": {"code": "ResponsibleAIPolicyViolation", "content_filter_result": {"violence": {"filtered": true, "severity": "medium"}}}}}).to_string(),
+        )
+            .into_response();
+    }
+    let answer = question
+        .as_ref()
+        .and_then(|q| shared.key.get(q))
+        .cloned()
+        .unwrap_or_else(|| config.default_answer.clone());
+    let wants_logprobs = parsed
+        .get("logprobs")
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let schema = parsed
+        .pointer("/response_format/type")
+        .and_then(Value::as_str)
+        == Some("json_schema");
+    let (content, logprobs) = if wants_logprobs && config.logprobs {
+        let others: Vec<Value> = ["A", "B", "C", "D"]
+            .iter()
+            .filter(|o| **o != answer)
+            .map(|o| json!({"token": o, "logprob": (0.1f64).ln(), "bytes": o.as_bytes()}))
+            .collect();
+        let mut top =
+            vec![json!({"token": answer, "logprob": (0.7f64).ln(), "bytes": answer.as_bytes()})];
+        top.extend(others);
+        (
+            answer.clone(),
+            json!({"content": [{"token": answer, "logprob": (0.7f64).ln(), "bytes": answer.as_bytes(), "top_logprobs": top}]}),
+        )
+    } else if schema {
+        (json!({"answer": answer}).to_string(), Value::Null)
+    } else {
+        let text = match config.style {
+            AnswerStyle::Plain => answer.clone(),
+            AnswerStyle::Sentence => format!("The answer is {answer}."),
+            AnswerStyle::Unmatchable => "I would rather not say.".to_string(),
+        };
+        (text, Value::Null)
+    };
+    record(200);
+    let completion_tokens = (content.len() as u64).div_ceil(4).max(1);
+    let body = json!({
+        "id": format!("chatcmpl-{n}"),
+        "object": "chat.completion",
+        "created": 1_700_000_000,
+        "model": "gpt-4o-2024-08-06",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": logprobs}],
+        "usage": {"prompt_tokens": (prompt_chars as u64).div_ceil(4), "completion_tokens": completion_tokens, "total_tokens": (prompt_chars as u64).div_ceil(4) + completion_tokens}
+    });
+    let mut response = (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        body.to_string(),
+    )
+        .into_response();
+    if let Some(r) = remaining.0 {
+        response.headers_mut().insert(
+            "x-ratelimit-remaining-requests",
+            HeaderValue::from_str(&r.to_string()).expect("header"),
+        );
+    }
+    if let Some(t) = remaining.1 {
+        response.headers_mut().insert(
+            "x-ratelimit-remaining-tokens",
+            HeaderValue::from_str(&t.to_string()).expect("header"),
+        );
+    }
+    response
+}

@@ -1,0 +1,82 @@
+//! Helpers for tests that run the real `evalr run` binary: a clean environment, datasets and
+//! their answer keys, and readers for the result files.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde_json::Value;
+
+pub const REPO: &str = env!("CARGO_MANIFEST_DIR");
+
+/// `evalr` run from the repository root with none of the caller's model settings.
+pub fn evalr() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_evalr"));
+    command.current_dir(REPO);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("AZURE_")
+            || name.starts_with("OPENAI_")
+            || name.starts_with("EVALR_")
+            || name.starts_with("MLFLOW_")
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
+pub fn read_jsonl(path: &Path) -> Vec<Value> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l)
+                .unwrap_or_else(|e| panic!("{}: bad line {l}: {e}", path.display()))
+        })
+        .collect()
+}
+
+pub fn dataset_rows(name: &str) -> Vec<Value> {
+    read_jsonl(
+        &PathBuf::from(REPO)
+            .join("datasets")
+            .join(format!("{name}.jsonl")),
+    )
+}
+
+pub fn letter(index: u64) -> String {
+    ((b'A' + index as u8) as char).to_string()
+}
+
+/// An answer key that is right for rows where `right(i)` holds and wrong (the next letter)
+/// otherwise; returns the key and the number of rows answered right.
+pub fn answer_key(rows: &[Value], right: impl Fn(usize) -> bool) -> (Vec<(String, String)>, usize) {
+    let mut correct = 0;
+    let key = rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let answer = row["correct_answer"].as_u64().expect("correct_answer");
+            let given = if right(i) {
+                correct += 1;
+                answer
+            } else {
+                (answer + 1) % 4
+            };
+            (
+                row["question"].as_str().expect("question").to_string(),
+                letter(given),
+            )
+        })
+        .collect();
+    (key, correct)
+}
+
+pub fn summary(folder: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(folder.join("summary.json")).expect("summary.json"),
+    )
+    .expect("summary json")
+}
