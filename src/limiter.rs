@@ -2,8 +2,9 @@
 //!
 //! One `QuotaLimiter` per deployment: a request bucket and a token bucket (governor), a
 //! semaphore for requests in flight, and feedback from 429s. Azure evaluates quotas over short
-//! windows (1 or 10 s), not per calendar minute, so the buckets allow a burst of one second's
-//! worth and then pace evenly: running *at* the quota without running *into* it.
+//! windows (1 or 10 s), not per calendar minute, so the buckets allow a burst of half a
+//! second's worth and then pace evenly at the configured rate: running *at* the quota, with
+//! the other half second as slack for network jitter, so as not to run *into* it.
 
 use std::num::NonZeroU32;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -93,13 +94,13 @@ fn buckets_for(config: &QuotaConfig, factor: f64) -> Buckets {
     let scaled = |per_minute: u32| ((per_minute as f64 * factor).floor() as u32).max(1);
     let quota = |per_minute: u32| {
         let per_minute = scaled(per_minute);
-        // One second's worth may go at once; the rest is paced evenly.
-        let burst = (per_minute / 60).max(1);
+        // Half a second's worth may go at once; the rest is paced evenly.
+        let burst = (per_minute / 120).max(1);
         let period = Duration::from_secs_f64(60.0 / per_minute as f64);
         Quota::with_period(period)
             .map(|q| q.allow_burst(NonZeroU32::new(burst).unwrap_or(NonZeroU32::MIN)))
     };
-    let token_burst = config.tpm.map(|t| (scaled(t) / 60).max(1)).unwrap_or(0);
+    let token_burst = config.tpm.map(|t| (scaled(t) / 120).max(1)).unwrap_or(0);
     Buckets {
         requests: config.rpm.and_then(quota).map(RateLimiter::direct),
         tokens: config.tpm.and_then(quota).map(RateLimiter::direct),
@@ -150,7 +151,7 @@ impl QuotaLimiter {
                 requests.until_ready().await;
             }
             if let Some(token_bucket) = &buckets.tokens {
-                // A request larger than one second's worth of tokens takes the whole burst:
+                // A request larger than the token burst takes the whole burst:
                 // it cannot be split, and waiting for more than the bucket holds would never end.
                 let n = tokens.clamp(1, buckets.token_burst.max(1));
                 let _ = token_bucket
@@ -242,9 +243,9 @@ mod tests {
         );
         let requests = buckets.requests.as_ref().unwrap();
         let granted = (0..50).filter(|_| requests.check().is_ok()).count();
-        // 600 RPM is 10 requests a second: a burst of 10, then one per 100 ms.
-        assert_eq!(granted, 10);
-        assert_eq!(buckets.token_burst, 2_000);
+        // 600 RPM is 10 requests a second: a burst of 5, then one per 100 ms.
+        assert_eq!(granted, 5);
+        assert_eq!(buckets.token_burst, 1_000);
         let halved = buckets_for(
             &QuotaConfig {
                 rpm: Some(600),
@@ -256,7 +257,7 @@ mod tests {
         let granted = (0..50)
             .filter(|_| halved.requests.as_ref().unwrap().check().is_ok())
             .count();
-        assert_eq!(granted, 5);
+        assert_eq!(granted, 2);
     }
 
     #[test]

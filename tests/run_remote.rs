@@ -513,12 +513,15 @@ fn a_second_run_of_the_same_program_is_answered_by_the_cache() {
 }
 
 #[test]
-fn sigkill_then_resume_finishes_the_run_and_sends_each_row_once() {
+fn sigkill_then_resume_finishes_the_run_and_pays_for_each_row_once() {
     let rows = dataset_rows("mmlu_anatomy_test");
     let (key, correct) = answer_key(&rows, |i| i % 4 != 1);
+    // From the 60th request on the server stops answering: the client ends up with four
+    // requests in flight and every answered row on disk, and is killed right then.
     let server = ChatServer::start(ServerConfig {
         answer_key: key,
-        latency: Duration::from_millis(40),
+        latency: Duration::from_millis(5),
+        hang_from: Some(60),
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
@@ -547,17 +550,21 @@ fn sigkill_then_resume_finishes_the_run_and_sends_each_row_once() {
         .unwrap();
     let outputs = folder.join("outputs.jsonl");
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while read_jsonl_lossy(&outputs) < 40 {
+    loop {
+        let answered = server.seen().iter().filter(|r| r.status == 200).count();
+        if server.hanging() == 4 && read_jsonl_lossy(&outputs) == answered {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
-            "the run never got going"
+            "the run never reached the hang"
         );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let before = read_jsonl_lossy(&outputs);
-    assert!(before < 135, "the run finished before it could be killed");
+    assert_eq!(read_jsonl_lossy(&outputs), 59);
+    server.stop_hanging();
 
     let mut command = evalr();
     azure(&server, &mut command);
@@ -578,13 +585,77 @@ fn sigkill_then_resume_finishes_the_run_and_sends_each_row_once() {
         summary(&folder)["correct"].as_u64().unwrap() as usize,
         correct
     );
+    // Each row was answered (and paid for) exactly once over both processes; the four that
+    // were in flight at the kill were sent again because they had never been answered.
     let counts = server.answered_per_question();
     assert_eq!(counts.len(), 135);
     assert!(
         counts.values().all(|&n| n == 1),
-        "some rows were sent twice: {:?}",
+        "{} rows were answered twice",
         counts.values().filter(|&&n| n > 1).count()
     );
+    assert_eq!(server.seen().len(), 135 + 4);
+}
+
+#[test]
+fn a_torn_last_line_from_a_crash_is_cut_off_on_resume() {
+    let rows: Vec<_> = dataset_rows("mmlu_anatomy_test")
+        .into_iter()
+        .take(10)
+        .collect();
+    let (key, correct) = answer_key(&rows, |_| true);
+    let server = ChatServer::start(ServerConfig {
+        answer_key: key,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let mut command = evalr();
+    azure(&server, &mut command);
+    let output = command
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "azure:gpt-4o",
+            "--no-cache",
+            "--quiet",
+            "--limit",
+            "10",
+        ])
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    // Simulate a crash in the middle of writing the eighth line.
+    let outputs = folder.join("outputs.jsonl");
+    let text = std::fs::read_to_string(&outputs).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let torn = format!("{}\n{}", lines[..7].join("\n"), &lines[7][..40]);
+    std::fs::write(&outputs, torn).unwrap();
+    let mut command = evalr();
+    azure(&server, &mut command);
+    let output = command
+        .args(["run", "--quiet", "--resume"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let records = read_jsonl(&outputs);
+    assert_eq!(records.len(), 10);
+    assert_eq!(
+        summary(&folder)["correct"].as_u64().unwrap() as usize,
+        correct
+    );
+    assert_eq!(server.seen().len(), 13);
 }
 
 /// Lines in a file that may end in a torn line.
@@ -789,4 +860,194 @@ fn max_errors_stops_the_run_cleanly_with_exit_code_1() {
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
     assert_eq!(manifest["status"], "stopped_max_errors");
+}
+
+#[test]
+fn reasoning_models_get_max_completion_tokens_and_no_sampling_parameters() {
+    let rows: Vec<_> = dataset_rows("mmlu_anatomy_test")
+        .into_iter()
+        .take(3)
+        .collect();
+    let (key, _) = answer_key(&rows, |_| true);
+    let server = ChatServer::start(ServerConfig {
+        answer_key: key,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let mut command = evalr();
+    azure(&server, &mut command);
+    let output = command
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "azure:o3-mini",
+            "--no-cache",
+            "--quiet",
+            "--limit",
+            "3",
+        ])
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(summary(&folder)["correct"], 3);
+    for request in server.seen() {
+        let body = request.body.as_object().unwrap();
+        assert!(body.contains_key("max_completion_tokens") && !body.contains_key("max_tokens"));
+        assert!(!body.contains_key("temperature") && !body.contains_key("logprobs"));
+    }
+}
+
+#[test]
+fn max_cost_stops_cleanly_and_the_run_resumes_to_the_end() {
+    let rows: Vec<_> = dataset_rows("mmlu_anatomy_test")
+        .into_iter()
+        .take(30)
+        .collect();
+    let (key, _) = answer_key(&rows, |_| true);
+    let server = ChatServer::start(ServerConfig {
+        answer_key: key,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("evalr.toml");
+    std::fs::write(
+        &config,
+        format!("[models.priced]\nkind = \"azure\"\nendpoint = \"{}\"\ndeployment = \"gpt-4o\"\nmodel = \"gpt-4o\"\napi_key_env = \"EVALR_TEST_KEY\"\nmax_in_flight = 1\nprices = {{ input_per_mtok = 1000.0, output_per_mtok = 1000.0 }}\n", server.azure_endpoint()),
+    )
+    .unwrap();
+    let folder = dir.path().join("run");
+    // Each row costs ~0.1 $ at these prices: a 1 $ budget stops the run after about ten rows.
+    let output = evalr()
+        .env("EVALR_TEST_KEY", "test-key")
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "priced",
+            "--no-cache",
+            "--quiet",
+            "--limit",
+            "30",
+            "--max-cost",
+            "1",
+        ])
+        .arg("--config")
+        .arg(&config)
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "stopped_max_cost");
+    let stopped_at = read_jsonl(&folder.join("outputs.jsonl")).len();
+    assert!((5..30).contains(&stopped_at), "{stopped_at}");
+    // The budget is the whole run's: resuming with the same budget stops after at most one row
+    // more; a raised budget finishes the run, each row sent once.
+    let output = evalr()
+        .env("EVALR_TEST_KEY", "test-key")
+        .args(["run", "--quiet", "--resume"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(read_jsonl(&folder.join("outputs.jsonl")).len() <= stopped_at + 1);
+    let output = evalr()
+        .env("EVALR_TEST_KEY", "test-key")
+        .args(["run", "--quiet", "--max-cost", "100", "--resume"])
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(read_jsonl(&folder.join("outputs.jsonl")).len(), 30);
+    assert!(server.answered_per_question().values().all(|&n| n == 1));
+}
+
+#[test]
+fn ctrl_c_stops_gracefully_with_everything_finished_on_disk() {
+    let rows = dataset_rows("mmlu_anatomy_test");
+    let (key, _) = answer_key(&rows, |_| true);
+    let server = ChatServer::start(ServerConfig {
+        answer_key: key,
+        latency: Duration::from_millis(50),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let mut command = evalr();
+    azure(&server, &mut command);
+    let child = command
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "azure:gpt-4o",
+            "--no-cache",
+            "--quiet",
+            "--max-in-flight",
+            "2",
+        ])
+        .arg("--results-dir")
+        .arg(&folder)
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let outputs = folder.join("outputs.jsonl");
+    while read_jsonl_lossy(&outputs) < 10 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(130),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "interrupted");
+    let records = read_jsonl(&outputs);
+    assert!(records.len() < 135);
+    // Every row the server answered before the stop is on disk: nothing finished is lost.
+    assert_eq!(
+        records.len(),
+        server.seen().iter().filter(|r| r.status == 200).count()
+    );
 }

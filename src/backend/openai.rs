@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -66,11 +66,16 @@ pub struct ChatBackend {
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
     json_schema_works: AtomicBool,
+    /// Reported prompt tokens / estimated prompt tokens, smoothed (f64 bits): corrects the
+    /// estimate the token bucket uses when our tokenizer is not the service's.
+    estimate_correction: AtomicU64,
 }
 
 /// Bias that makes the options' tokens the only likely ones without touching their order.
 const OPTION_LOGIT_BIAS: i32 = 100;
 const TOP_LOGPROBS: usize = 20;
+/// `max_completion_tokens` of a reasoning model's `select`: room to reason, then answer.
+const REASONING_SELECT_BUDGET: u32 = 4096;
 
 impl ChatBackend {
     pub fn new(
@@ -90,6 +95,7 @@ impl ChatBackend {
         Ok(ChatBackend {
             logprobs_work: AtomicBool::new(config.capabilities.logprobs && !config.reasoning),
             json_schema_works: AtomicBool::new(config.capabilities.json_schema),
+            estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
             client,
             limiter,
@@ -170,7 +176,9 @@ impl ChatBackend {
         messages: &[Message],
         max_tokens: u32,
     ) -> Result<Completion, BackendError> {
-        let estimate = self.tokens.count_messages(messages) + u64::from(max_tokens);
+        let prompt_estimate = self.tokens.count_messages(messages);
+        let correction = f64::from_bits(self.estimate_correction.load(Ordering::Relaxed));
+        let estimate = (prompt_estimate as f64 * correction).ceil() as u64 + u64::from(max_tokens);
         let _permit = self
             .limiter
             .acquire(u32::try_from(estimate).unwrap_or(u32::MAX))
@@ -204,6 +212,16 @@ impl ChatBackend {
                 "{} answered with no choices",
                 self.url_for_errors()
             )));
+        }
+        if let Some(usage) = &completion.usage
+            && usage.prompt_tokens > 0
+            && prompt_estimate > 0
+        {
+            // Exponential moving average: one odd request does not swing the estimate.
+            let observed = usage.prompt_tokens as f64 / prompt_estimate as f64;
+            let updated = 0.9 * correction + 0.1 * observed;
+            self.estimate_correction
+                .store(updated.clamp(0.25, 4.0).to_bits(), Ordering::Relaxed);
         }
         if completion.choices[0].finish_reason.as_deref() == Some("content_filter") {
             return Err(BackendError::ContentFilter(
@@ -395,7 +413,12 @@ impl ChatBackend {
             .map(|o| self.tokens.count(o))
             .max()
             .unwrap_or(1);
-        let max_tokens = (longest + 16).max(24) as u32;
+        // Reasoning models spend hidden reasoning tokens out of the same budget.
+        let max_tokens = if self.config.reasoning {
+            REASONING_SELECT_BUDGET
+        } else {
+            (longest + 16).max(24) as u32
+        };
         let ask = |messages: &[Message]| {
             let mut body = self.base_body(messages, max_tokens);
             self.set_sampling(&mut body, request.temperature, None);

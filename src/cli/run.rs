@@ -9,7 +9,7 @@ use clap::{Args, Subcommand};
 use super::UsageError;
 use crate::program::{CallKind, Program, ProgramFile, Step, list_programs, resolve_program};
 use crate::run::record::RunStatus;
-use crate::run::{RunError, RunOptions};
+use crate::run::{ResumeOverrides, RunError, RunOptions};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
@@ -94,7 +94,9 @@ pub struct RunArgs {
     /// Count requests, tokens and cost without calling the model.
     #[arg(long)]
     pub dry_run: bool,
-    /// Finish an interrupted run: rows already in its outputs.jsonl are never sent again.
+    /// Finish an interrupted run: rows already in its outputs.jsonl are never sent again. Its
+    /// run.json gives the options; --max-cost, --max-errors, --rpm, --tpm and --max-in-flight
+    /// may be changed.
     #[arg(long, value_name = "RUN_FOLDER", conflicts_with_all = ["program", "dataset"])]
     pub resume: Option<PathBuf>,
     #[arg(long, default_value = "programs")]
@@ -188,7 +190,18 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let report = runtime
         .block_on(crate::run::execute(
             options,
-            args.resume.as_deref(),
+            args.resume.as_deref().map(|folder| {
+                (
+                    folder,
+                    ResumeOverrides {
+                        max_cost: args.max_cost,
+                        max_errors: args.max_errors,
+                        rpm: args.rpm,
+                        tpm: args.tpm,
+                        max_in_flight: args.max_in_flight,
+                    },
+                )
+            }),
             !args.quiet,
         ))
         .map_err(classify)?;

@@ -107,6 +107,26 @@ pub struct RunOptions {
     pub no_chat_template: bool,
 }
 
+/// Settings a resumed run may change (everything else comes from its `run.json`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ResumeOverrides {
+    pub max_cost: Option<f64>,
+    pub max_errors: Option<u64>,
+    pub rpm: Option<u32>,
+    pub tpm: Option<u32>,
+    pub max_in_flight: Option<usize>,
+}
+
+impl ResumeOverrides {
+    fn apply(self, options: &mut RunOptions) {
+        options.max_cost = self.max_cost.or(options.max_cost);
+        options.max_errors = self.max_errors.or(options.max_errors);
+        options.rpm = self.rpm.or(options.rpm);
+        options.tpm = self.tpm.or(options.tpm);
+        options.max_in_flight = self.max_in_flight.or(options.max_in_flight);
+    }
+}
+
 /// How the run ended, for the exit code.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -293,17 +313,18 @@ fn selected_rows<'a>(
 /// Starts a new run, or resumes the one in `resume` (whose `run.json` gives the options).
 pub async fn execute(
     options: RunOptions,
-    resume: Option<&Path>,
+    resume: Option<(&Path, ResumeOverrides)>,
     show_progress: bool,
 ) -> Result<RunReport, RunError> {
     let (options, folder, started_at, done) = match resume {
-        Some(folder) => {
+        Some((folder, overrides)) => {
             let manifest = journal::read_manifest(folder)?;
-            let options: RunOptions =
+            let mut options: RunOptions =
                 serde_json::from_value(manifest.config.clone()).map_err(|e| RunError::Resume {
                     folder: folder.to_path_buf(),
                     message: format!("run.json has no usable options ({e})"),
                 })?;
+            overrides.apply(&mut options);
             let done = journal::finished_ids(folder)?;
             (options, folder.to_path_buf(), manifest.started_at, done)
         }
@@ -324,7 +345,7 @@ pub async fn execute(
         }
     };
     let prepared = prepare(&options)?;
-    if let Some(folder) = resume {
+    if let Some((folder, _)) = resume {
         let manifest = journal::read_manifest(folder)?;
         if manifest.program.sha256 != prepared.program.file.sha256 {
             return Err(RunError::Resume {
@@ -457,7 +478,13 @@ async fn schedule(
     let prices = model_prices(&prepared.resolved);
     let mut progress = progress::Progress::new(selected, done.len() as u64, show_progress);
     let mut errors = 0u64;
-    let mut spent = 0.0f64;
+    // --max-cost is the budget of the whole run: what resumed rows already cost counts.
+    let mut spent = match prices {
+        Some(prices) if !done.is_empty() => summary::summarise(journal.folder())
+            .map(|s| prices.cost(s.prompt_tokens, s.completion_tokens))
+            .unwrap_or(0.0),
+        _ => 0.0,
+    };
     let mut status = RunStatus::Finished;
     let rows_stop = Arc::clone(&stop);
     let row_stream = futures::stream::iter(

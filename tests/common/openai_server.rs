@@ -9,8 +9,10 @@
 //! - `logprobs` / `top_logprobs` when asked and enabled; `response_format` JSON schema answers
 //!   `{"answer": ...}`; without either the answer is written in `style` (plain, sentence,
 //!   or unmatchable text).
-//! - Per-minute request and token quotas, evaluated like Azure's over short windows, answering
-//!   429 with `retry-after-ms` / `retry-after`, and `x-ratelimit-remaining-*` on success.
+//! - Per-minute request and token quotas, evaluated like Azure's over short windows (a bucket
+//!   holding one window's worth, refilled at the per-minute rate; tokens estimated on arrival
+//!   as prompt characters / 4 + `max_tokens`), answering 429 with `retry-after-ms` /
+//!   `retry-after`, and `x-ratelimit-remaining-*` on success.
 //! - Faults: latency, injected 500s, hangs, malformed bodies, content-filter refusals.
 //! - Every request is recorded (question, status) so tests can count what was sent.
 
@@ -61,6 +63,9 @@ pub struct ServerConfig {
     pub malformed_every: Option<u64>,
     /// Never answer the first N requests (they hang until the client times out).
     pub hang_first: u64,
+    /// Never answer request N and every one after it, until `stop_hanging` (so a test can
+    /// kill a client at a moment when every answered row is on disk).
+    pub hang_from: Option<u64>,
     /// Questions containing this text are refused by the content filter.
     pub content_filter_trigger: Option<String>,
 }
@@ -80,6 +85,7 @@ impl Default for ServerConfig {
             fail_every: None,
             malformed_every: None,
             hang_first: 0,
+            hang_from: None,
             content_filter_trigger: None,
         }
     }
@@ -94,9 +100,11 @@ pub struct SeenRequest {
     pub at: Instant,
 }
 
+/// What is left of the quota: request and token cells, refilled continuously.
 struct Quota {
-    /// (time, tokens) of accepted requests inside the window.
-    accepted: Vec<(Instant, u64)>,
+    requests: Option<f64>,
+    tokens: Option<f64>,
+    last: Instant,
 }
 
 struct Shared {
@@ -105,6 +113,7 @@ struct Shared {
     seen: Mutex<Vec<SeenRequest>>,
     quota: Mutex<Quota>,
     counter: AtomicU64,
+    hang_from: AtomicU64,
 }
 
 pub struct ChatServer {
@@ -145,10 +154,16 @@ impl ChatServer {
             key,
             seen: Mutex::new(Vec::new()),
             quota: Mutex::new(Quota {
-                accepted: Vec::new(),
+                requests: None,
+                tokens: None,
+                last: Instant::now(),
             }),
             counter: AtomicU64::new(0),
+            hang_from: AtomicU64::new(u64::MAX),
         });
+        if let Some(n) = shared.config.hang_from {
+            shared.hang_from.store(n, Ordering::SeqCst);
+        }
         let app = Router::new()
             .route(
                 "/openai/deployments/{deployment}/chat/completions",
@@ -174,6 +189,16 @@ impl ChatServer {
 
     pub fn seen(&self) -> Vec<SeenRequest> {
         self.shared.seen.lock().expect("lock").clone()
+    }
+
+    /// Answers normally again after `hang_from`.
+    pub fn stop_hanging(&self) {
+        self.shared.hang_from.store(u64::MAX, Ordering::SeqCst);
+    }
+
+    /// Requests received that are still waiting for an answer because of `hang_from`.
+    pub fn hanging(&self) -> usize {
+        self.seen().iter().filter(|r| r.status == 0).count()
     }
 
     /// How many requests carried each question, counting only those answered 200.
@@ -277,7 +302,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
         );
     }
-    if n <= config.hang_first {
+    if n <= config.hang_first || n >= shared.hang_from.load(Ordering::SeqCst) {
         record(0);
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
@@ -301,25 +326,38 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
     if config.rpm.is_some() || config.tpm.is_some() {
         let mut quota = shared.quota.lock().expect("lock");
         let now = Instant::now();
-        let window = config.window;
-        quota
-            .accepted
-            .retain(|(t, _)| now.duration_since(*t) < window);
-        let scale = window.as_secs_f64() / 60.0;
-        let request_limit = config
-            .rpm
-            .map(|r| ((r as f64 * scale).floor() as usize).max(1));
-        let token_limit = config
-            .tpm
-            .map(|t| ((t as f64 * scale).floor() as u64).max(1));
-        let used_tokens: u64 = quota.accepted.iter().map(|(_, t)| t).sum();
-        let over_requests = request_limit.is_some_and(|l| quota.accepted.len() >= l);
-        let over_tokens = token_limit.is_some_and(|l| used_tokens + estimated > l);
-        if over_requests || over_tokens {
-            let oldest = quota.accepted.first().map(|(t, _)| *t).unwrap_or(now);
-            let wait = window
-                .saturating_sub(now.duration_since(oldest))
-                .max(Duration::from_millis(1));
+        // Leaky buckets holding one window's worth, refilled continuously at the per-minute rate.
+        let elapsed = now.duration_since(quota.last).as_secs_f64();
+        quota.last = now;
+        let scale = config.window.as_secs_f64() / 60.0;
+        let request_capacity = config.rpm.map(|r| (r as f64 * scale).max(1.0));
+        let token_capacity = config.tpm.map(|t| (t as f64 * scale).max(1.0));
+        if let (Some(capacity), Some(rpm)) = (request_capacity, config.rpm) {
+            quota.requests = (quota.requests.unwrap_or(capacity) + elapsed * rpm as f64 / 60.0)
+                .min(capacity)
+                .into();
+        }
+        if let (Some(capacity), Some(tpm)) = (token_capacity, config.tpm) {
+            quota.tokens = (quota.tokens.unwrap_or(capacity) + elapsed * tpm as f64 / 60.0)
+                .min(capacity)
+                .into();
+        }
+        let short_requests = quota
+            .requests
+            .map(|r| 1.0 - r)
+            .filter(|d| *d > 0.0)
+            .map(|d| d * 60.0 / config.rpm.unwrap_or(1) as f64);
+        let short_tokens = quota
+            .tokens
+            .map(|t| estimated as f64 - t)
+            .filter(|d| *d > 0.0)
+            .map(|d| d * 60.0 / config.tpm.unwrap_or(1) as f64);
+        if let Some(wait_secs) = short_requests
+            .into_iter()
+            .chain(short_tokens)
+            .reduce(f64::max)
+        {
+            let wait = Duration::from_secs_f64(wait_secs).max(Duration::from_millis(1));
             drop(quota);
             record(429);
             let mut response = error(
@@ -333,7 +371,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             let h = response.headers_mut();
             h.insert(
                 "retry-after-ms",
-                HeaderValue::from_str(&wait.as_millis().to_string()).expect("header"),
+                HeaderValue::from_str(&wait.as_millis().max(1).to_string()).expect("header"),
             );
             h.insert(
                 "retry-after",
@@ -341,10 +379,15 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             );
             return response;
         }
-        quota.accepted.push((now, estimated));
+        if let Some(r) = quota.requests.as_mut() {
+            *r -= 1.0;
+        }
+        if let Some(t) = quota.tokens.as_mut() {
+            *t -= estimated as f64;
+        }
         remaining = (
-            request_limit.map(|l| l - quota.accepted.len()),
-            token_limit.map(|l| l.saturating_sub(used_tokens + estimated)),
+            quota.requests.map(|r| r.max(0.0) as u64),
+            quota.tokens.map(|t| t.max(0.0) as u64),
         );
     }
     if !config.latency.is_zero() {
