@@ -32,7 +32,7 @@ async fn main() {
         latency: Duration::from_millis(args.latency_ms),
         ..Default::default()
     };
-    let (addr, _shared) =
+    let addr =
         openai_server::ChatServer::serve_forever(config, &format!("127.0.0.1:{}", args.port)).await;
     eprintln!("listening on http://{addr}");
     std::future::pending::<()>().await;

@@ -139,12 +139,9 @@ impl ChatServer {
     }
 
     /// Serves on `bind` inside the current runtime (for the standalone benchmark server).
-    pub async fn serve_forever(
-        config: ServerConfig,
-        bind: &str,
-    ) -> (SocketAddr, Arc<impl Send + Sync>) {
-        let (addr, shared) = Self::serve(config, bind).await;
-        (addr, shared)
+    pub async fn serve_forever(config: ServerConfig, bind: &str) -> SocketAddr {
+        let (addr, _shared) = Self::serve(config, bind).await;
+        addr
     }
 
     async fn serve(config: ServerConfig, bind: &str) -> (SocketAddr, Arc<Shared>) {
