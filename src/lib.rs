@@ -4,11 +4,12 @@
 //! `backend` under the `limiter` and journals every finished row; `score` and `report` read
 //! only result folders.
 
+pub mod azureml;
 pub mod backend;
 pub mod cli;
 pub mod dataset;
 pub mod limiter;
 pub mod program;
+pub mod report;
 pub mod run;
 pub mod score;
-pub mod report;

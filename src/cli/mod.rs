@@ -11,10 +11,15 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod azureml;
 pub mod datasets;
 
 #[derive(Debug, Parser)]
-#[command(name = "evalr", version, about = "Evaluate large language models on MMLU-style datasets")]
+#[command(
+    name = "evalr",
+    version,
+    about = "Evaluate large language models on MMLU-style datasets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +30,8 @@ pub enum Command {
     /// Fetch, convert, list and show datasets.
     #[command(subcommand)]
     Datasets(datasets::DatasetsCommand),
+    /// Join the shard folders of a sharded run (`--shard K/N`) into one result folder.
+    Merge(azureml::MergeArgs),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -35,6 +42,7 @@ pub struct UsageError(pub String);
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Datasets(command) => datasets::execute(command),
+        Command::Merge(args) => azureml::merge(args),
     }
 }
 
@@ -51,7 +59,10 @@ pub fn describe_error(error: &anyhow::Error) -> String {
 }
 
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    if error.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+    if error
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
