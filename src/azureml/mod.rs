@@ -4,5 +4,6 @@
 //! the edges (the shard filter and quota split when a run starts, MLflow when it ends, a
 //! token source when a backend has no key).
 
+pub mod identity;
 pub mod merge;
 pub mod shard;

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::azureml::identity;
 use crate::azureml::merge::{self, RowOrder};
 
 /// `evalr merge SHARD_DIR... --out DIR`
@@ -41,6 +42,38 @@ pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
         summary.status,
         summary.duplicate_outputs,
         summary.dropped_errors,
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `evalr auth-check [--scope SCOPE]`
+#[derive(Debug, Args)]
+pub struct AuthCheckArgs {
+    /// Scope to get a token for: Azure OpenAI's by default; AzureML endpoints take
+    /// https://ml.azure.com/.default.
+    #[arg(long, default_value = identity::COGNITIVE_SERVICES_SCOPE)]
+    pub scope: String,
+}
+
+/// Gets one Entra ID token the way a keyless backend would and says which credential gave
+/// it. The token itself is never printed.
+pub fn auth_check(args: AuthCheckArgs) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Runtime::new()?;
+    let source = identity::CachedTokenSource::new(identity::DefaultChain::from_env());
+    let token = runtime
+        .block_on(source.access_token(&args.scope))
+        .map_err(|e| super::UsageError(e.to_string()))?;
+    let from = source.fetcher().chosen_name().unwrap_or("?");
+    let until = chrono::DateTime::<chrono::Utc>::from(token.expires_at);
+    let left = token
+        .expires_at
+        .duration_since(std::time::SystemTime::now())
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    println!(
+        "ok: got a token for {} from {from}, valid until {} ({left} s from now)",
+        args.scope,
+        until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     );
     Ok(ExitCode::SUCCESS)
 }

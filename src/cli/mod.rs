@@ -32,6 +32,8 @@ pub enum Command {
     Datasets(datasets::DatasetsCommand),
     /// Join the shard folders of a sharded run (`--shard K/N`) into one result folder.
     Merge(azureml::MergeArgs),
+    /// Get an Entra ID token as a keyless backend would, and say which credential gave it.
+    AuthCheck(azureml::AuthCheckArgs),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -43,6 +45,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Datasets(command) => datasets::execute(command),
         Command::Merge(args) => azureml::merge(args),
+        Command::AuthCheck(args) => azureml::auth_check(args),
     }
 }
 
