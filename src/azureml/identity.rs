@@ -166,7 +166,8 @@ impl TokenFetcher for AzureSdkCredential {
                 .await
                 .map_err(|e| IdentityError::Credential {
                     credential: self.name,
-                    message: e.to_string(),
+                    // azure_identity puts a troubleshooting link on a second line; keep one line.
+                    message: e.to_string().replace('\n', " "),
                 })?;
         let seconds = token.expires_on.unix_timestamp().max(0) as u64;
         Ok(AccessToken {
@@ -415,7 +416,7 @@ fn sdk_credential(
         Ok(c) => Box::new(AzureSdkCredential::new(name, c)),
         Err(e) => Box::new(Unavailable {
             name,
-            message: e.to_string(),
+            message: e.to_string().replace('\n', " "),
         }),
     }
 }
