@@ -6,4 +6,5 @@
 
 pub mod identity;
 pub mod merge;
+pub mod mlflow;
 pub mod shard;

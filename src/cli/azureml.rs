@@ -7,6 +7,7 @@ use clap::Args;
 
 use crate::azureml::identity;
 use crate::azureml::merge::{self, RowOrder};
+use crate::azureml::mlflow;
 
 /// `evalr merge SHARD_DIR... --out DIR`
 #[derive(Debug, Args)]
@@ -74,6 +75,60 @@ pub fn auth_check(args: AuthCheckArgs) -> anyhow::Result<ExitCode> {
         "ok: got a token for {} from {from}, valid until {} ({left} s from now)",
         args.scope,
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `evalr mlflow-log RESULTS_DIR`
+#[derive(Debug, Args)]
+pub struct MlflowLogArgs {
+    /// A scored result folder (run.json and summary.json).
+    #[arg(value_name = "RESULTS_DIR")]
+    pub dir: PathBuf,
+}
+
+/// Logs a result folder to the MLflow tracking server named by `MLFLOW_TRACKING_URI`.
+pub fn mlflow_log(args: MlflowLogArgs) -> anyhow::Result<ExitCode> {
+    let tracking = mlflow::Tracking::from_env()
+        .map_err(|e| super::UsageError(e.to_string()))?
+        .ok_or_else(|| {
+            super::UsageError(
+                "MLFLOW_TRACKING_URI is not set: point it at a tracking server (http://host:port, or the azureml:// URI of a workspace; AzureML jobs set it)".into(),
+            )
+        })?;
+    if !args.dir.join("run.json").is_file() {
+        return Err(super::UsageError(format!(
+            "{}: not a result folder (no run.json)",
+            args.dir.display()
+        ))
+        .into());
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    let logged = runtime
+        .block_on(mlflow::log_results(&tracking, &args.dir))
+        .map_err(|e| match e {
+            mlflow::MlflowError::File { .. } | mlflow::MlflowError::UnsupportedUri(_) => {
+                anyhow::Error::new(super::UsageError(e.to_string()))
+            }
+            other => anyhow::Error::new(other),
+        })?;
+    if let Some(reason) = &logged.artifacts_skipped {
+        eprintln!("warning: artifacts not uploaded: {reason}");
+    }
+    println!(
+        "logged {} to MLflow run {} (experiment {}) at {}: {} params, {} metrics, {} artifacts{}",
+        args.dir.display(),
+        logged.run_id,
+        logged.experiment_id,
+        tracking.base,
+        logged.params,
+        logged.metrics,
+        logged.artifacts.len(),
+        if logged.artifacts.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", logged.artifacts.join(", "))
+        }
     );
     Ok(ExitCode::SUCCESS)
 }

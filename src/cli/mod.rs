@@ -34,6 +34,8 @@ pub enum Command {
     Merge(azureml::MergeArgs),
     /// Get an Entra ID token as a keyless backend would, and say which credential gave it.
     AuthCheck(azureml::AuthCheckArgs),
+    /// Log a scored result folder to MLflow (MLFLOW_TRACKING_URI): params, metrics, reports.
+    MlflowLog(azureml::MlflowLogArgs),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -46,6 +48,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datasets(command) => datasets::execute(command),
         Command::Merge(args) => azureml::merge(args),
         Command::AuthCheck(args) => azureml::auth_check(args),
+        Command::MlflowLog(args) => azureml::mlflow_log(args),
     }
 }
 
