@@ -197,7 +197,8 @@ impl std::fmt::Display for ShardSpec {
     }
 }
 
-/// The shard (0-based) that owns `row_id` among `count` shards.
+/// The shard (0-based) that owns `row_id` among `count` shards: the first 8 bytes of the
+/// id's SHA-256 as a little-endian integer, modulo `count` (the same rule as `run::rows`).
 pub fn shard_of(row_id: &str, count: u32) -> u32 {
     if count <= 1 {
         return 0;
@@ -205,7 +206,7 @@ pub fn shard_of(row_id: &str, count: u32) -> u32 {
     let digest = Sha256::digest(row_id.as_bytes());
     let mut first = [0u8; 8];
     first.copy_from_slice(&digest[..8]);
-    (u64::from_be_bytes(first) % u64::from(count)) as u32
+    (u64::from_le_bytes(first) % u64::from(count)) as u32
 }
 
 #[cfg(test)]
@@ -345,8 +346,8 @@ mod tests {
         assert_eq!(pinned, PINNED);
         assert_eq!(shard_of("anything", 1), 0);
     }
-    // Computed independently: Python `int.from_bytes(sha256(id).digest()[:8], "big") % 4`.
-    const PINNED: [u32; 8] = [1, 1, 0, 0, 3, 0, 2, 1];
+    // Computed independently: Python `int.from_bytes(sha256(id).digest()[:8], "little") % 4`.
+    const PINNED: [u32; 8] = [0, 3, 1, 2, 2, 2, 1, 2];
 
     #[test]
     fn quota_is_split_and_never_zero() {
