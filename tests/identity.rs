@@ -209,3 +209,37 @@ fn auth_check_without_any_credential_explains_what_to_do() {
     );
     assert!(err.trim_end().ends_with("; set a key instead, or sign in with `az login`, or run where a managed identity is available"), "{err}");
 }
+
+#[test]
+fn auth_check_uses_the_environment_client_secret_against_the_authority_host() {
+    let authority = identity_server::TlsAuthority::start(3600);
+    let env = |secret: &str| {
+        vec![
+            ("AZURE_TENANT_ID", "my-tenant".to_string()),
+            ("AZURE_CLIENT_ID", "my-client".to_string()),
+            ("AZURE_CLIENT_SECRET", secret.to_string()),
+            ("AZURE_AUTHORITY_HOST", authority.base.clone()),
+            // The authority's certificate is signed by the test's CA.
+            ("SSL_CERT_FILE", authority.ca_file.display().to_string()),
+        ]
+    };
+    let assert = evalr_with_env(&env(SECRET)).arg("auth-check").assert().success();
+    let out = stdout_of(&assert);
+    assert!(
+        out.starts_with("ok: got a token for https://cognitiveservices.azure.com/.default from EnvironmentCredential(client secret), valid until "),
+        "{out}"
+    );
+    let requests = authority.requests();
+    assert_eq!(requests.len(), 1);
+    let form = &requests[0].params;
+    assert_eq!(form["tenant"], "my-tenant");
+    assert_eq!(form["client_id"], "my-client");
+    assert_eq!(form["scope"], COGNITIVE_SERVICES_SCOPE);
+
+    // A wrong secret: the authority's reason, never the secret.
+    let assert = evalr_with_env(&env("not-the-secret")).arg("auth-check").assert().code(2);
+    let err = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert!(err.contains("EnvironmentCredential(client secret): "), "{err}");
+    assert!(err.contains("AADSTS7000215: Invalid client secret provided."), "{err}");
+    assert!(!err.contains("not-the-secret"), "{err}");
+}

@@ -196,3 +196,117 @@ async fn app_service(
     }
     token_answer(&shared, n, params.get("resource"))
 }
+
+/// A local Entra ID authority over HTTPS (`AZURE_AUTHORITY_HOST` must be https):
+/// `POST /{tenant}/oauth2/v2.0/token` with the client-credentials form answers
+/// `{"token_type": "Bearer", "expires_in": lifetime, "access_token": "token-N"}`. Its
+/// certificate is signed by a CA written to `ca_file`, for `SSL_CERT_FILE`.
+pub struct TlsAuthority {
+    pub base: String,
+    pub ca_file: std::path::PathBuf,
+    requests: Arc<Mutex<Vec<Recorded>>>,
+    handle: axum_server::Handle<std::net::SocketAddr>,
+    thread: Option<std::thread::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsAuthority {
+    pub fn start(lifetime_secs: u64) -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let dir = tempfile::tempdir().unwrap();
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let key = KeyPair::generate().unwrap();
+        let cert = CertificateParams::new(vec!["localhost".to_string()])
+            .unwrap()
+            .signed_by(&key, &issuer)
+            .unwrap();
+        let ca_file = dir.path().join("ca.pem");
+        std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let shared = Shared {
+            lifetime_secs,
+            requests: requests.clone(),
+        };
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+        let handle = axum_server::Handle::new();
+        let server_handle = handle.clone();
+        let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
+        let thread = std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            // Both ring and aws-lc-rs are compiled into the test binary: pick one.
+            let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
+            runtime.block_on(async move {
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem(cert_pem, key_pem)
+                    .await
+                    .unwrap();
+                let app = Router::new()
+                    .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(client_credentials))
+                    .with_state(shared);
+                axum_server::from_tcp_rustls(listener, config)
+                    .unwrap()
+                    .handle(server_handle)
+                    .serve(app.into_make_service())
+                    .await
+                    .unwrap();
+            });
+        });
+        TlsAuthority {
+            base,
+            ca_file,
+            requests,
+            handle,
+            thread: Some(thread),
+            _dir: dir,
+        }
+    }
+
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for TlsAuthority {
+    fn drop(&mut self) {
+        self.handle.shutdown();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+async fn client_credentials(
+    State(shared): State<Shared>,
+    axum::extract::Path(tenant): axum::extract::Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<HashMap<String, String>>,
+) -> Response {
+    let mut params = form.clone();
+    params.insert("tenant".into(), tenant);
+    let n = record(&shared, "POST", "/oauth2/v2.0/token", params, &headers);
+    if form.get("grant_type").map(String::as_str) != Some("client_credentials")
+        || form.get("client_secret").map(String::as_str) != Some(SECRET)
+    {
+        return (
+            StatusCode::UNAUTHORIZED,
+            axum::Json(json!({"error": "invalid_client", "error_description": "AADSTS7000215: Invalid client secret provided.", "error_codes": [7000215]})),
+        )
+            .into_response();
+    }
+    axum::Json(json!({
+        "token_type": "Bearer",
+        "expires_in": shared.lifetime_secs,
+        "ext_expires_in": shared.lifetime_secs,
+        "access_token": format!("token-{n}"),
+    }))
+    .into_response()
+}
