@@ -223,7 +223,10 @@ fn auth_check_uses_the_environment_client_secret_against_the_authority_host() {
             ("SSL_CERT_FILE", authority.ca_file.display().to_string()),
         ]
     };
-    let assert = evalr_with_env(&env(SECRET)).arg("auth-check").assert().success();
+    let assert = evalr_with_env(&env(SECRET))
+        .arg("auth-check")
+        .assert()
+        .success();
     let out = stdout_of(&assert);
     assert!(
         out.starts_with("ok: got a token for https://cognitiveservices.azure.com/.default from EnvironmentCredential(client secret), valid until "),
@@ -237,9 +240,47 @@ fn auth_check_uses_the_environment_client_secret_against_the_authority_host() {
     assert_eq!(form["scope"], COGNITIVE_SERVICES_SCOPE);
 
     // A wrong secret: the authority's reason, never the secret.
-    let assert = evalr_with_env(&env("not-the-secret")).arg("auth-check").assert().code(2);
+    let assert = evalr_with_env(&env("not-the-secret"))
+        .arg("auth-check")
+        .assert()
+        .code(2);
     let err = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
-    assert!(err.contains("EnvironmentCredential(client secret): "), "{err}");
-    assert!(err.contains("AADSTS7000215: Invalid client secret provided."), "{err}");
+    assert!(
+        err.contains("EnvironmentCredential(client secret): "),
+        "{err}"
+    );
+    assert!(
+        err.contains("AADSTS7000215: Invalid client secret provided."),
+        "{err}"
+    );
     assert!(!err.contains("not-the-secret"), "{err}");
+}
+
+#[test]
+fn auth_check_uses_a_workload_identity_token_file() {
+    let authority = identity_server::TlsAuthority::start(3600);
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("azure-identity-token");
+    std::fs::write(&token_file, identity_server::FEDERATED_TOKEN).unwrap();
+    let assert = evalr_with_env(&[
+        ("AZURE_TENANT_ID", "my-tenant".to_string()),
+        ("AZURE_CLIENT_ID", "my-client".to_string()),
+        (
+            "AZURE_FEDERATED_TOKEN_FILE",
+            token_file.display().to_string(),
+        ),
+        ("AZURE_AUTHORITY_HOST", authority.base.clone()),
+        ("SSL_CERT_FILE", authority.ca_file.display().to_string()),
+    ])
+    .args(["auth-check", "--scope", AZUREML_SCOPE])
+    .assert()
+    .success();
+    let out = stdout_of(&assert);
+    assert!(
+        out.starts_with("ok: got a token for https://ml.azure.com/.default from WorkloadIdentityCredential, valid until "),
+        "{out}"
+    );
+    let form = &authority.requests()[0].params;
+    assert_eq!(form["client_assertion"], identity_server::FEDERATED_TOKEN);
+    assert_eq!(form["scope"], AZUREML_SCOPE);
 }

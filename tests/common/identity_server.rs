@@ -22,6 +22,8 @@ use axum::routing::get;
 use serde_json::json;
 
 pub const SECRET: &str = "msi-secret-value";
+/// The Kubernetes-projected token a workload identity exchanges (client assertion).
+pub const FEDERATED_TOKEN: &str = "federated-token-value";
 
 #[derive(Debug, Clone)]
 pub struct Recorded {
@@ -198,7 +200,8 @@ async fn app_service(
 }
 
 /// A local Entra ID authority over HTTPS (`AZURE_AUTHORITY_HOST` must be https):
-/// `POST /{tenant}/oauth2/v2.0/token` with the client-credentials form answers
+/// `POST /{tenant}/oauth2/v2.0/token` with the client-credentials form (a client secret or a
+/// federated client assertion) answers
 /// `{"token_type": "Bearer", "expires_in": lifetime, "access_token": "token-N"}`. Its
 /// certificate is signed by a CA written to `ca_file`, for `SSL_CERT_FILE`.
 pub struct TlsAuthority {
@@ -234,7 +237,10 @@ impl TlsAuthority {
         };
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
-        let base = format!("https://localhost:{}", listener.local_addr().unwrap().port());
+        let base = format!(
+            "https://localhost:{}",
+            listener.local_addr().unwrap().port()
+        );
         let handle = axum_server::Handle::new();
         let server_handle = handle.clone();
         let (cert_pem, key_pem) = (cert.pem().into_bytes(), key.serialize_pem().into_bytes());
@@ -250,7 +256,10 @@ impl TlsAuthority {
                     .await
                     .unwrap();
                 let app = Router::new()
-                    .route("/{tenant}/oauth2/v2.0/token", axum::routing::post(client_credentials))
+                    .route(
+                        "/{tenant}/oauth2/v2.0/token",
+                        axum::routing::post(client_credentials),
+                    )
                     .with_state(shared);
                 axum_server::from_tcp_rustls(listener, config)
                     .unwrap()
@@ -293,8 +302,12 @@ async fn client_credentials(
     let mut params = form.clone();
     params.insert("tenant".into(), tenant);
     let n = record(&shared, "POST", "/oauth2/v2.0/token", params, &headers);
+    let secret_ok = form.get("client_secret").map(String::as_str) == Some(SECRET);
+    let assertion_ok = form.get("client_assertion_type").map(String::as_str)
+        == Some("urn:ietf:params:oauth:client-assertion-type:jwt-bearer")
+        && form.get("client_assertion").map(String::as_str) == Some(FEDERATED_TOKEN);
     if form.get("grant_type").map(String::as_str) != Some("client_credentials")
-        || form.get("client_secret").map(String::as_str) != Some(SECRET)
+        || !(secret_ok || assertion_ok)
     {
         return (
             StatusCode::UNAUTHORIZED,
