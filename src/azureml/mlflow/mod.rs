@@ -20,6 +20,12 @@ use serde_json::{Value, json};
 
 use super::identity::{self, TokenSource};
 
+mod client;
+mod flatten;
+
+use client::Client;
+pub use flatten::{numeric_leaves, run_params, sanitize_key};
+
 #[derive(Debug, thiserror::Error)]
 pub enum MlflowError {
     #[error(
@@ -66,6 +72,10 @@ pub struct Tracking {
 }
 
 pub const DEFAULT_EXPERIMENT: &str = "evalr";
+
+/// MLflow's limits on one log-batch call.
+const MAX_PARAMS_PER_BATCH: usize = 100;
+const MAX_METRICS_PER_BATCH: usize = 1000;
 
 /// The https base for an `azureml://` tracking URI; http(s) URIs as they are.
 pub fn rest_base(uri: &str) -> Result<String, MlflowError> {
@@ -133,89 +143,6 @@ pub struct Logged {
     pub artifacts_skipped: Option<String>,
 }
 
-/// MLflow's limits on one log-batch call.
-const MAX_PARAMS_PER_BATCH: usize = 100;
-const MAX_METRICS_PER_BATCH: usize = 1000;
-/// Parameter values beyond this are cut (MLflow servers before 2.x and AzureML refuse more).
-const MAX_PARAM_VALUE: usize = 500;
-const MAX_KEY: usize = 250;
-
-/// Keys may hold letters, digits, `_ - . /` and spaces; anything else becomes `_`.
-fn sanitize_key(key: &str) -> String {
-    key.chars()
-        .map(|c| match c {
-            'a'..='z' | 'A'..='Z' | '0'..='9' | '_' | '-' | '.' | '/' | ' ' => c,
-            _ => '_',
-        })
-        .take(MAX_KEY)
-        .collect()
-}
-
-/// Every numeric leaf of `value` under its dotted name; array items by index.
-pub fn numeric_leaves(value: &Value) -> Vec<(String, f64)> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, f64)>) {
-        let join = |k: &str| {
-            if prefix.is_empty() {
-                k.to_string()
-            } else {
-                format!("{prefix}.{k}")
-            }
-        };
-        match v {
-            Value::Number(n) => {
-                if let Some(x) = n.as_f64().filter(|x| x.is_finite()) {
-                    out.push((sanitize_key(prefix), x));
-                }
-            }
-            Value::Object(map) => map.iter().for_each(|(k, v)| walk(&join(k), v, out)),
-            Value::Array(items) => items
-                .iter()
-                .enumerate()
-                .for_each(|(i, v)| walk(&join(&i.to_string()), v, out)),
-            _ => {}
-        }
-    }
-    let mut out = Vec::new();
-    walk("", value, &mut out);
-    out.retain(|(k, _)| !k.is_empty());
-    out
-}
-
-/// run.json as parameters: scalars under dotted names, arrays as compact JSON, nulls left
-/// out, values cut to MLflow's limit. `merged_from` (shard bookkeeping) is not a parameter.
-pub fn run_params(run: &Value) -> Vec<(String, String)> {
-    fn walk(prefix: &str, v: &Value, out: &mut Vec<(String, String)>) {
-        let join = |k: &str| {
-            if prefix.is_empty() {
-                k.to_string()
-            } else {
-                format!("{prefix}.{k}")
-            }
-        };
-        let text = match v {
-            Value::Null => return,
-            Value::Object(map) => {
-                for (k, v) in map {
-                    if prefix.is_empty() && k == "merged_from" {
-                        continue;
-                    }
-                    walk(&join(k), v, out);
-                }
-                return;
-            }
-            Value::String(s) => s.clone(),
-            other => other.to_string(),
-        };
-        out.push((
-            sanitize_key(prefix),
-            text.chars().take(MAX_PARAM_VALUE).collect(),
-        ));
-    }
-    let mut out = Vec::new();
-    walk("", run, &mut out);
-    out
-}
-
 /// The files of a result folder that are logged as artifacts: the reports, the summary, the
 /// run description, the errors and charts. `outputs.jsonl` and `outputs.parquet` are not:
 /// they can be large and they stay in the result folder (the job's output in AzureML).
@@ -236,138 +163,6 @@ pub fn artifact_files(dir: &Path) -> Vec<PathBuf> {
         .collect();
     files.sort();
     files
-}
-
-struct Client {
-    http: reqwest::Client,
-    tracking: Tracking,
-}
-
-impl Client {
-    fn error(&self, endpoint: &str, message: impl Into<String>) -> MlflowError {
-        MlflowError::Http {
-            base: self.tracking.base.clone(),
-            endpoint: endpoint.to_string(),
-            message: message.into(),
-        }
-    }
-
-    async fn authorize(
-        &self,
-        request: reqwest::RequestBuilder,
-    ) -> Result<reqwest::RequestBuilder, MlflowError> {
-        Ok(match &self.tracking.auth {
-            Auth::None => request,
-            Auth::Basic { user, password } => request.basic_auth(user, Some(password)),
-            Auth::Bearer { source, scope } => request.bearer_auth(source.token(scope).await?),
-        })
-    }
-
-    /// Sends, retrying connection failures, 429 and 5xx up to 3 times with a doubling wait
-    /// (1 s, 2 s, 4 s): tracking servers restart and throttle, and losing the metrics of a
-    /// finished run to a blip would be a waste. `runs/create` is never retried (a retry after
-    /// a lost answer would create a second run).
-    async fn send(
-        &self,
-        endpoint: &str,
-        build: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
-        retry: bool,
-    ) -> Result<Value, MlflowError> {
-        let mut wait = Duration::from_secs(1);
-        let attempts = if retry { 4 } else { 1 };
-        let mut last = String::new();
-        for attempt in 1..=attempts {
-            let request = self.authorize(build(&self.http)).await?;
-            match request.send().await {
-                Ok(response) => {
-                    let status = response.status();
-                    let body = response.text().await.unwrap_or_default();
-                    if status.is_success() {
-                        if body.trim().is_empty() {
-                            return Ok(Value::Null);
-                        }
-                        return serde_json::from_str(&body)
-                            .map_err(|e| self.error(endpoint, format!("unreadable answer: {e}")));
-                    }
-                    let snippet: String = body.chars().take(300).collect();
-                    last = format!("HTTP {status}: {snippet}");
-                    if !(status.as_u16() == 429 || status.is_server_error()) {
-                        return Err(self.error(endpoint, last));
-                    }
-                }
-                Err(e) => last = e.without_url().to_string(),
-            }
-            if attempt < attempts {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
-        }
-        Err(self.error(endpoint, last))
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}/api/2.0/{path}", self.tracking.base)
-    }
-
-    async fn post(&self, path: &str, body: Value, retry: bool) -> Result<Value, MlflowError> {
-        let url = self.url(path);
-        self.send(path, |http| http.post(&url).json(&body), retry)
-            .await
-    }
-
-    async fn get(&self, path: &str, query: &[(&str, &str)]) -> Result<Value, MlflowError> {
-        let url = self.url(path);
-        self.send(path, |http| http.get(&url).query(query), true)
-            .await
-    }
-
-    async fn experiment_id(&self) -> Result<String, MlflowError> {
-        if let Some(id) = &self.tracking.experiment_id {
-            return Ok(id.clone());
-        }
-        let name = self.tracking.experiment_name.as_str();
-        let found = self
-            .get(
-                "mlflow/experiments/get-by-name",
-                &[("experiment_name", name)],
-            )
-            .await;
-        let id = match found {
-            Ok(v) => v["experiment"]["experiment_id"]
-                .as_str()
-                .map(str::to_string),
-            Err(MlflowError::Http { ref message, .. })
-                if message.contains("RESOURCE_DOES_NOT_EXIST") =>
-            {
-                match self
-                    .post("mlflow/experiments/create", json!({"name": name}), false)
-                    .await
-                {
-                    Ok(v) => v["experiment_id"].as_str().map(str::to_string),
-                    // Another process created it between our two calls.
-                    Err(MlflowError::Http { ref message, .. })
-                        if message.contains("RESOURCE_ALREADY_EXISTS") =>
-                    {
-                        self.get(
-                            "mlflow/experiments/get-by-name",
-                            &[("experiment_name", name)],
-                        )
-                        .await?["experiment"]["experiment_id"]
-                            .as_str()
-                            .map(str::to_string)
-                    }
-                    Err(e) => return Err(e),
-                }
-            }
-            Err(e) => return Err(e),
-        };
-        id.ok_or_else(|| {
-            self.error(
-                "mlflow/experiments/get-by-name",
-                "the answer has no experiment_id",
-            )
-        })
-    }
 }
 
 fn now_ms() -> u64 {
@@ -580,43 +375,6 @@ mod tests {
         assert_eq!(
             rest_base("file:///tmp/mlruns").unwrap_err().to_string(),
             "MLFLOW_TRACKING_URI 'file:///tmp/mlruns' is not supported: evalr logs over HTTP to http(s):// and azureml:// tracking servers"
-        );
-    }
-
-    #[test]
-    fn numeric_leaves_get_dotted_names() {
-        let summary = json!({"accuracy": 0.5, "rows": 4, "model": "m", "ok": true,
-                             "accuracy_by_subject": {"anatomy": 0.25, "high school/bio": 1},
-                             "ci": [0.4, 0.6], "none": null});
-        assert_eq!(
-            numeric_leaves(&summary),
-            vec![
-                ("accuracy".to_string(), 0.5),
-                ("rows".to_string(), 4.0),
-                ("accuracy_by_subject.anatomy".to_string(), 0.25),
-                ("accuracy_by_subject.high school/bio".to_string(), 1.0),
-                ("ci.0".to_string(), 0.4),
-                ("ci.1".to_string(), 0.6),
-            ]
-        );
-        assert_eq!(sanitize_key("acc(by:subject)"), "acc_by_subject_");
-    }
-
-    #[test]
-    fn run_json_becomes_params() {
-        let run = json!({"run_id": "r", "shard": null, "model": {"identity": "x", "prices": {"input_per_mtok": 2.5}},
-                         "dataset": {"files": ["a.jsonl", "b.jsonl"]}, "merged_from": [{"index": 0}]});
-        assert_eq!(
-            run_params(&run),
-            vec![
-                ("run_id".to_string(), "r".to_string()),
-                ("model.identity".to_string(), "x".to_string()),
-                ("model.prices.input_per_mtok".to_string(), "2.5".to_string()),
-                (
-                    "dataset.files".to_string(),
-                    "[\"a.jsonl\",\"b.jsonl\"]".to_string()
-                ),
-            ]
         );
     }
 
