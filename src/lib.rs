@@ -4,6 +4,7 @@
 //! `backend` under the `limiter` and journals every finished row; `score` and `report` read
 //! only result folders.
 
+pub mod azureml;
 pub mod backend;
 pub mod cli;
 pub mod config;

@@ -11,6 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod azureml;
 pub mod datasets;
 pub mod run;
 
@@ -35,6 +36,12 @@ pub enum Command {
     /// List programs, or render the exact messages of a row.
     #[command(subcommand)]
     Programs(run::ProgramsCommand),
+    /// Join the shard folders of a sharded run (`--shard K/N`) into one result folder.
+    Merge(azureml::MergeArgs),
+    /// Get an Entra ID token as a keyless backend would, and say which credential gave it.
+    AuthCheck(azureml::AuthCheckArgs),
+    /// Log a scored result folder to MLflow (MLFLOW_TRACKING_URI): params, metrics, reports.
+    MlflowLog(azureml::MlflowLogArgs),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -47,6 +54,9 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datasets(command) => datasets::execute(command),
         Command::Run(args) => run::execute_run(*args),
         Command::Programs(command) => run::execute_programs(command),
+        Command::Merge(args) => azureml::merge(args),
+        Command::AuthCheck(args) => azureml::auth_check(args),
+        Command::MlflowLog(args) => azureml::mlflow_log(args),
     }
 }
 
