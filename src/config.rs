@@ -141,6 +141,8 @@ pub struct ResolvedDeployment {
     pub deployment: Option<String>,
     pub api_version: Option<String>,
     pub key: Option<Secret>,
+    /// The variable the key is read from, for error messages.
+    pub key_env: Option<String>,
     pub quota: QuotaConfig,
 }
 
@@ -319,18 +321,17 @@ fn resolve_profile(
                     ConfigError::Missing(format!("no deployment for model `{spec}`: pass --model azure:DEPLOYMENT or set `deployment` in the profile"))
                 })?;
                 let key_var = entry.api_key_env.clone().unwrap_or_else(|| "AZURE_OPENAI_API_KEY".into());
-                let key = env(&key_var).map(Secret::new).ok_or_else(|| {
-                    ConfigError::Missing(format!(
-                        "no API key for model `{spec}`: set {key_var} (the key of {endpoint}), or use a profile whose `api_key_env` names the variable that holds it"
-                    ))
-                })?;
+                // Without a key the run signs in with Entra ID (checked before the first
+                // request, see `run::build_backend`).
+                let key = env(&key_var).map(Secret::new);
                 ResolvedDeployment {
                     url_base: endpoint,
                     deployment: Some(deployment),
                     api_version: Some(
                         entry.api_version.clone().or_else(|| env("OPENAI_API_VERSION")).unwrap_or_else(|| DEFAULT_AZURE_API_VERSION.into()),
                     ),
-                    key: Some(key),
+                    key,
+                    key_env: Some(key_var),
                     quota: quota(entry, overrides),
                 }
             }
@@ -348,7 +349,7 @@ fn resolve_profile(
                         "no API key for model `{spec}`: set {key_var}, or OPENAI_BASE_URL to an OpenAI-compatible server that needs none"
                     )));
                 }
-                ResolvedDeployment { url_base: base, deployment: None, api_version: None, key, quota: quota(entry, overrides) }
+                ResolvedDeployment { url_base: base, deployment: None, api_version: None, key, key_env: Some(key_var), quota: quota(entry, overrides) }
             }
             ProviderKind::Local => unreachable!("handled above"),
         });

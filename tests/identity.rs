@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use assert_cmd::Command;
-use evalr::azureml::identity::{
+use evalr::backend::identity::{
     AZUREML_SCOPE, COGNITIVE_SERVICES_SCOPE, CachedTokenSource, MsiEndpoint, TokenSource,
 };
 use identity_server::{IdentityServer, SECRET};

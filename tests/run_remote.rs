@@ -1051,3 +1051,66 @@ fn ctrl_c_stops_gracefully_with_everything_finished_on_disk() {
         server.seen().iter().filter(|r| r.status == 200).count()
     );
 }
+
+#[path = "common/identity_server.rs"]
+mod identity_server;
+
+#[test]
+fn without_a_key_azure_calls_carry_an_entra_id_token_from_the_managed_identity() {
+    let identity = identity_server::IdentityServer::start(3600);
+    let rows: Vec<_> = dataset_rows("mmlu_anatomy_test")
+        .into_iter()
+        .take(5)
+        .collect();
+    let (key, correct) = answer_key(&rows, |_| true);
+    // The chat server accepts only the first token the identity endpoint hands out.
+    let server = ChatServer::start(ServerConfig {
+        answer_key: key,
+        api_key: Some("token-1".into()),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let output = evalr()
+        .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
+        .env("MSI_ENDPOINT", format!("{}/msi/token", identity.base))
+        .env("MSI_SECRET", identity_server::SECRET)
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "azure:gpt-4o",
+            "--no-cache",
+            "--quiet",
+            "--limit",
+            "5",
+        ])
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        summary(&folder)["correct"].as_u64().unwrap() as usize,
+        correct
+    );
+    // One token for the whole run (cached), for the Cognitive Services scope.
+    let requests = identity.requests();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(
+        requests[0].params["resource"],
+        "https://cognitiveservices.azure.com"
+    );
+    assert!(
+        !std::fs::read_to_string(folder.join("outputs.jsonl"))
+            .unwrap()
+            .contains("token-1")
+    );
+}

@@ -1,10 +1,10 @@
-//! The AzureML edge: sharding over nodes, merging shards, MLflow logging, Entra ID tokens.
+//! The AzureML edge: sharding over nodes, merging shards, MLflow logging. (Entra ID token
+//! sources live with the backends that use them, in `backend::identity`.)
 //!
 //! The core (`run`, `score`, backends) never depends on this module; it calls into it at
 //! the edges (the shard filter and quota split when a run starts, MLflow when it ends, a
 //! token source when a backend has no key).
 
-pub mod identity;
 pub mod merge;
 pub mod mlflow;
 pub mod shard;

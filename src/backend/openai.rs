@@ -15,6 +15,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::identity::TokenSource;
 use super::select_match::match_option;
 use super::tokens::TokenCounter;
 use super::{
@@ -41,9 +42,20 @@ pub enum ChatEndpoint {
 pub enum Credential {
     /// Azure's `api-key` header.
     ApiKey(Secret),
-    /// `Authorization: Bearer ...` (OpenAI keys, Entra ID tokens, AzureML endpoint keys).
+    /// `Authorization: Bearer ...` (OpenAI keys, AzureML endpoint keys).
     Bearer(Secret),
+    /// `Authorization: Bearer` with an Entra ID token for `scope`, refreshed before it expires.
+    Entra {
+        tokens: Arc<dyn TokenSource>,
+        scope: &'static str,
+    },
     None,
+}
+
+impl std::fmt::Debug for dyn TokenSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenSource")
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -187,6 +199,13 @@ impl ChatBackend {
         request = match &self.config.credential {
             Credential::ApiKey(key) => request.header("api-key", key.expose()),
             Credential::Bearer(token) => request.bearer_auth(token.expose()),
+            Credential::Entra { tokens, scope } => {
+                let token = tokens
+                    .token(scope)
+                    .await
+                    .map_err(|e| BackendError::Fatal(format!("no Entra ID token: {e}")))?;
+                request.bearer_auth(token)
+            }
             Credential::None => request,
         };
         let response = request.send().await.map_err(|e| self.transport_error(e))?;

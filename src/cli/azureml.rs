@@ -5,9 +5,9 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::azureml::identity;
 use crate::azureml::merge::{self, RowOrder};
 use crate::azureml::mlflow;
+use crate::backend::identity;
 
 /// `evalr merge SHARD_DIR... --out DIR`
 #[derive(Debug, Args)]

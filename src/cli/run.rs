@@ -55,7 +55,10 @@ pub struct RunArgs {
     /// Seed for --sample and few-shot example choice.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Run only shard K of N (0-based): rows are assigned by a hash of their id.
+    /// Run only shard K of N (0-based), or `auto` from the job's rank and size
+    /// (OMPI_COMM_WORLD_RANK/SIZE, RANK/WORLD_SIZE, JOB_COMPLETION_INDEX + EVALR_SHARD_COUNT).
+    /// Rows are assigned by a hash of their id; the shard writes into
+    /// <results folder>/shard-K-of-N/ and takes 1/N of the quota.
     #[arg(long, value_parser = parse_shard)]
     pub shard: Option<(u32, u32)>,
     /// Name of the run folder under results/ (default: PROGRAM-DATASET-TIMESTAMP).
@@ -108,22 +111,10 @@ pub struct RunArgs {
     pub quiet: bool,
 }
 
+/// `K/N` (0-based) or `auto` (the rank and size an AzureML / MPI / PyTorch / Kubernetes job gives).
 fn parse_shard(text: &str) -> Result<(u32, u32), String> {
-    let (k, n) = text
-        .split_once('/')
-        .ok_or_else(|| format!("`{text}`: expected K/N, e.g. 0/4"))?;
-    let k: u32 = k
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}`: K must be a number"))?;
-    let n: u32 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("`{text}`: N must be a number"))?;
-    if n == 0 || k >= n {
-        return Err(format!("`{text}`: need 0 <= K < N"));
-    }
-    Ok((k, n))
+    let spec = crate::azureml::shard::ShardSpec::from_arg(text).map_err(|e| e.to_string())?;
+    Ok((spec.index, spec.count))
 }
 
 impl RunArgs {
@@ -205,6 +196,14 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             !args.quiet,
         ))
         .map_err(classify)?;
+    // In an AzureML job (or wherever MLFLOW_TRACKING_URI is set) the run is logged to MLflow.
+    // A logging failure is reported but does not fail the evaluation that already succeeded.
+    if std::env::var_os("MLFLOW_TRACKING_URI").is_some() {
+        match runtime.block_on(crate::azureml::mlflow::log_results_from_env(&report.folder)) {
+            Ok(_) => eprintln!("logged {} to MLflow", report.folder.display()),
+            Err(error) => eprintln!("warning: could not log to MLflow: {error}"),
+        }
+    }
     let s = &report.summary;
     let accuracy = s
         .accuracy

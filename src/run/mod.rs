@@ -209,12 +209,17 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     })
 }
 
-/// The run's folder: `--results-dir` as given, else `results/<run-id>`.
+/// The run's folder: `--results-dir` as given, else `results/<run-id>`; a shard writes into
+/// `shard-K-of-N/` inside it, because every node of a distributed job gets the same folder.
 fn run_folder(options: &RunOptions, run_id: &str) -> PathBuf {
-    options
+    let base = options
         .results_dir
         .clone()
-        .unwrap_or_else(|| Path::new("results").join(run_id))
+        .unwrap_or_else(|| Path::new("results").join(run_id));
+    match options.shard {
+        Some((index, count)) => base.join(format!("shard-{index}-of-{count}")),
+        None => base,
+    }
 }
 
 fn default_run_id(program: &str, dataset: &str) -> String {
@@ -364,7 +369,7 @@ pub async fn execute(
             });
         }
     }
-    let backend = build_backend(&prepared.resolved, &options)?;
+    let backend = build_backend(&prepared.resolved, &options).await?;
     let run_id = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -4,19 +4,38 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{RunError, RunOptions};
+use crate::backend::identity::{self, TokenSource};
 use crate::backend::openai::{ChatBackend, ChatConfig, ChatEndpoint, Credential};
 use crate::backend::pool::DeploymentPool;
 use crate::backend::{Backend, Capabilities};
+use crate::config::ConfigError;
 use crate::config::{ProviderKind, ResolvedModel};
 use crate::limiter::QuotaLimiter;
 
-pub fn build_backend(
+/// The Entra ID token source for keyless Azure deployments, checked by fetching a token now:
+/// a credential problem is a configuration error before the first request, not a failed row.
+async fn entra_tokens(
+    spec: &str,
+    endpoint: &str,
+    key_env: &str,
+) -> Result<Arc<dyn TokenSource>, RunError> {
+    let tokens: Arc<dyn TokenSource> = Arc::new(identity::default_token_source());
+    match tokens.token(identity::COGNITIVE_SERVICES_SCOPE).await {
+        Ok(_) => Ok(tokens),
+        Err(error) => Err(RunError::Config(ConfigError::Missing(format!(
+            "no API key for model `{spec}`: set {key_env} (the key of {endpoint}), or sign in for Entra ID (az login, a managed identity, or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET) - {error}"
+        )))),
+    }
+}
+
+pub async fn build_backend(
     resolved: &ResolvedModel,
     options: &RunOptions,
 ) -> Result<Arc<dyn Backend>, RunError> {
     match resolved {
         ResolvedModel::Remote {
             kind,
+            spec,
             model,
             reasoning,
             logprobs,
@@ -25,6 +44,7 @@ pub fn build_backend(
             ..
         } => {
             let shard_count = options.shard.map(|(_, count)| count).unwrap_or(1);
+            let mut entra: Option<Arc<dyn TokenSource>> = None;
             let mut members: Vec<(Box<dyn Backend>, u32)> = Vec::new();
             for deployment in deployments {
                 let endpoint = match kind {
@@ -40,6 +60,19 @@ pub fn build_backend(
                 };
                 let credential = match (kind, &deployment.key) {
                     (ProviderKind::Azure, Some(key)) => Credential::ApiKey(key.clone()),
+                    (ProviderKind::Azure, None) => {
+                        if entra.is_none() {
+                            let key_env = deployment
+                                .key_env
+                                .as_deref()
+                                .unwrap_or("AZURE_OPENAI_API_KEY");
+                            entra = Some(entra_tokens(spec, &deployment.url_base, key_env).await?);
+                        }
+                        Credential::Entra {
+                            tokens: Arc::clone(entra.as_ref().expect("set above")),
+                            scope: identity::COGNITIVE_SERVICES_SCOPE,
+                        }
+                    }
                     (_, Some(key)) => Credential::Bearer(key.clone()),
                     (_, None) => Credential::None,
                 };

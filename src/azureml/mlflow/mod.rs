@@ -18,7 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::{Value, json};
 
-use super::identity::{self, TokenSource};
+use crate::backend::identity::{self, TokenSource};
 
 mod client;
 mod flatten;

@@ -6,7 +6,7 @@
 //! (`evalr::azureml::shard::ShardSpec::folder_name`), as azureml/jobs/sharded-run.yml relies
 //! on: every rank of the MPI job is given the same output folder.
 //!
-//! Kept in tests/after-merge/ (not compiled) because it uses the run core and its test server
+
 //! (tests/common/openai_server.rs, runs.rs) from main: move it to tests/ once merged. Checked
 //! on a local merge of main (aa27661+) and this branch with explicit shard folders: both tests
 //! pass there.
