@@ -12,9 +12,14 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod datasets;
+pub mod score;
 
 #[derive(Debug, Parser)]
-#[command(name = "evalr", version, about = "Evaluate large language models on MMLU-style datasets")]
+#[command(
+    name = "evalr",
+    version,
+    about = "Evaluate large language models on MMLU-style datasets"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -25,6 +30,10 @@ pub enum Command {
     /// Fetch, convert, list and show datasets.
     #[command(subcommand)]
     Datasets(datasets::DatasetsCommand),
+    /// Score a result folder: summary.json, report.md, outputs.parquet, charts.
+    Score(score::ScoreArgs),
+    /// Compare runs row by row against the first (CI gate with --fail-if-worse).
+    Compare(score::CompareArgs),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -35,6 +44,8 @@ pub struct UsageError(pub String);
 pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Datasets(command) => datasets::execute(command),
+        Command::Score(args) => score::execute_score(args),
+        Command::Compare(args) => score::execute_compare(args),
     }
 }
 
@@ -51,7 +62,10 @@ pub fn describe_error(error: &anyhow::Error) -> String {
 }
 
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    if error.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
+    if error
+        .chain()
+        .any(|c| c.downcast_ref::<UsageError>().is_some())
+    {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
