@@ -113,7 +113,9 @@ fn draw_subjects(
     subjects: &[&crate::score::compare::SubjectDifference],
     rows: usize,
 ) -> Result<(), ExportError> {
-    let names: Vec<String> = subjects.iter().map(|s| s.subject.clone()).collect();
+    // Segment k (from the bottom) holds subject rows - 1 - k, so the first subject (the
+    // largest change) is at the top. An integer range is inclusive, hence `rows - 1`.
+    let names: Vec<String> = subjects.iter().rev().map(|s| s.subject.clone()).collect();
     let title = format!(
         "Accuracy by subject: A = {baseline}, B = {}",
         pair.candidate.name
@@ -121,13 +123,15 @@ fn draw_subjects(
     let mut chart = ChartBuilder::on(root)
         .caption(title, ("sans-serif", 16))
         .margin(12)
+        .margin_right(150)
         .x_label_area_size(36)
         .y_label_area_size(260)
-        .build_cartesian_2d(0f64..1f64, (0usize..rows).into_segmented())
+        .build_cartesian_2d(0f64..1f64, (0usize..rows - 1).into_segmented())
         .map_err(chart_error)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
+        .x_max_light_lines(1)
         .y_labels(rows)
         .y_label_formatter(&|v| match v {
             SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
@@ -139,7 +143,7 @@ fn draw_subjects(
     // Each subject's segment holds two bars: A in its upper half, B in its lower half. The
     // segmented axis has no half positions, so the bars are placed in pixels (the root area
     // starts at the backend's origin, so backend coordinates are root coordinates).
-    for (i, s) in subjects.iter().enumerate() {
+    for (i, s) in subjects.iter().rev().enumerate() {
         let top = chart.backend_coord(&(0.0, SegmentValue::Exact(i + 1)));
         let bottom = chart.backend_coord(&(0.0, SegmentValue::Exact(i)));
         let (y_top, y_bottom) = (top.1.min(bottom.1), top.1.max(bottom.1));
@@ -159,9 +163,9 @@ fn draw_subjects(
     }
     // Legend, drawn in pixels at the top right of the root area.
     let (width, _) = root.dim_in_pixel();
-    let x = width as i32 - 170;
+    let x = width as i32 - 140;
     for (k, (label, color)) in [("A (baseline)", BLUE), ("B", ORANGE)].iter().enumerate() {
-        let y = 30 + 18 * k as i32;
+        let y = 40 + 18 * k as i32;
         root.draw(&Rectangle::new([(x, y), (x + 12, y + 12)], color.filled()))
             .map_err(chart_error)?;
         root.draw(&Text::new(*label, (x + 18, y), ("sans-serif", 13)))

@@ -380,7 +380,7 @@ fn pair_section(out: &mut String, c: &Comparison, p: &PairComparison) {
     if c.intersect && (p.rows.only_a > 0 || p.rows.only_b > 0) {
         let _ = writeln!(
             out,
-            "> {} shared rows compared; left out: {} rows only in A, {} rows only in B.\n",
+            "> {} shared rows compared; left out: {} rows of A, {} rows of B.\n",
             p.rows.shared, p.rows.only_a, p.rows.only_b
         );
     }

@@ -111,9 +111,11 @@ pub struct PairComparison {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct PairedRows {
-    /// Rows present in both runs.
+    /// Rows compared: present in both runs (with `--intersect`: in every run).
     pub shared: u64,
+    /// Rows of A left out (only with `--intersect`).
     pub only_a: u64,
+    /// Rows of B left out (only with `--intersect`).
     pub only_b: u64,
     /// Shared rows scored in both runs (the accuracy comparison's rows).
     pub compared: u64,
