@@ -73,10 +73,8 @@ fn score_writes_summary_report_parquet_and_chart() {
     // gpt-4o-mini from the default table: 4586 * 0.15 + 40 * 0.60 per 1M tokens
     let cost = summary["cost"]["total"].as_f64().unwrap();
     assert!((cost - (4586.0 * 0.15 + 40.0 * 0.60) / 1e6).abs() < 1e-15);
-    assert_eq!(
-        summary["cost"]["price_source"]["default_table"]["key"],
-        "gpt-4o-mini"
-    );
+    assert_eq!(summary["cost"]["price_source"]["kind"], "default_table");
+    assert_eq!(summary["cost"]["price_source"]["key"], "gpt-4o-mini");
     assert_eq!(summary["retries"]["retries"], 2);
     assert_eq!(summary["retries"]["rate_limited"], 2);
     assert_eq!(summary["throughput"]["rows_per_second"], 0.8);

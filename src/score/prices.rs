@@ -11,7 +11,7 @@ const DEFAULT_TABLE: &str = include_str!("prices.toml");
 
 /// Where a price came from, as reports show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(tag = "kind", rename_all = "snake_case")]
 pub enum PriceSource {
     /// `model.prices` in `run.json` (the user's config file).
     Run,
