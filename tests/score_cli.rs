@@ -261,3 +261,68 @@ fn a_duplicate_row_id_names_both_lines() {
             outputs.display()
         ));
 }
+
+#[test]
+fn the_library_entry_points_used_by_run() {
+    let dir = copy_fixtures(&["run-b"]);
+    let folder = dir.path().join("run-b");
+    let summary = evalr::score::score_folder(&folder).expect("scored");
+    assert_eq!(summary.rows.correct, 33);
+    assert_eq!(
+        summary.accuracy.as_ref().map(|a| a.micro.value),
+        Some(0.825)
+    );
+    evalr::score::write_reports(&folder, &summary).expect("written");
+    for file in [
+        "summary.json",
+        "report.md",
+        "outputs.parquet",
+        "calibration.svg",
+    ] {
+        assert!(folder.join(file).is_file(), "{file}");
+    }
+}
+
+#[test]
+fn mixed_datasets_get_a_table_each_and_rows_without_an_answer_key_are_unscored() {
+    let dir = copy_fixtures(&["run-b"]);
+    let outputs = dir.path().join("run-b/outputs.jsonl");
+    let text = std::fs::read_to_string(&outputs).unwrap();
+    let mut lines: Vec<String> = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let mut record: Value = serde_json::from_str(line).unwrap();
+        if record["row"]["subject"] == "philosophy" {
+            record["row"]["dataset"] = "ethics".into();
+        }
+        if i < 2 {
+            // No key to score against.
+            record["row"]
+                .as_object_mut()
+                .unwrap()
+                .remove("correct_answer");
+        }
+        lines.push(serde_json::to_string(&record).unwrap());
+    }
+    std::fs::write(&outputs, lines.join("\n") + "\n").unwrap();
+    evalr()
+        .arg("score")
+        .arg(dir.path().join("run-b"))
+        .assert()
+        .success();
+    let summary = summary_of(dir.path(), "run-b");
+    assert_eq!(summary["rows"]["unscored"], 2);
+    assert_eq!(summary["rows"]["scored"], 38);
+    let datasets = summary["datasets"].as_array().unwrap();
+    let names: Vec<&str> = datasets
+        .iter()
+        .map(|d| d["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ethics", "mmlu"]);
+    assert_eq!(datasets[0]["correct"], 8);
+    let report = std::fs::read_to_string(dir.path().join("run-b/report.md")).unwrap();
+    assert!(report.contains("## By dataset"));
+    assert!(
+        report.contains("| ethics | 10 | 8 | 2 | 0 | 80.0% |"),
+        "{report}"
+    );
+}

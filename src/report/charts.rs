@@ -3,6 +3,7 @@
 
 use plotters::coord::Shift;
 use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use super::{ExportError, Exporter};
 use crate::score::compare::PairComparison;
@@ -113,9 +114,6 @@ fn draw_subjects(
     subjects: &[&crate::score::compare::SubjectDifference],
     rows: usize,
 ) -> Result<(), ExportError> {
-    // Segment k (from the bottom) holds subject rows - 1 - k, so the first subject (the
-    // largest change) is at the top. An integer range is inclusive, hence `rows - 1`.
-    let names: Vec<String> = subjects.iter().rev().map(|s| s.subject.clone()).collect();
     let title = format!(
         "Accuracy by subject: A = {baseline}, B = {}",
         pair.candidate.name
@@ -126,29 +124,32 @@ fn draw_subjects(
         .margin_right(150)
         .x_label_area_size(36)
         .y_label_area_size(260)
-        .build_cartesian_2d(0f64..1f64, (0usize..rows - 1).into_segmented())
+        .build_cartesian_2d(0f64..1f64, 0f64..rows as f64)
         .map_err(chart_error)?;
     chart
         .configure_mesh()
         .disable_y_mesh()
         .x_max_light_lines(1)
-        .y_labels(rows)
-        .y_label_formatter(&|v| match v {
-            SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
-            _ => String::new(),
-        })
+        .y_labels(0)
+        .y_label_formatter(&|_| String::new())
         .x_desc("accuracy")
         .draw()
         .map_err(chart_error)?;
-    // Each subject's segment holds two bars: A in its upper half, B in its lower half. The
-    // segmented axis has no half positions, so the bars are placed in pixels (the root area
-    // starts at the backend's origin, so backend coordinates are root coordinates).
-    for (i, s) in subjects.iter().rev().enumerate() {
-        let top = chart.backend_coord(&(0.0, SegmentValue::Exact(i + 1)));
-        let bottom = chart.backend_coord(&(0.0, SegmentValue::Exact(i)));
-        let (y_top, y_bottom) = (top.1.min(bottom.1), top.1.max(bottom.1));
+    // Subject i takes the band [rows - 1 - i, rows - i], so the first (largest change) is at
+    // the top; A fills the upper half of the band, B the lower half. Bars and names are placed
+    // in pixels (the root area starts at the backend's origin, so backend coordinates are
+    // root coordinates).
+    let label_style = ("sans-serif", 12)
+        .into_font()
+        .into_text_style(root)
+        .pos(Pos::new(HPos::Right, VPos::Center));
+    for (i, s) in subjects.iter().enumerate() {
+        let band_top = (rows - i) as f64;
+        let band_bottom = band_top - 1.0;
+        let y_top = chart.backend_coord(&(0.0, band_top)).1;
+        let y_bottom = chart.backend_coord(&(0.0, band_bottom)).1;
         let middle = (y_top + y_bottom) / 2;
-        let x_of = |value: f64| chart.backend_coord(&(value, SegmentValue::Exact(i))).0;
+        let x_of = |value: f64| chart.backend_coord(&(value, band_top)).0;
         let x0 = x_of(0.0);
         let a = Rectangle::new(
             [(x0, y_top + 3), (x_of(s.accuracy_a), middle)],
@@ -160,6 +161,12 @@ fn draw_subjects(
         );
         root.draw(&a).map_err(chart_error)?;
         root.draw(&b).map_err(chart_error)?;
+        root.draw(&Text::new(
+            s.subject.clone(),
+            (x0 - 8, middle),
+            label_style.clone(),
+        ))
+        .map_err(chart_error)?;
     }
     // Legend, drawn in pixels at the top right of the root area.
     let (width, _) = root.dim_in_pixel();
@@ -172,4 +179,69 @@ fn draw_subjects(
             .map_err(chart_error)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::score::compare::{
+        Flipped, PairedRows, RunLabel, SubjectDifference, UsageDifference,
+    };
+    use crate::score::stats;
+
+    fn pair(subjects: Vec<SubjectDifference>) -> PairComparison {
+        PairComparison {
+            candidate: RunLabel {
+                name: "b".into(),
+                path: "b".into(),
+                model: None,
+                program: None,
+                dataset_sha256: None,
+            },
+            rows: PairedRows {
+                shared: 1,
+                only_a: 0,
+                only_b: 0,
+                compared: 1,
+            },
+            accuracy_a: stats::proportion(1, 1),
+            accuracy_b: stats::proportion(0, 1),
+            difference: -1.0,
+            ci95: [-1.0, -1.0],
+            mcnemar_p: 1.0,
+            subjects,
+            flipped: Flipped {
+                right_to_wrong: vec![],
+                wrong_to_right: vec![],
+            },
+            usage: UsageDifference {
+                tokens_a: 0,
+                tokens_b: 0,
+                cost_a: None,
+                cost_b: None,
+                currency: None,
+                latency_a: None,
+                latency_b: None,
+            },
+            gate: None,
+        }
+    }
+
+    #[test]
+    fn subject_chart_with_one_subject_or_none() {
+        let one = pair(vec![SubjectDifference {
+            subject: "anatomy".into(),
+            n: 1,
+            accuracy_a: 1.0,
+            accuracy_b: 0.0,
+            difference: -1.0,
+        }]);
+        let svg = SubjectChart { baseline: "a" }
+            .serialize(&one)
+            .expect("chart");
+        let svg = String::from_utf8(svg).expect("utf-8");
+        assert!(svg.contains("anatomy"), "{svg}");
+        let none = pair(vec![]);
+        assert!(SubjectChart { baseline: "a" }.serialize(&none).is_ok());
+    }
 }
