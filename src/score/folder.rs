@@ -399,3 +399,77 @@ fn read_jsonl<T: serde::de::DeserializeOwned>(
     }
     Ok(notes)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn record_line(i: usize) -> String {
+        serde_json::json!({
+            "id": format!("t/{i}"),
+            "row": {"id": format!("t/{i}"), "question": "q", "choices": ["a", "b"], "correct_answer": 1},
+            "answer": {"capture": "answer", "option": "B", "index": 1},
+            "outcome": "correct",
+        })
+        .to_string()
+    }
+
+    fn folder_with(outputs: &str) -> (tempfile::TempDir, ResultFolder) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        std::fs::write(dir.path().join("run.json"), r#"{"run_id": "t"}"#).expect("run.json");
+        std::fs::write(dir.path().join("outputs.jsonl"), outputs).expect("outputs");
+        let folder = ResultFolder::open(dir.path()).expect("opens");
+        (dir, folder)
+    }
+
+    proptest! {
+        /// Whatever a bad line holds, the error names its line (or, as the unterminated last
+        /// line, it is cut off as torn), and the rows before it were all read.
+        #[test]
+        fn a_bad_line_is_named_by_its_number(
+            good_before in 0usize..6,
+            garbage in "[^\n]{0,40}",
+            terminated in any::<bool>(),
+        ) {
+            let mut text: String = (0..good_before).map(|i| record_line(i) + "\n").collect();
+            text.push_str(&garbage);
+            if terminated {
+                text.push('\n');
+            }
+            let (_dir, folder) = folder_with(&text);
+            let mut seen = 0usize;
+            let result = folder.for_each_output(|_, _| { seen += 1; Ok(()) });
+            let blank = garbage.trim().is_empty();
+            let valid = serde_json::from_str::<OutputRecord>(garbage.trim()).is_ok();
+            match result {
+                Ok(notes) => {
+                    prop_assert!(blank || valid || (!terminated && notes.torn_last_line));
+                }
+                Err(ScoreError::Json { line, .. }) => {
+                    prop_assert!(terminated && !blank && !valid);
+                    prop_assert_eq!(line, good_before as u64 + 1);
+                    prop_assert_eq!(seen, good_before);
+                }
+                Err(other) => prop_assert!(false, "unexpected error {}", other),
+            }
+        }
+    }
+
+    #[test]
+    fn outcome_is_recomputed_from_the_answer_index() {
+        let mut record: OutputRecord = serde_json::from_str(&record_line(0)).expect("record");
+        assert_eq!(record.outcome(), Outcome::Correct);
+        record.answer = Some(AnswerRef {
+            capture: Some("answer".into()),
+            option: Some("A".into()),
+            index: Some(0),
+        });
+        // The journal said "correct"; the index says otherwise.
+        assert_eq!(record.outcome(), Outcome::Wrong);
+        record.answer = None;
+        assert_eq!(record.outcome(), Outcome::Unparsed);
+        record.row.correct_answer = None;
+        assert_eq!(record.outcome(), Outcome::Unscored);
+    }
+}
