@@ -326,3 +326,40 @@ fn mixed_datasets_get_a_table_each_and_rows_without_an_answer_key_are_unscored()
         "{report}"
     );
 }
+
+#[test]
+fn the_judge_threshold_changes_the_pass_rate() {
+    let dir = copy_fixtures(&["run-judged"]);
+    evalr()
+        .args(["score", "--judge-threshold", "5"])
+        .arg(dir.path().join("run-judged"))
+        .assert()
+        .success();
+    let summary = summary_of(dir.path(), "run-judged");
+    assert_eq!(summary["judged"][0]["threshold"], 5);
+    assert_eq!(summary["judged"][0]["pass_rate"], 3.0 / 6.0);
+    evalr()
+        .args(["score", "--judge-threshold", "6"])
+        .arg(dir.path().join("run-judged"))
+        .assert()
+        .code(2);
+}
+
+#[test]
+fn judged_metrics_of_a_judge_run_attach_to_the_judged_run() {
+    let dir = copy_fixtures(&["run-a", "run-judged"]);
+    let judge = evalr::score::ResultFolder::open(&dir.path().join("run-judged")).unwrap();
+    let judged = evalr::score::judged::score_judge_folder(&judge, 3).unwrap();
+    let mut summary = evalr::score::score_folder(&dir.path().join("run-a")).unwrap();
+    assert_eq!(summary.quality_index.as_ref().map(|q| q.value), Some(0.575));
+    summary.attach_judged(judged);
+    let q = summary.quality_index.expect("index");
+    let names: Vec<&str> = q.components.iter().map(|c| c.name.as_str()).collect();
+    assert_eq!(names, ["accuracy", "fluency", "similarity"]);
+    // fluency mean 4.0 -> 0.75; similarity mean (1 + 4 + 5 + 5 + 5) / 5 = 4.0 -> 0.75
+    assert!(
+        (q.value - (0.575 + 0.75 + 0.75) / 3.0).abs() < 1e-12,
+        "{}",
+        q.value
+    );
+}

@@ -19,6 +19,9 @@ use crate::score::{self, RunRows, ScoreError};
 pub struct ScoreArgs {
     /// The result folder of a run (results/<run-id>).
     pub folder: PathBuf,
+    /// Judged metrics: a score passes when it is at least N (1 to 5).
+    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub judge_threshold: u8,
 }
 
 #[derive(Debug, Args)]
@@ -57,7 +60,10 @@ fn usage(error: ScoreError) -> anyhow::Error {
 }
 
 pub fn execute_score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
-    let summary = score::score_folder(&args.folder).map_err(usage)?;
+    let options = score::ScoreOptions {
+        judge_threshold: args.judge_threshold,
+    };
+    let summary = score::score_folder_with(&args.folder, &options).map_err(usage)?;
     let folder = score::ResultFolder::open(&args.folder).map_err(usage)?;
     let written = report::write_score_reports(&folder, &summary).map_err(usage)?;
     let mut out = std::io::stdout().lock();

@@ -51,6 +51,19 @@ pub fn judge_metric(record: &OutputRecord) -> Option<&str> {
     record.row.extra.get("metric").and_then(Value::as_str)
 }
 
+/// Judged metrics of a judge run's result folder (rows without `row.metric` are ignored).
+pub fn score_judge_folder(
+    folder: &super::ResultFolder,
+    threshold: u8,
+) -> Result<Vec<JudgedMetric>, super::ScoreError> {
+    let mut accumulator = JudgedAccumulator::default();
+    folder.for_each_output(|_, record| {
+        accumulator.add(&record);
+        Ok(())
+    })?;
+    Ok(accumulator.finish(threshold))
+}
+
 /// Scores per metric, gathered row by row.
 #[derive(Debug, Clone, Default)]
 pub struct JudgedAccumulator {

@@ -22,7 +22,7 @@ mod reference;
 
 pub use compare::{Comparison, RunRows, compare};
 pub use folder::{Outcome, OutputRecord, ResultFolder};
-pub use summary::Summary;
+pub use summary::{ScoreOptions, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
@@ -79,6 +79,12 @@ fn json_message(error: &serde_json::Error) -> String {
 pub fn score_folder(path: &Path) -> Result<Summary, ScoreError> {
     let folder = ResultFolder::open(path)?;
     summary::summarise_folder(&folder)
+}
+
+/// Score the result folder at `path` with non-default options.
+pub fn score_folder_with(path: &Path, options: &ScoreOptions) -> Result<Summary, ScoreError> {
+    let folder = ResultFolder::open(path)?;
+    summary::summarise_folder_with(&folder, options)
 }
 
 /// Write `summary.json`, `report.md`, `outputs.parquet` and (when option probabilities exist)

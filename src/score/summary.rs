@@ -167,8 +167,48 @@ pub fn quality_index(
     Some(QualityIndex { value, components })
 }
 
-/// Score a result folder (streaming its outputs once).
+/// Choices of `evalr score` that change figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScoreOptions {
+    /// A judged score passes when it is at least this (1..=5).
+    pub judge_threshold: u8,
+}
+
+impl Default for ScoreOptions {
+    fn default() -> Self {
+        ScoreOptions {
+            judge_threshold: DEFAULT_THRESHOLD,
+        }
+    }
+}
+
+impl Summary {
+    /// Add judged metrics computed from another folder (a judge run over this run) and
+    /// recompute the quality index with them; a metric already present is replaced.
+    pub fn attach_judged(&mut self, judged: Vec<JudgedMetric>) {
+        for metric in judged {
+            self.judged.retain(|m| m.metric != metric.metric);
+            self.judged.push(metric);
+        }
+        self.judged.sort_by(|a, b| a.metric.cmp(&b.metric));
+        self.quality_index = quality_index(
+            self.accuracy.as_ref(),
+            self.text_metrics.as_ref(),
+            &self.judged,
+        );
+    }
+}
+
+/// Score a result folder (streaming its outputs once) with the default options.
 pub fn summarise_folder(folder: &ResultFolder) -> Result<Summary, ScoreError> {
+    summarise_folder_with(folder, &ScoreOptions::default())
+}
+
+/// Score a result folder (streaming its outputs once).
+pub fn summarise_folder_with(
+    folder: &ResultFolder,
+    options: &ScoreOptions,
+) -> Result<Summary, ScoreError> {
     let mut total = Tally::default();
     let mut subjects = GroupTallies::default();
     let mut datasets = GroupTallies::default();
@@ -286,7 +326,7 @@ pub fn summarise_folder(folder: &ResultFolder) -> Result<Summary, ScoreError> {
         _ => None,
     };
     let text_metrics = text.finish();
-    let judged = judged.finish(DEFAULT_THRESHOLD);
+    let judged = judged.finish(options.judge_threshold);
     let quality_index = quality_index(accuracy.as_ref(), text_metrics.as_ref(), &judged);
     let run = &folder.run;
     let model = run.model.as_ref();
