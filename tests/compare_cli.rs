@@ -175,3 +175,16 @@ fn a_bad_folder_among_the_runs_is_a_usage_error() {
         .assert()
         .code(2);
 }
+
+#[test]
+fn runs_without_scored_rows_compare_usage_only() {
+    let dir = copy_fixtures(&["run-judged"]);
+    evalr()
+        .current_dir(dir.path())
+        .args(["compare", "run-judged", "run-judged", "--fail-if-worse", "0"])
+        .assert()
+        .code(0)
+        .stdout(predicates::str::contains(
+            "| accuracy | – | – | no row is scored in both runs (no correct_answer) |\n| tokens | 6036 | 6036 | +0 |",
+        ));
+}

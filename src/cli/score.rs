@@ -28,7 +28,7 @@ pub struct ScoreArgs {
 pub struct CompareArgs {
     /// Two or more result folders: the first is the baseline A, each other one is compared
     /// with it.
-    #[arg(required = true, num_args = 2..)]
+    #[arg(required = true, num_args = 2.., value_name = "FOLDER")]
     pub folders: Vec<PathBuf>,
     /// Compare only the rows all runs share (otherwise runs over different rows are refused).
     #[arg(long)]

@@ -385,6 +385,20 @@ fn pair_section(out: &mut String, c: &Comparison, p: &PairComparison) {
         );
     }
     let _ = writeln!(out, "| | A | B | B − A |\n|---|---:|---:|---:|");
+    if p.rows.compared == 0 {
+        let _ = writeln!(
+            out,
+            "| accuracy | – | – | no row is scored in both runs (no correct_answer) |"
+        );
+    } else {
+        accuracy_rows(out, p);
+    }
+    usage_rows(out, p);
+    out.push('\n');
+    pair_details(out, p);
+}
+
+fn accuracy_rows(out: &mut String, p: &PairComparison) {
     let _ = writeln!(
         out,
         "| accuracy ({} rows) | {} | {} | **{}** (95% CI {} … {}) |",
@@ -402,6 +416,9 @@ fn pair_section(out: &mut String, c: &Comparison, p: &PairComparison) {
         p.flipped.wrong_to_right.len(),
         p.mcnemar_p
     );
+}
+
+fn usage_rows(out: &mut String, p: &PairComparison) {
     let u = &p.usage;
     let _ = writeln!(
         out,
@@ -438,7 +455,9 @@ fn pair_section(out: &mut String, c: &Comparison, p: &PairComparison) {
             b.p90 - a.p90
         );
     }
-    out.push('\n');
+}
+
+fn pair_details(out: &mut String, p: &PairComparison) {
     if let Some(gate) = &p.gate {
         let verdict = if gate.failed { "**FAILED**" } else { "passed" };
         let _ = writeln!(
