@@ -188,3 +188,20 @@ fn runs_without_scored_rows_compare_usage_only() {
             "| accuracy | – | – | no row is scored in both runs (no correct_answer) |\n| tokens | 6036 | 6036 | +0 |",
         ));
 }
+
+#[test]
+fn an_unwritable_json_path_fails_before_reading_the_runs() {
+    let dir = copy_fixtures(&[]);
+    evalr()
+        .current_dir(dir.path())
+        .args([
+            "compare",
+            "missing-a",
+            "missing-b",
+            "--json",
+            "no/such/dir/c.json",
+        ])
+        .assert()
+        .code(2)
+        .stderr("error: --json no/such/dir/c.json: folder no/such/dir does not exist\n");
+}

@@ -167,6 +167,9 @@ fn judged_rows_and_text_metrics() {
     // 6 answers, each judged twice (12 rows); only "56" = "56" matches exactly after
     // normalisation ("William Shakespeare" vs "Shakespeare" does not).
     assert_eq!(text["exact_match"], 2.0 / 12.0);
+    // Token F1 per answer (SQuAD): 1/3, 2/3, 0, 2/5, 1, 1/3.
+    let f1 = (1.0 / 3.0 + 2.0 / 3.0 + 0.0 + 0.4 + 1.0 + 1.0 / 3.0) / 6.0;
+    assert!((text["token_f1"].as_f64().unwrap() - f1).abs() < 1e-12);
     let q = summary["quality_index"]["value"].as_f64().unwrap();
     let components = summary["quality_index"]["components"].as_array().unwrap();
     assert_eq!(components.len(), 4);

@@ -96,6 +96,21 @@ pub fn execute_score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
 }
 
 pub fn execute_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
+    // A report path that cannot be written fails before any folder is read.
+    if let Some(path) = &args.json {
+        let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Some(parent) = parent.filter(|p| !p.is_dir()) {
+            return Err(UsageError(format!(
+                "--json {}: folder {} does not exist",
+                path.display(),
+                parent.display()
+            ))
+            .into());
+        }
+    }
+    if let Some(dir) = args.out.as_ref().filter(|d| d.exists() && !d.is_dir()) {
+        return Err(UsageError(format!("--out {}: not a folder", dir.display())).into());
+    }
     let mut runs = Vec::with_capacity(args.folders.len());
     for path in &args.folders {
         let folder = score::ResultFolder::open(path).map_err(usage)?;
