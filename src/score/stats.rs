@@ -134,28 +134,33 @@ pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
 }
 
 /// Percentile bootstrap of the paired difference `mean(b) - mean(a)`: `resamples` times, draw
-/// `n` row indices with replacement (ChaCha8 seeded with `seed`, so results are reproducible
-/// across platforms and crate versions) and take the difference on those rows; the interval is
-/// the 2.5th and 97.5th percentiles (linear interpolation) of the resampled differences.
+/// `n` rows with replacement and take the difference on those rows; the interval is the 2.5th
+/// and 97.5th percentiles (linear interpolation) of the resampled differences.
+///
+/// A row's difference is +1 (right only in B), -1 (right only in A) or 0, so a resample is
+/// known by how many +1 and -1 rows it drew: `k+ ~ Binomial(n, n+/n)`, then
+/// `k- ~ Binomial(n - k+, n-/(n - n+))` - the same distribution as drawing `n` row indices,
+/// in O(1) per resample instead of O(n). The generator is ChaCha8 seeded with `seed`, so
+/// results are reproducible across platforms.
 pub fn paired_bootstrap(a: &[bool], b: &[bool], resamples: usize, seed: u64) -> [f64; 2] {
     let n = a.len().min(b.len());
     if n == 0 || resamples == 0 {
         return [0.0, 0.0];
     }
-    // Only the per-row difference matters: -1, 0 or +1.
-    let deltas: Vec<i64> = a
-        .iter()
-        .zip(b)
-        .map(|(&x, &y)| i64::from(y) - i64::from(x))
-        .collect();
+    let plus = a.iter().zip(b).filter(|&(&x, &y)| !x && y).count() as u64;
+    let minus = a.iter().zip(b).filter(|&(&x, &y)| x && !y).count() as u64;
+    let n = n as u64;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut diffs: Vec<f64> = Vec::with_capacity(resamples);
     for _ in 0..resamples {
-        let mut sum = 0i64;
-        for _ in 0..n {
-            sum += deltas[rng.random_range(0..n)];
-        }
-        diffs.push(sum as f64 / n as f64);
+        let drawn_plus = draw_binomial(&mut rng, n, plus as f64 / n as f64);
+        let others = n - plus;
+        let drawn_minus = if others == 0 {
+            0
+        } else {
+            draw_binomial(&mut rng, n - drawn_plus, minus as f64 / others as f64)
+        };
+        diffs.push((drawn_plus as f64 - drawn_minus as f64) / n as f64);
     }
     diffs.sort_by(f64::total_cmp);
     let alpha = 1.0 - CONFIDENCE;
@@ -163,6 +168,14 @@ pub fn paired_bootstrap(a: &[bool], b: &[bool], resamples: usize, seed: u64) -> 
         percentile_sorted(&diffs, 100.0 * alpha / 2.0),
         percentile_sorted(&diffs, 100.0 * (1.0 - alpha / 2.0)),
     ]
+}
+
+fn draw_binomial(rng: &mut ChaCha8Rng, trials: u64, p: f64) -> u64 {
+    match rand_distr::Binomial::new(trials, p.clamp(0.0, 1.0)) {
+        Ok(binomial) => rng.sample(binomial),
+        // Only for a p outside [0, 1], which the clamp rules out.
+        Err(_) => 0,
+    }
 }
 
 /// The `q`-th percentile (0..=100) of sorted values, linear interpolation between closest
@@ -258,6 +271,41 @@ mod tests {
         assert!(close(estimate.se, se, 1e-15));
         assert_eq!(estimate.n, 12);
         assert!(estimate.ci95[0] < 0.7 && estimate.ci95[1] > 0.7);
+    }
+
+    #[test]
+    fn bootstrap_of_identical_runs_is_zero() {
+        let a = [true, false, true, true];
+        assert_eq!(paired_bootstrap(&a, &a, 1000, 1), [0.0, 0.0]);
+        assert_eq!(paired_bootstrap(&[], &[], 1000, 1), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn bootstrap_matches_index_resampling() {
+        // The binomial shortcut against the textbook loop (resample row indices), both at
+        // 20,000 resamples: the bounds agree to within Monte Carlo error.
+        let a: Vec<bool> = (0..120).map(|i| i % 3 != 0).collect();
+        let b: Vec<bool> = (0..120).map(|i| i % 4 != 0).collect();
+        let fast = paired_bootstrap(&a, &b, 20_000, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut diffs: Vec<f64> = (0..20_000)
+            .map(|_| {
+                (0..120)
+                    .map(|_| {
+                        let i = rng.random_range(0..120);
+                        f64::from(u8::from(b[i])) - f64::from(u8::from(a[i]))
+                    })
+                    .sum::<f64>()
+                    / 120.0
+            })
+            .collect();
+        diffs.sort_by(f64::total_cmp);
+        let slow = [
+            percentile_sorted(&diffs, 2.5),
+            percentile_sorted(&diffs, 97.5),
+        ];
+        assert!(close(fast[0], slow[0], 0.0101), "{fast:?} vs {slow:?}");
+        assert!(close(fast[1], slow[1], 0.0101), "{fast:?} vs {slow:?}");
     }
 
     #[test]
