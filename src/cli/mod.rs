@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 pub mod azureml;
 pub mod datasets;
 pub mod run;
+pub mod score;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -42,6 +43,10 @@ pub enum Command {
     AuthCheck(azureml::AuthCheckArgs),
     /// Log a scored result folder to MLflow (MLFLOW_TRACKING_URI): params, metrics, reports.
     MlflowLog(azureml::MlflowLogArgs),
+    /// Score a result folder: summary.json, report.md, outputs.parquet, charts.
+    Score(score::ScoreArgs),
+    /// Compare runs row by row against the first (CI gate with --fail-if-worse).
+    Compare(score::CompareArgs),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -57,6 +62,8 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Merge(args) => azureml::merge(args),
         Command::AuthCheck(args) => azureml::auth_check(args),
         Command::MlflowLog(args) => azureml::mlflow_log(args),
+        Command::Score(args) => score::execute_score(args),
+        Command::Compare(args) => score::execute_compare(args),
     }
 }
 

@@ -1,0 +1,514 @@
+//! Markdown: `report.md` of `evalr score` and the compare report (a pull-request comment or
+//! `$GITHUB_STEP_SUMMARY`).
+
+use std::fmt::Write;
+
+use super::{CALIBRATION_CHART, ExportError, Exporter};
+use crate::score::compare::{Comparison, PairComparison};
+use crate::score::prices::PriceSource;
+use crate::score::stats::{Estimate, Percentiles};
+use crate::score::summary::Summary;
+
+pub struct MarkdownExporter;
+
+/// Flipped rows listed by id in the Markdown (all of them are in the JSON).
+pub const MAX_FLIPPED_LISTED: usize = 20;
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// Percentage points, signed.
+fn pp(x: f64) -> String {
+    let value = x * 100.0;
+    // "-0.0" reads as a loss; print zero plainly.
+    if value.abs() < 0.05 {
+        "0.0 pp".to_string()
+    } else {
+        format!("{value:+.1} pp")
+    }
+}
+
+fn ci(interval: [f64; 2]) -> String {
+    format!("{} – {}", pct(interval[0]), pct(interval[1]))
+}
+
+fn ms(x: f64) -> String {
+    format!("{x:.0} ms")
+}
+
+fn money(x: f64, currency: &str) -> String {
+    let symbol = if currency == "USD" { "$" } else { "" };
+    let suffix = if currency == "USD" {
+        String::new()
+    } else {
+        format!(" {currency}")
+    };
+    if x != 0.0 && x.abs() < 0.01 {
+        format!("{symbol}{x:.6}{suffix}")
+    } else {
+        format!("{symbol}{x:.4}{suffix}")
+    }
+}
+
+fn or_dash(value: Option<&str>) -> &str {
+    value.unwrap_or("–")
+}
+
+fn estimate_row(out: &mut String, name: &str, e: &Estimate) {
+    let _ = writeln!(
+        out,
+        "| {name} | {} | {} | {:.1} pp | {} |",
+        pct(e.value),
+        ci(e.ci95),
+        e.se * 100.0,
+        e.n
+    );
+}
+
+fn latency_cells(p: &Percentiles) -> String {
+    format!("{} / {} / {}", ms(p.p50), ms(p.p90), ms(p.p99))
+}
+
+impl Exporter<Summary> for MarkdownExporter {
+    fn serialize(&self, s: &Summary) -> Result<Vec<u8>, ExportError> {
+        let mut out = String::new();
+        let _ = writeln!(out, "# evalr report: {}\n", s.run.run_id);
+        let _ = writeln!(out, "| run | |\n|---|---|");
+        let _ = writeln!(out, "| model | {} |", or_dash(s.run.model.as_deref()));
+        if let Some(deployment) = &s.run.deployment {
+            let _ = writeln!(out, "| deployment | {deployment} |");
+        }
+        let _ = writeln!(out, "| program | {} |", or_dash(s.run.program.as_deref()));
+        let dataset = match s.rows.dataset_rows {
+            Some(rows) => format!("{} ({rows} rows)", or_dash(s.run.dataset.as_deref())),
+            None => or_dash(s.run.dataset.as_deref()).to_string(),
+        };
+        let _ = writeln!(out, "| dataset | {dataset} |");
+        let _ = writeln!(out, "| status | {} |", or_dash(s.run.status.as_deref()));
+        let _ = writeln!(out, "| scored by | {} |\n", s.scored_by);
+
+        let r = &s.rows;
+        let _ = write!(
+            out,
+            "Rows: {} in outputs.jsonl ({} correct, {} wrong, {} unparsed, {} refused, {} unscored)",
+            r.outputs, r.correct, r.wrong, r.unparsed, r.refused, r.unscored
+        );
+        if r.failed > 0 {
+            let kinds: Vec<String> = r
+                .failed_by_kind
+                .iter()
+                .map(|(kind, n)| format!("{n} {kind}"))
+                .collect();
+            let _ = write!(
+                out,
+                "; {} failed for good in errors.jsonl ({}), not counted in accuracy",
+                r.failed,
+                kinds.join(", ")
+            );
+        }
+        let _ = writeln!(out, ".");
+        if r.torn_last_line {
+            let _ = writeln!(
+                out,
+                "\n> The last line of outputs.jsonl was cut mid-write (interrupted run) and was left out."
+            );
+        }
+        out.push('\n');
+
+        if let Some(accuracy) = &s.accuracy {
+            let _ = writeln!(out, "## Accuracy\n");
+            let _ = writeln!(out, "| measure | value | 95% CI (Wilson) | SE | rows |");
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+            estimate_row(&mut out, "accuracy (micro)", &accuracy.micro);
+            let label = format!("accuracy (macro over {} subjects)", s.subjects.len());
+            estimate_row(&mut out, &label, &accuracy.macro_subject);
+            estimate_row(
+                &mut out,
+                "invalid answers (unparsed + refused)",
+                &accuracy.invalid_rate,
+            );
+            out.push('\n');
+            group_table(&mut out, "By subject", "subject", &s.subjects);
+            if s.datasets.len() > 1 {
+                group_table(&mut out, "By dataset", "dataset", &s.datasets);
+            }
+        }
+
+        if let Some(bias) = &s.position_bias {
+            let _ = writeln!(out, "## Answer positions\n");
+            let _ = writeln!(
+                out,
+                "Rows: correct position; columns: chosen position (rows with a parsed answer).\n"
+            );
+            let _ = writeln!(
+                out,
+                "| correct \\ chosen | {} | share correct |",
+                bias.positions.join(" | ")
+            );
+            let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(bias.positions.len()));
+            for (i, row) in bias.matrix.iter().enumerate() {
+                let cells: Vec<String> = row.iter().map(u64::to_string).collect();
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {} |",
+                    bias.positions[i],
+                    cells.join(" | "),
+                    pct(bias.correct_share[i])
+                );
+            }
+            let shares: Vec<String> = bias.chosen_share.iter().map(|x| pct(*x)).collect();
+            let _ = writeln!(out, "| share chosen | {} | |\n", shares.join(" | "));
+        }
+
+        if let Some(cal) = &s.calibration {
+            let _ = writeln!(out, "## Calibration\n");
+            let _ = writeln!(
+                out,
+                "{} rows with option probabilities. Brier {:.4} (multi-class, 0 best), log loss {:.4}, ECE {:.4} (10 equal-width confidence bins).\n",
+                cal.n, cal.brier, cal.log_loss, cal.ece
+            );
+            let _ = writeln!(out, "| confidence | rows | mean confidence | accuracy |");
+            let _ = writeln!(out, "|---|---:|---:|---:|");
+            for bin in cal.bins.iter().filter(|b| b.n > 0) {
+                let _ = writeln!(
+                    out,
+                    "| {:.1}–{:.1} | {} | {} | {} |",
+                    bin.lower,
+                    bin.upper,
+                    bin.n,
+                    pct(bin.confidence),
+                    pct(bin.accuracy)
+                );
+            }
+            let _ = writeln!(out, "\n![calibration curve]({CALIBRATION_CHART})\n");
+        }
+
+        let _ = writeln!(out, "## Cost and speed\n");
+        let _ = writeln!(out, "| measure | value |\n|---|---:|");
+        let t = &s.tokens;
+        let _ = writeln!(
+            out,
+            "| tokens (prompt / completion / total) | {} / {} / {} |",
+            t.prompt, t.completion, t.total
+        );
+        let _ = writeln!(out, "| tokens per row | {:.1} |", t.per_row);
+        match &s.cost {
+            Some(cost) => {
+                let _ = writeln!(out, "| cost | {} |", money(cost.total, &cost.currency));
+                let per_correct = cost
+                    .per_correct
+                    .map(|c| money(c, &cost.currency))
+                    .unwrap_or_else(|| "–".to_string());
+                let _ = writeln!(out, "| cost per correct answer | {per_correct} |");
+                let source = match &cost.price_source {
+                    PriceSource::Run => "run.json (config file)".to_string(),
+                    PriceSource::Local => "local model".to_string(),
+                    PriceSource::DefaultTable { key, note } => {
+                        format!("default table, {key}: {note}")
+                    }
+                };
+                let _ = writeln!(
+                    out,
+                    "| price per 1M tokens (input / output) | {} / {} ({source}) |",
+                    money(cost.input_per_mtok, &cost.currency),
+                    money(cost.output_per_mtok, &cost.currency)
+                );
+            }
+            None => {
+                let _ = writeln!(out, "| cost | unknown |");
+            }
+        }
+        if let Some(latency) = &s.latency_ms {
+            let _ = writeln!(
+                out,
+                "| latency p50 / p90 / p99 | {} |",
+                latency_cells(latency)
+            );
+        }
+        if let Some(throughput) = &s.throughput {
+            let _ = writeln!(
+                out,
+                "| throughput | {:.2} rows/s over {:.1} s |",
+                throughput.rows_per_second, throughput.wall_seconds
+            );
+        }
+        let re = &s.retries;
+        let _ = writeln!(
+            out,
+            "| retries (rows retried) | {} ({}) |\n| rate limited (429) | {} |\n| rows answered from cache | {} |",
+            re.retries, re.rows_retried, re.rate_limited, re.cached_rows
+        );
+        if let Some(note) = &s.cost_note {
+            let _ = writeln!(out, "\n> {note}");
+        }
+        out.push('\n');
+
+        if let Some(text) = &s.text_metrics {
+            let _ = writeln!(out, "## Text metrics\n");
+            let _ = writeln!(
+                out,
+                "{} rows with a ground truth: exact match {}, token F1 {} (SQuAD normalisation).\n",
+                text.n,
+                pct(text.exact_match),
+                pct(text.token_f1)
+            );
+        }
+
+        if !s.judged.is_empty() {
+            let _ = writeln!(out, "## Judged metrics\n");
+            let _ = writeln!(
+                out,
+                "| metric | rows | mean (1–5) | 1 | 2 | 3 | 4 | 5 | pass rate | unjudged |"
+            );
+            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            for m in &s.judged {
+                let d = m.distribution;
+                let _ = writeln!(
+                    out,
+                    "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} (≥ {}) | {} |",
+                    m.metric,
+                    m.n,
+                    m.mean,
+                    d[0],
+                    d[1],
+                    d[2],
+                    d[3],
+                    d[4],
+                    pct(m.pass_rate),
+                    m.threshold,
+                    m.unjudged
+                );
+            }
+            out.push('\n');
+        }
+
+        if let Some(q) = &s.quality_index {
+            let parts: Vec<String> = q
+                .components
+                .iter()
+                .map(|c| format!("{} {:.3}", c.name, c.value))
+                .collect();
+            let _ = writeln!(
+                out,
+                "## Quality index\n\n**{:.3}** (0 to 1): the mean of {}.",
+                q.value,
+                parts.join(", ")
+            );
+        }
+        Ok(out.into_bytes())
+    }
+}
+
+fn group_table(
+    out: &mut String,
+    title: &str,
+    what: &str,
+    groups: &[crate::score::accuracy::GroupAccuracy],
+) {
+    let _ = writeln!(out, "## {title}\n");
+    let _ = writeln!(
+        out,
+        "| {what} | rows | correct | wrong | invalid | accuracy | 95% CI |"
+    );
+    let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|");
+    for g in groups {
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} |",
+            g.name,
+            g.tally.scored(),
+            g.tally.correct,
+            g.tally.wrong,
+            g.tally.invalid(),
+            pct(g.accuracy.value),
+            ci(g.accuracy.ci95)
+        );
+    }
+    out.push('\n');
+}
+
+impl Exporter<Comparison> for MarkdownExporter {
+    fn serialize(&self, c: &Comparison) -> Result<Vec<u8>, ExportError> {
+        let mut out = String::new();
+        let _ = writeln!(out, "# evalr compare\n");
+        let _ = writeln!(
+            out,
+            "Baseline (A): **{}** ({}).\n",
+            c.baseline.name,
+            describe(&c.baseline)
+        );
+        if c.intersect {
+            let _ = writeln!(
+                out,
+                "> Restricted to the rows all runs share (`--intersect`); rows outside are left out of every figure below.\n"
+            );
+        }
+        for pair in &c.pairs {
+            pair_section(&mut out, c, pair);
+        }
+        let _ = writeln!(
+            out,
+            "_Intervals: paired bootstrap, {} resamples, seed {}, 95% percentile interval. p: exact McNemar test on the rows that changed._",
+            c.bootstrap.resamples, c.bootstrap.seed
+        );
+        Ok(out.into_bytes())
+    }
+}
+
+fn describe(label: &crate::score::compare::RunLabel) -> String {
+    format!(
+        "model {}, program {}",
+        or_dash(label.model.as_deref()),
+        or_dash(label.program.as_deref())
+    )
+}
+
+fn pair_section(out: &mut String, c: &Comparison, p: &PairComparison) {
+    let _ = writeln!(
+        out,
+        "## B: {} vs A: {}\n",
+        p.candidate.name, c.baseline.name
+    );
+    let _ = writeln!(out, "B: {}.\n", describe(&p.candidate));
+    if p.candidate.dataset_sha256 != c.baseline.dataset_sha256 {
+        let _ = writeln!(
+            out,
+            "> The runs' dataset files differ (sha256); rows are paired by id.\n"
+        );
+    }
+    if c.intersect && (p.rows.only_a > 0 || p.rows.only_b > 0) {
+        let _ = writeln!(
+            out,
+            "> {} shared rows compared; left out: {} rows of A, {} rows of B.\n",
+            p.rows.shared, p.rows.only_a, p.rows.only_b
+        );
+    }
+    let _ = writeln!(out, "| | A | B | B − A |\n|---|---:|---:|---:|");
+    if p.rows.compared == 0 {
+        let _ = writeln!(
+            out,
+            "| accuracy | – | – | no row is scored in both runs (no correct_answer) |"
+        );
+    } else {
+        accuracy_rows(out, p);
+    }
+    usage_rows(out, p);
+    out.push('\n');
+    pair_details(out, p);
+}
+
+fn accuracy_rows(out: &mut String, p: &PairComparison) {
+    let _ = writeln!(
+        out,
+        "| accuracy ({} rows) | {} | {} | **{}** (95% CI {} … {}) |",
+        p.rows.compared,
+        pct(p.accuracy_a.value),
+        pct(p.accuracy_b.value),
+        pp(p.difference),
+        pp(p.ci95[0]),
+        pp(p.ci95[1])
+    );
+    let _ = writeln!(
+        out,
+        "| rows right only here | {} | {} | McNemar p = {:.4} |",
+        p.flipped.right_to_wrong.len(),
+        p.flipped.wrong_to_right.len(),
+        p.mcnemar_p
+    );
+}
+
+fn usage_rows(out: &mut String, p: &PairComparison) {
+    let u = &p.usage;
+    let _ = writeln!(
+        out,
+        "| tokens | {} | {} | {:+} |",
+        u.tokens_a,
+        u.tokens_b,
+        u.tokens_b as i64 - u.tokens_a as i64
+    );
+    if let (Some(a), Some(b), Some(currency)) = (u.cost_a, u.cost_b, &u.currency) {
+        let _ = writeln!(
+            out,
+            "| cost | {} | {} | {}{} |",
+            money(a, currency),
+            money(b, currency),
+            if b >= a { "+" } else { "-" },
+            money((b - a).abs(), currency)
+        );
+    } else {
+        let _ = writeln!(out, "| cost | – | – | unknown price |");
+    }
+    if let (Some(a), Some(b)) = (&u.latency_a, &u.latency_b) {
+        let _ = writeln!(
+            out,
+            "| latency p50 | {} | {} | {:+.0} ms |",
+            ms(a.p50),
+            ms(b.p50),
+            b.p50 - a.p50
+        );
+        let _ = writeln!(
+            out,
+            "| latency p90 | {} | {} | {:+.0} ms |",
+            ms(a.p90),
+            ms(b.p90),
+            b.p90 - a.p90
+        );
+    }
+}
+
+fn pair_details(out: &mut String, p: &PairComparison) {
+    if let Some(gate) = &p.gate {
+        let verdict = if gate.failed { "**FAILED**" } else { "passed" };
+        let _ = writeln!(
+            out,
+            "Gate `--fail-if-worse {}`: {verdict} (fails when the upper bound of the 95% interval of B − A is below −{} pp).\n",
+            gate.threshold_pp, gate.threshold_pp
+        );
+    }
+    if !p.subjects.is_empty() {
+        let _ = writeln!(out, "### By subject (largest change first)\n");
+        let _ = writeln!(
+            out,
+            "| subject | rows | A | B | B − A |\n|---|---:|---:|---:|---:|"
+        );
+        for s in &p.subjects {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {} |",
+                s.subject,
+                s.n,
+                pct(s.accuracy_a),
+                pct(s.accuracy_b),
+                pp(s.difference)
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "### Flipped rows\n");
+    flipped_line(out, "right → wrong", &p.flipped.right_to_wrong);
+    flipped_line(out, "wrong → right", &p.flipped.wrong_to_right);
+    out.push('\n');
+}
+
+fn flipped_line(out: &mut String, label: &str, ids: &[String]) {
+    let listed: Vec<String> = ids
+        .iter()
+        .take(MAX_FLIPPED_LISTED)
+        .map(|id| format!("`{id}`"))
+        .collect();
+    let more = if ids.len() > MAX_FLIPPED_LISTED {
+        format!(
+            " and {} more (see the JSON)",
+            ids.len() - MAX_FLIPPED_LISTED
+        )
+    } else {
+        String::new()
+    };
+    let list = if listed.is_empty() {
+        "none".to_string()
+    } else {
+        listed.join(", ")
+    };
+    let _ = writeln!(out, "- {label} ({}): {list}{more}", ids.len());
+}

@@ -1,0 +1,347 @@
+//! `evalr compare`: runs paired by row id against a baseline.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use serde::Serialize;
+
+use super::ScoreError;
+use super::folder::{Outcome, ResultFolder};
+use super::prices::{self, Price};
+use super::stats::{self, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Estimate, Percentiles};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// What compare needs of one row.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowFacts {
+    pub subject: String,
+    pub outcome: Outcome,
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub latency_ms: f64,
+}
+
+/// One run, loaded for comparison.
+#[derive(Debug, Clone)]
+pub struct RunRows {
+    pub label: RunLabel,
+    /// Row ids in `outputs.jsonl` order.
+    pub order: Vec<String>,
+    pub rows: HashMap<String, RowFacts>,
+    pub price: Option<Price>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunLabel {
+    pub name: String,
+    pub path: String,
+    pub model: Option<String>,
+    pub program: Option<String>,
+    pub dataset_sha256: Option<String>,
+}
+
+impl RunRows {
+    pub fn load(folder: &ResultFolder) -> Result<Self, ScoreError> {
+        let mut order = Vec::new();
+        let mut rows = HashMap::new();
+        folder.for_each_output(|_, record| {
+            let facts = RowFacts {
+                subject: record.subject().to_string(),
+                outcome: record.outcome(),
+                prompt_tokens: record.usage.prompt_tokens,
+                completion_tokens: record.usage.completion_tokens,
+                latency_ms: record.latency_ms,
+            };
+            order.push(record.id.clone());
+            rows.insert(record.id, facts);
+            Ok(())
+        })?;
+        let run = &folder.run;
+        Ok(RunRows {
+            label: RunLabel {
+                name: folder.name(),
+                path: folder.path.display().to_string(),
+                model: run.model.as_ref().and_then(|m| m.identity.clone()),
+                program: run.program.as_ref().and_then(|p| p.name.clone()),
+                dataset_sha256: run.dataset.as_ref().and_then(|d| d.sha256.clone()),
+            },
+            order,
+            rows,
+            price: prices::price_for_run(run),
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Comparison {
+    pub schema_version: u32,
+    pub baseline: RunLabel,
+    /// Restricted to the rows every run shares (`--intersect`).
+    pub intersect: bool,
+    pub bootstrap: BootstrapSettings,
+    /// One entry per run after the first, each against the first.
+    pub pairs: Vec<PairComparison>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BootstrapSettings {
+    pub resamples: usize,
+    pub seed: u64,
+    pub confidence: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairComparison {
+    pub candidate: RunLabel,
+    pub rows: PairedRows,
+    pub accuracy_a: Estimate,
+    pub accuracy_b: Estimate,
+    /// accuracy(B) - accuracy(A), as a fraction.
+    pub difference: f64,
+    /// Paired bootstrap 95% interval of the difference.
+    pub ci95: [f64; 2],
+    /// Exact McNemar test on the discordant rows.
+    pub mcnemar_p: f64,
+    pub subjects: Vec<SubjectDifference>,
+    pub flipped: Flipped,
+    pub usage: UsageDifference,
+    /// Set when `--fail-if-worse` was given.
+    pub gate: Option<Gate>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PairedRows {
+    /// Rows compared: present in both runs (with `--intersect`: in every run).
+    pub shared: u64,
+    /// Rows of A left out (only with `--intersect`).
+    pub only_a: u64,
+    /// Rows of B left out (only with `--intersect`).
+    pub only_b: u64,
+    /// Shared rows scored in both runs (the accuracy comparison's rows).
+    pub compared: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubjectDifference {
+    pub subject: String,
+    pub n: u64,
+    pub accuracy_a: f64,
+    pub accuracy_b: f64,
+    pub difference: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Flipped {
+    /// Right in A, not right in B.
+    pub right_to_wrong: Vec<String>,
+    /// Not right in A, right in B.
+    pub wrong_to_right: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct UsageDifference {
+    pub tokens_a: u64,
+    pub tokens_b: u64,
+    /// `None` when either model has no known price.
+    pub cost_a: Option<f64>,
+    pub cost_b: Option<f64>,
+    pub currency: Option<String>,
+    pub latency_a: Option<Percentiles>,
+    pub latency_b: Option<Percentiles>,
+}
+
+/// `--fail-if-worse PP`: fails when the upper bound of the 95% bootstrap interval of
+/// accuracy(B) - accuracy(A) is below -PP/100, i.e. B is worse than A by more than PP
+/// percentage points with 95% confidence (one-sided 97.5%).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gate {
+    pub threshold_pp: f64,
+    pub failed: bool,
+}
+
+impl Comparison {
+    pub fn gate_failed(&self) -> bool {
+        self.pairs
+            .iter()
+            .any(|p| p.gate.as_ref().is_some_and(|g| g.failed))
+    }
+}
+
+/// Compare every run after the first with the first.
+pub fn compare(
+    runs: &[RunRows],
+    intersect: bool,
+    fail_if_worse_pp: Option<f64>,
+) -> Result<Comparison, ScoreError> {
+    let Some((baseline, candidates)) = runs.split_first() else {
+        return Err(ScoreError::TooFewRuns);
+    };
+    if candidates.is_empty() {
+        return Err(ScoreError::TooFewRuns);
+    }
+    // With --intersect every pair uses the rows all runs share, so the candidates' numbers
+    // are comparable with each other too.
+    let mut shared: HashSet<&str> = baseline.order.iter().map(String::as_str).collect();
+    for candidate in candidates {
+        let ids: HashSet<&str> = candidate.order.iter().map(String::as_str).collect();
+        let only_a = baseline
+            .order
+            .iter()
+            .filter(|id| !ids.contains(id.as_str()));
+        let only_b = candidate
+            .order
+            .iter()
+            .filter(|id| !baseline.rows.contains_key(id.as_str()));
+        let (only_a, only_b): (Vec<&String>, Vec<&String>) = (only_a.collect(), only_b.collect());
+        if !intersect && (!only_a.is_empty() || !only_b.is_empty()) {
+            let common = baseline.order.len() - only_a.len();
+            let example = only_a.first().or(only_b.first()).map(|s| s.to_string());
+            return Err(ScoreError::DifferentRows {
+                a: baseline.label.path.clone(),
+                b: candidate.label.path.clone(),
+                only_a: only_a.len(),
+                only_b: only_b.len(),
+                shared: common,
+                example: example.unwrap_or_default(),
+            });
+        }
+        shared.retain(|id| ids.contains(id));
+    }
+    if shared.is_empty() {
+        return Err(ScoreError::NoSharedRows);
+    }
+    let ids: Vec<&str> = baseline
+        .order
+        .iter()
+        .map(String::as_str)
+        .filter(|id| shared.contains(id))
+        .collect();
+    let pairs = candidates
+        .iter()
+        .map(|candidate| compare_pair(baseline, candidate, &ids, fail_if_worse_pp))
+        .collect();
+    Ok(Comparison {
+        schema_version: SCHEMA_VERSION,
+        baseline: baseline.label.clone(),
+        intersect,
+        bootstrap: BootstrapSettings {
+            resamples: BOOTSTRAP_RESAMPLES,
+            seed: BOOTSTRAP_SEED,
+            confidence: stats::CONFIDENCE,
+        },
+        pairs,
+    })
+}
+
+fn compare_pair(
+    a: &RunRows,
+    b: &RunRows,
+    ids: &[&str],
+    fail_if_worse_pp: Option<f64>,
+) -> PairComparison {
+    let mut right_a = Vec::new();
+    let mut right_b = Vec::new();
+    let mut flipped = Flipped {
+        right_to_wrong: Vec::new(),
+        wrong_to_right: Vec::new(),
+    };
+    let mut subjects: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    let (mut tokens_a, mut tokens_b) = ((0u64, 0u64), (0u64, 0u64));
+    let (mut latency_a, mut latency_b) = (Vec::new(), Vec::new());
+    for id in ids {
+        let (Some(x), Some(y)) = (a.rows.get(*id), b.rows.get(*id)) else {
+            continue;
+        };
+        tokens_a.0 += x.prompt_tokens;
+        tokens_a.1 += x.completion_tokens;
+        tokens_b.0 += y.prompt_tokens;
+        tokens_b.1 += y.completion_tokens;
+        latency_a.push(x.latency_ms);
+        latency_b.push(y.latency_ms);
+        if !x.outcome.is_scored() || !y.outcome.is_scored() {
+            continue;
+        }
+        let (ra, rb) = (x.outcome == Outcome::Correct, y.outcome == Outcome::Correct);
+        right_a.push(ra);
+        right_b.push(rb);
+        match (ra, rb) {
+            (true, false) => flipped.right_to_wrong.push(id.to_string()),
+            (false, true) => flipped.wrong_to_right.push(id.to_string()),
+            _ => {}
+        }
+        let entry = subjects.entry(x.subject.as_str()).or_default();
+        entry.0 += 1;
+        entry.1 += u64::from(ra);
+        entry.2 += u64::from(rb);
+    }
+    let n = right_a.len() as u64;
+    let correct_a = right_a.iter().filter(|r| **r).count() as u64;
+    let correct_b = right_b.iter().filter(|r| **r).count() as u64;
+    let accuracy_a = stats::proportion(correct_a, n);
+    let accuracy_b = stats::proportion(correct_b, n);
+    let difference = accuracy_b.value - accuracy_a.value;
+    let ci95 = stats::paired_bootstrap(&right_a, &right_b, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED);
+    let mcnemar_p = stats::mcnemar_exact(
+        flipped.right_to_wrong.len() as u64,
+        flipped.wrong_to_right.len() as u64,
+    );
+    let mut subjects: Vec<SubjectDifference> = subjects
+        .into_iter()
+        .map(|(subject, (n, ca, cb))| {
+            let (accuracy_a, accuracy_b) = (ca as f64 / n as f64, cb as f64 / n as f64);
+            SubjectDifference {
+                subject: subject.to_string(),
+                n,
+                accuracy_a,
+                accuracy_b,
+                difference: accuracy_b - accuracy_a,
+            }
+        })
+        .collect();
+    // Largest change first (either direction); ties by name, so the order is stable.
+    subjects.sort_by(|x, y| {
+        y.difference
+            .abs()
+            .total_cmp(&x.difference.abs())
+            .then_with(|| x.subject.cmp(&y.subject))
+    });
+    let cost = |price: &Option<Price>, tokens: (u64, u64)| {
+        price.as_ref().map(|p| p.cost(tokens.0, tokens.1))
+    };
+    let currency = match (&a.price, &b.price) {
+        (Some(pa), Some(pb)) if pa.currency == pb.currency => Some(pa.currency.clone()),
+        _ => None,
+    };
+    let same_currency = currency.is_some();
+    let usage = UsageDifference {
+        tokens_a: tokens_a.0 + tokens_a.1,
+        tokens_b: tokens_b.0 + tokens_b.1,
+        cost_a: cost(&a.price, tokens_a).filter(|_| same_currency),
+        cost_b: cost(&b.price, tokens_b).filter(|_| same_currency),
+        currency,
+        latency_a: stats::percentiles(&latency_a),
+        latency_b: stats::percentiles(&latency_b),
+    };
+    let gate = fail_if_worse_pp.map(|pp| Gate {
+        threshold_pp: pp,
+        failed: n > 0 && ci95[1] < -pp / 100.0,
+    });
+    PairComparison {
+        candidate: b.label.clone(),
+        rows: PairedRows {
+            shared: ids.len() as u64,
+            only_a: a.order.len() as u64 - ids.len() as u64,
+            only_b: b.order.len() as u64 - ids.len() as u64,
+            compared: n,
+        },
+        accuracy_a,
+        accuracy_b,
+        difference,
+        ci95,
+        mcnemar_p,
+        subjects,
+        flipped,
+        usage,
+        gate,
+    }
+}

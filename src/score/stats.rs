@@ -1,0 +1,326 @@
+//! Statistics over counts and paired outcomes: pure functions, tested against reference
+//! values from scipy/statsmodels (see `tests/fixtures/stats_reference.md`).
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Serialize;
+use statrs::distribution::{Binomial, ContinuousCDF, DiscreteCDF, Normal};
+
+/// Two-sided 95%.
+pub const CONFIDENCE: f64 = 0.95;
+
+/// Resamples drawn by [`paired_bootstrap`] in reports. 10,000 keeps the Monte Carlo error of a
+/// 95% bound around 0.1 percentage point for a few hundred rows.
+pub const BOOTSTRAP_RESAMPLES: usize = 10_000;
+
+/// Seed of the bootstrap in reports: the same inputs always give the same interval.
+pub const BOOTSTRAP_SEED: u64 = 20_240_601;
+
+/// A proportion with its standard error and 95% interval.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Estimate {
+    pub value: f64,
+    pub se: f64,
+    pub ci95: [f64; 2],
+    /// Rows behind the estimate.
+    pub n: u64,
+}
+
+/// The normal quantile for a two-sided interval at `confidence` (1.959964 for 95%).
+pub fn z_for(confidence: f64) -> f64 {
+    // Normal::new(0, 1) cannot fail; the fallback only keeps clippy's no-unwrap rule honest.
+    Normal::new(0.0, 1.0)
+        .map(|n| n.inverse_cdf(1.0 - (1.0 - confidence) / 2.0))
+        .unwrap_or(1.959_963_984_540_054)
+}
+
+/// Wilson score interval for `successes` out of `n` (statsmodels `proportion_confint(...,
+/// method="wilson")`). `n == 0` gives `[0, 1]`.
+pub fn wilson_interval(successes: u64, n: u64, confidence: f64) -> [f64; 2] {
+    if n == 0 {
+        return [0.0, 1.0];
+    }
+    wilson_interval_f(successes as f64 / n as f64, n as f64, confidence)
+}
+
+/// Wilson interval for a proportion `p` observed on an (effective) sample size `n`.
+pub fn wilson_interval_f(p: f64, n: f64, confidence: f64) -> [f64; 2] {
+    if n <= 0.0 {
+        return [0.0, 1.0];
+    }
+    let z = z_for(confidence);
+    let z2 = z * z;
+    let denominator = 1.0 + z2 / n;
+    let center = (p + z2 / (2.0 * n)) / denominator;
+    let half = z / denominator * (p * (1.0 - p) / n + z2 / (4.0 * n * n)).sqrt();
+    [(center - half).max(0.0), (center + half).min(1.0)]
+}
+
+/// Standard error of a proportion, `sqrt(p (1 - p) / n)`.
+pub fn proportion_se(successes: u64, n: u64) -> f64 {
+    if n == 0 {
+        return 0.0;
+    }
+    let p = successes as f64 / n as f64;
+    (p * (1.0 - p) / n as f64).sqrt()
+}
+
+/// Accuracy over `n` rows with its SE and Wilson interval.
+pub fn proportion(successes: u64, n: u64) -> Estimate {
+    Estimate {
+        value: if n == 0 {
+            0.0
+        } else {
+            successes as f64 / n as f64
+        },
+        se: proportion_se(successes, n),
+        ci95: wilson_interval(successes, n, CONFIDENCE),
+        n,
+    }
+}
+
+/// The unweighted mean of per-group proportions (macro average), given `(successes, n)` per
+/// group; groups with no rows are left out.
+///
+/// SE: `sqrt(sum(p_i (1 - p_i) / n_i)) / K` (groups independent). Interval: the Wilson
+/// interval at the effective sample size `p (1 - p) / SE^2` (Kish's design-effect idea), which
+/// keeps it inside [0, 1]; when every group is all right or all wrong the SE is 0 and the
+/// total row count is used.
+pub fn macro_average(groups: &[(u64, u64)]) -> Estimate {
+    let groups: Vec<(u64, u64)> = groups.iter().copied().filter(|g| g.1 > 0).collect();
+    let total: u64 = groups.iter().map(|g| g.1).sum();
+    if groups.is_empty() {
+        return proportion(0, 0);
+    }
+    let k = groups.len() as f64;
+    let mean = groups
+        .iter()
+        .map(|&(s, n)| s as f64 / n as f64)
+        .sum::<f64>()
+        / k;
+    let variance_sum: f64 = groups
+        .iter()
+        .map(|&(s, n)| {
+            let p = s as f64 / n as f64;
+            p * (1.0 - p) / n as f64
+        })
+        .sum();
+    let se = variance_sum.sqrt() / k;
+    let effective_n = if se > 0.0 && mean > 0.0 && mean < 1.0 {
+        mean * (1.0 - mean) / (se * se)
+    } else {
+        total as f64
+    };
+    Estimate {
+        value: mean,
+        se,
+        ci95: wilson_interval_f(mean, effective_n, CONFIDENCE),
+        n: total,
+    }
+}
+
+/// Exact (binomial) McNemar test, two-sided: with `b` pairs right only in A and `c` right only
+/// in B, `p = min(1, 2 * BinomCDF(min(b, c); b + c, 1/2))` - statsmodels `mcnemar(table,
+/// exact=True)`. No discordant pair gives 1.
+pub fn mcnemar_exact(b: u64, c: u64) -> f64 {
+    let n = b + c;
+    if n == 0 {
+        return 1.0;
+    }
+    match Binomial::new(0.5, n) {
+        Ok(binomial) => (2.0 * binomial.cdf(b.min(c))).min(1.0),
+        Err(_) => 1.0,
+    }
+}
+
+/// Percentile bootstrap of the paired difference `mean(b) - mean(a)`: `resamples` times, draw
+/// `n` rows with replacement and take the difference on those rows; the interval is the 2.5th
+/// and 97.5th percentiles (linear interpolation) of the resampled differences.
+///
+/// A row's difference is +1 (right only in B), -1 (right only in A) or 0, so a resample is
+/// known by how many +1 and -1 rows it drew: `k+ ~ Binomial(n, n+/n)`, then
+/// `k- ~ Binomial(n - k+, n-/(n - n+))` - the same distribution as drawing `n` row indices,
+/// in O(1) per resample instead of O(n). The generator is ChaCha8 seeded with `seed`, so
+/// results are reproducible across platforms.
+pub fn paired_bootstrap(a: &[bool], b: &[bool], resamples: usize, seed: u64) -> [f64; 2] {
+    let n = a.len().min(b.len());
+    if n == 0 || resamples == 0 {
+        return [0.0, 0.0];
+    }
+    let plus = a.iter().zip(b).filter(|&(&x, &y)| !x && y).count() as u64;
+    let minus = a.iter().zip(b).filter(|&(&x, &y)| x && !y).count() as u64;
+    let n = n as u64;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut diffs: Vec<f64> = Vec::with_capacity(resamples);
+    for _ in 0..resamples {
+        let drawn_plus = draw_binomial(&mut rng, n, plus as f64 / n as f64);
+        let others = n - plus;
+        let drawn_minus = if others == 0 {
+            0
+        } else {
+            draw_binomial(&mut rng, n - drawn_plus, minus as f64 / others as f64)
+        };
+        diffs.push((drawn_plus as f64 - drawn_minus as f64) / n as f64);
+    }
+    diffs.sort_by(f64::total_cmp);
+    let alpha = 1.0 - CONFIDENCE;
+    [
+        percentile_sorted(&diffs, 100.0 * alpha / 2.0),
+        percentile_sorted(&diffs, 100.0 * (1.0 - alpha / 2.0)),
+    ]
+}
+
+fn draw_binomial(rng: &mut ChaCha8Rng, trials: u64, p: f64) -> u64 {
+    match rand_distr::Binomial::new(trials, p.clamp(0.0, 1.0)) {
+        Ok(binomial) => rng.sample(binomial),
+        // Only for a p outside [0, 1], which the clamp rules out.
+        Err(_) => 0,
+    }
+}
+
+/// The `q`-th percentile (0..=100) of sorted values, linear interpolation between closest
+/// ranks (numpy's default, Hyndman & Fan type 7). Empty input gives NaN.
+pub fn percentile_sorted(sorted: &[f64], q: f64) -> f64 {
+    match sorted.len() {
+        0 => f64::NAN,
+        1 => sorted[0],
+        len => {
+            let rank = (q / 100.0).clamp(0.0, 1.0) * (len - 1) as f64;
+            let low = rank.floor() as usize;
+            let high = rank.ceil() as usize;
+            let weight = rank - low as f64;
+            sorted[low] + (sorted[high] - sorted[low]) * weight
+        }
+    }
+}
+
+/// p50, p90, p99 (and mean, max) of unsorted values.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Percentiles {
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub mean: f64,
+    pub max: f64,
+}
+
+pub fn percentiles(values: &[f64]) -> Option<Percentiles> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted: Vec<f64> = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    Some(Percentiles {
+        p50: percentile_sorted(&sorted, 50.0),
+        p90: percentile_sorted(&sorted, 90.0),
+        p99: percentile_sorted(&sorted, 99.0),
+        mean: sorted.iter().sum::<f64>() / sorted.len() as f64,
+        max: sorted[sorted.len() - 1],
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol
+    }
+
+    // Reference values: see tests/fixtures/stats_reference.md (statsmodels 0.14 / scipy).
+    #[test]
+    fn wilson_matches_statsmodels() {
+        for (s, n, lo, hi) in crate::score::reference::reference().wilson {
+            let [l, h] = wilson_interval(s, n, 0.95);
+            assert!(close(l, lo, 1e-9) && close(h, hi, 1e-9), "{s}/{n}: {l} {h}");
+        }
+    }
+
+    #[test]
+    fn mcnemar_matches_statsmodels() {
+        for (b, c, p) in crate::score::reference::reference().mcnemar {
+            let got = mcnemar_exact(b, c);
+            assert!(close(got, p, 1e-12), "b={b} c={c}: {got} vs {p}");
+        }
+    }
+
+    #[test]
+    fn percentiles_match_numpy() {
+        let case = crate::score::reference::reference().percentiles;
+        let got = percentiles(&case.values).expect("non-empty");
+        assert!(close(got.p50, case.p50, 1e-9), "{got:?}");
+        assert!(close(got.p90, case.p90, 1e-9), "{got:?}");
+        assert!(close(got.p99, case.p99, 1e-9), "{got:?}");
+    }
+
+    #[test]
+    fn standard_error_of_a_proportion() {
+        assert!(close(
+            proportion_se(30, 40),
+            (0.75f64 * 0.25 / 40.0).sqrt(),
+            1e-15
+        ));
+        assert_eq!(proportion_se(0, 0), 0.0);
+    }
+
+    #[test]
+    fn macro_average_is_the_mean_of_group_accuracies() {
+        let estimate = macro_average(&[(9, 10), (1, 2), (0, 0)]);
+        assert!(close(estimate.value, 0.7, 1e-15));
+        let se = ((0.9 * 0.1 / 10.0) + (0.5 * 0.5 / 2.0f64)).sqrt() / 2.0;
+        assert!(close(estimate.se, se, 1e-15));
+        assert_eq!(estimate.n, 12);
+        assert!(estimate.ci95[0] < 0.7 && estimate.ci95[1] > 0.7);
+    }
+
+    #[test]
+    fn bootstrap_of_identical_runs_is_zero() {
+        let a = [true, false, true, true];
+        assert_eq!(paired_bootstrap(&a, &a, 1000, 1), [0.0, 0.0]);
+        assert_eq!(paired_bootstrap(&[], &[], 1000, 1), [0.0, 0.0]);
+    }
+
+    #[test]
+    fn bootstrap_matches_index_resampling() {
+        // The binomial shortcut against the textbook loop (resample row indices), both at
+        // 20,000 resamples: the bounds agree to within Monte Carlo error.
+        let a: Vec<bool> = (0..120).map(|i| i % 3 != 0).collect();
+        let b: Vec<bool> = (0..120).map(|i| i % 4 != 0).collect();
+        let fast = paired_bootstrap(&a, &b, 20_000, 3);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let mut diffs: Vec<f64> = (0..20_000)
+            .map(|_| {
+                (0..120)
+                    .map(|_| {
+                        let i = rng.random_range(0..120);
+                        f64::from(u8::from(b[i])) - f64::from(u8::from(a[i]))
+                    })
+                    .sum::<f64>()
+                    / 120.0
+            })
+            .collect();
+        diffs.sort_by(f64::total_cmp);
+        let slow = [
+            percentile_sorted(&diffs, 2.5),
+            percentile_sorted(&diffs, 97.5),
+        ];
+        assert!(close(fast[0], slow[0], 0.0101), "{fast:?} vs {slow:?}");
+        assert!(close(fast[1], slow[1], 0.0101), "{fast:?} vs {slow:?}");
+    }
+
+    #[test]
+    fn bootstrap_is_seeded_and_near_the_normal_interval() {
+        // 200 pairs: 30 right only in B, 10 right only in A, the rest agree.
+        let mut a = vec![true; 200];
+        let mut b = vec![true; 200];
+        a[..30].fill(false);
+        b[30..40].fill(false);
+        let first = paired_bootstrap(&a, &b, 4000, 7);
+        assert_eq!(first, paired_bootstrap(&a, &b, 4000, 7));
+        // Analytic SE of a paired difference: sqrt((b + c - (b - c)^2 / n) / n^2).
+        let se = ((40.0 - 400.0 / 200.0) / (200.0f64 * 200.0)).sqrt();
+        let (lo, hi) = (0.1 - 1.96 * se, 0.1 + 1.96 * se);
+        assert!(close(first[0], lo, 0.01), "{first:?} vs {lo}");
+        assert!(close(first[1], hi, 0.01), "{first:?} vs {hi}");
+    }
+}
