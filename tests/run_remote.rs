@@ -507,7 +507,7 @@ fn a_second_run_of_the_same_program_is_answered_by_the_cache() {
     assert_eq!(server.seen().len(), 15);
     let second = summary(&dir.path().join("second"));
     assert_eq!(
-        (second["cached_calls"].as_u64(), second["requests"].as_u64()),
+        (second["cached_rows"].as_u64(), second["requests"].as_u64()),
         (Some(15), Some(0))
     );
 }

@@ -207,19 +207,28 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let s = &report.summary;
     let accuracy = s
         .accuracy
-        .map(|a| format!("{:.2}%", a * 100.0))
+        .as_ref()
+        .map(|a| {
+            format!(
+                "{:.2}% (95% CI {:.2}-{:.2})",
+                a.micro.value * 100.0,
+                a.micro.ci95[0] * 100.0,
+                a.micro.ci95[1] * 100.0
+            )
+        })
         .unwrap_or_else(|| "n/a".into());
     println!(
-        "{}: {} rows, accuracy {accuracy} ({} correct, {} wrong, {} unparsed, {} refused), {} errors, {} requests, {} rate-limited",
+        "{}: {} rows, accuracy {accuracy}; {} correct, {} wrong, {} unparsed, {} refused; {} failed; {} requests, {} rate-limited; report: {}",
         report.folder.display(),
-        s.rows,
-        s.correct,
-        s.wrong,
-        s.unparsed,
-        s.refused,
-        s.errors,
-        s.requests,
-        s.rate_limited
+        s.rows.outputs,
+        s.rows.correct,
+        s.rows.wrong,
+        s.rows.unparsed,
+        s.rows.refused,
+        s.rows.failed,
+        s.retries.requests,
+        s.retries.rate_limited,
+        report.folder.join("report.md").display()
     );
     Ok(match report.status {
         RunStatus::Finished | RunStatus::Running => ExitCode::SUCCESS,

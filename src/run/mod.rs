@@ -20,11 +20,9 @@ mod progress;
 pub mod record;
 mod row;
 pub mod rows;
-mod summary;
 
 pub use models::build_backend;
 pub use row::{RetryPolicy, row_context};
-pub use summary::{FirstSummary, write_first_summary};
 
 use crate::backend::Backend;
 use crate::config::{ConfigError, ConfigFile, QuotaOverrides, ResolvedModel, resolve_model};
@@ -65,12 +63,14 @@ pub enum RunError {
     Resume { folder: PathBuf, message: String },
     #[error("the model cannot be used: {0}")]
     Backend(String),
+    #[error("the run finished but could not be scored: {0}")]
+    Score(#[from] crate::score::ScoreError),
 }
 
 impl RunError {
     /// Errors found before anything was sent: the user must fix input or configuration.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, RunError::Io { .. })
+        !matches!(self, RunError::Io { .. } | RunError::Score(_))
     }
 }
 
@@ -132,7 +132,7 @@ impl ResumeOverrides {
 pub struct RunReport {
     pub folder: PathBuf,
     pub status: RunStatus,
-    pub summary: FirstSummary,
+    pub summary: crate::score::Summary,
 }
 
 /// What a dry run found.
@@ -434,7 +434,9 @@ pub async fn execute(
     manifest.status = status;
     manifest.finished_at = Some(now_rfc3339());
     journal::write_manifest(&folder, &manifest)?;
-    let summary = write_first_summary(&folder)?;
+    // Every run ends scored: summary.json, report.md, outputs.parquet and charts.
+    let summary = crate::score::score_folder(&folder)?;
+    crate::score::write_reports(&folder, &summary)?;
     Ok(RunReport {
         folder,
         status,
@@ -485,8 +487,8 @@ async fn schedule(
     let mut errors = 0u64;
     // --max-cost is the budget of the whole run: what resumed rows already cost counts.
     let mut spent = match prices {
-        Some(prices) if !done.is_empty() => summary::summarise(journal.folder())
-            .map(|s| prices.cost(s.prompt_tokens, s.completion_tokens))
+        Some(prices) if !done.is_empty() => crate::score::score_folder(journal.folder())
+            .map(|s| prices.cost(s.tokens.prompt, s.tokens.completion))
             .unwrap_or(0.0),
         _ => 0.0,
     };

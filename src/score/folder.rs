@@ -148,6 +148,9 @@ pub struct CallRecord {
     pub option_probs: Option<Vec<f64>>,
     #[serde(default)]
     pub text: Option<String>,
+    /// Requests sent for this call (0 when the cache answered).
+    #[serde(default = "one")]
+    pub attempts: u32,
     #[serde(default)]
     pub cached: bool,
 }

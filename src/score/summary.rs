@@ -118,7 +118,9 @@ pub struct Throughput {
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Retries {
-    /// Sum over rows of `attempts - 1`.
+    /// Model requests sent (every attempt of every call; answers from the cache not counted).
+    pub requests: u64,
+    /// Sum over calls sent to the model of `attempts - 1`.
     pub retries: u64,
     /// Rows that needed more than one attempt.
     pub rows_retried: u64,
@@ -219,6 +221,7 @@ pub fn summarise_folder_with(
     let mut latencies: Vec<f64> = Vec::new();
     let (mut prompt, mut completion) = (0u64, 0u64);
     let mut retries = Retries {
+        requests: 0,
         retries: 0,
         rows_retried: 0,
         rate_limited: 0,
@@ -258,7 +261,14 @@ pub fn summarise_folder_with(
         latencies.push(record.latency_ms);
         prompt += record.usage.prompt_tokens;
         completion += record.usage.completion_tokens;
-        let extra_attempts = u64::from(record.attempts.saturating_sub(1));
+        // Retries are counted per call: a chain-of-thought row makes two calls in two attempts.
+        let extra_attempts: u64 = record
+            .calls
+            .iter()
+            .filter(|c| !c.cached)
+            .map(|c| u64::from(c.attempts.saturating_sub(1)))
+            .sum();
+        retries.requests += u64::from(record.attempts);
         retries.retries += extra_attempts;
         retries.rows_retried += u64::from(extra_attempts > 0);
         retries.rate_limited += u64::from(record.rate_limited);

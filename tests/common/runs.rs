@@ -74,9 +74,23 @@ pub fn answer_key(rows: &[Value], right: impl Fn(usize) -> bool) -> (Vec<(String
     (key, correct)
 }
 
+/// The figures of a run's `summary.json` (written by the scorer at the end of `evalr run`)
+/// that the run tests check, under short names.
 pub fn summary(folder: &Path) -> Value {
-    serde_json::from_str(
+    let full: Value = serde_json::from_str(
         &std::fs::read_to_string(folder.join("summary.json")).expect("summary.json"),
     )
-    .expect("summary json")
+    .expect("summary json");
+    serde_json::json!({
+        "rows": full["rows"]["outputs"],
+        "correct": full["rows"]["correct"],
+        "wrong": full["rows"]["wrong"],
+        "unparsed": full["rows"]["unparsed"],
+        "refused": full["rows"]["refused"],
+        "errors": full["rows"]["failed"],
+        "accuracy": full["accuracy"]["micro"]["value"],
+        "requests": full["retries"]["requests"],
+        "rate_limited": full["retries"]["rate_limited"],
+        "cached_rows": full["retries"]["cached_rows"],
+    })
 }
