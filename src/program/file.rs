@@ -128,19 +128,14 @@ fn split_front_matter(text: &str) -> (Option<&str>, &str, usize) {
 
 /// Finds programs by name in a programs folder (`NAME` -> `programs/NAME.prompty`) or by path.
 pub fn resolve_program(spec: &str, programs_dir: &Path) -> Result<PathBuf, ProgramError> {
-    let as_path = Path::new(spec);
-    if spec.ends_with(".prompty") || spec.contains('/') {
-        if as_path.is_file() {
-            return Ok(as_path.to_path_buf());
-        }
-        return Err(ProgramError::NotFound {
-            spec: spec.to_string(),
-            available: list_programs(programs_dir).unwrap_or_default().join(", "),
-        });
+    // A name (`zero_shot`, `judges/coherence`) first, then a path to a file.
+    let named = programs_dir.join(format!("{spec}.prompty"));
+    if !spec.ends_with(".prompty") && named.is_file() {
+        return Ok(named);
     }
-    let candidate = programs_dir.join(format!("{spec}.prompty"));
-    if candidate.is_file() {
-        return Ok(candidate);
+    let as_path = Path::new(spec);
+    if as_path.is_file() {
+        return Ok(as_path.to_path_buf());
     }
     Err(ProgramError::NotFound {
         spec: spec.to_string(),

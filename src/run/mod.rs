@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cache;
 pub mod journal;
+pub mod judge;
 mod models;
 mod progress;
 pub mod record;

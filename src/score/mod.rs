@@ -77,15 +77,37 @@ fn json_message(error: &serde_json::Error) -> String {
 
 /// Score the result folder at `path`.
 pub fn score_folder(path: &Path) -> Result<Summary, ScoreError> {
-    let folder = ResultFolder::open(path)?;
-    summary::summarise_folder(&folder)
+    score_folder_with(path, &ScoreOptions::default())
 }
 
 /// Score the result folder at `path` with non-default options.
 pub fn score_folder_with(path: &Path, options: &ScoreOptions) -> Result<Summary, ScoreError> {
     let folder = ResultFolder::open(path)?;
-    summary::summarise_folder_with(&folder, options)
+    let mut summary = summary::summarise_folder_with(&folder, options)?;
+    // `evalr judge` writes one judge run per metric into `judge/<metric>/`: their scores are
+    // part of this run's summary, so scoring again never drops them.
+    let judge_root = path.join(JUDGE_FOLDER);
+    if judge_root.is_dir() {
+        let mut entries: Vec<_> = std::fs::read_dir(&judge_root)
+            .map_err(|source| ScoreError::Io {
+                path: judge_root.clone(),
+                source,
+            })?
+            .filter_map(Result::ok)
+            .map(|e| e.path())
+            .filter(|p| p.join("outputs.jsonl").is_file())
+            .collect();
+        entries.sort();
+        for judge_folder in entries {
+            let judge = ResultFolder::open(&judge_folder)?;
+            summary.attach_judged(judged::score_judge_folder(&judge, options.judge_threshold)?);
+        }
+    }
+    Ok(summary)
 }
+
+/// Where `evalr judge` writes its judge runs inside a result folder.
+pub const JUDGE_FOLDER: &str = "judge";
 
 /// Write `summary.json`, `report.md`, `outputs.parquet` and (when option probabilities exist)
 /// `calibration.svg` into the result folder at `path`.
