@@ -148,7 +148,6 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
         &request.run_folder,
         &crate::score::ScoreOptions {
             judge_threshold: request.threshold,
-            ..Default::default()
         },
     )?;
     crate::score::write_reports(&request.run_folder, &summary)?;
