@@ -7,6 +7,9 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+#[cfg(feature = "local")]
+pub mod local;
 use serde::{Deserialize, Serialize};
 
 /// Who speaks a message.
