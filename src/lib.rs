@@ -9,6 +9,6 @@ pub mod cli;
 pub mod dataset;
 pub mod limiter;
 pub mod program;
-pub mod report;
 pub mod run;
 pub mod score;
+pub mod report;

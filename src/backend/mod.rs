@@ -7,10 +7,10 @@
 use std::time::Duration;
 
 use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
 
 #[cfg(feature = "local")]
 pub mod local;
-use serde::{Deserialize, Serialize};
 
 /// Who speaks a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -14,11 +14,7 @@ use clap::{Parser, Subcommand};
 pub mod datasets;
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "evalr",
-    version,
-    about = "Evaluate large language models on MMLU-style datasets"
-)]
+#[command(name = "evalr", version, about = "Evaluate large language models on MMLU-style datasets")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -55,10 +51,7 @@ pub fn describe_error(error: &anyhow::Error) -> String {
 }
 
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    if error
-        .chain()
-        .any(|c| c.downcast_ref::<UsageError>().is_some())
-    {
+    if error.chain().any(|c| c.downcast_ref::<UsageError>().is_some()) {
         ExitCode::from(2)
     } else {
         ExitCode::from(1)
