@@ -118,14 +118,14 @@ pub fn convert_file(
             let mut builder =
                 RowBuilder::new(options.map.clone(), dataset, options.subject.clone(), split);
             read_parquet(input, |number, record| {
-                sink.push(input, number, builder.build(record))
+                sink.push(input, "record", number, builder.build(record))
             })?;
         }
         "csv" => {
             let subject = options.subject.clone().or(name_subject);
             let mut builder = RowBuilder::new(options.map.clone(), dataset, subject, split);
             read_csv(input, !options.map.is_empty(), |number, record| {
-                sink.push(input, number, builder.build(record))
+                sink.push(input, "line", number, builder.build(record))
             })?;
         }
         "jsonl" | "json" | "ndjson" => {
@@ -153,7 +153,7 @@ pub fn convert_file(
                 let mut builder =
                     RowBuilder::new(options.map.clone(), dataset, options.subject.clone(), split);
                 read_jsonl_objects(input, |number, record| {
-                    sink.push(input, number, builder.build(record))
+                    sink.push(input, "line", number, builder.build(record))
                 })?;
             }
         }
@@ -188,10 +188,11 @@ impl RowSink {
         })
     }
 
-    /// `number` is the 1-based record number (the line for CSV and JSONL).
+    /// `number` is the 1-based record number (`unit` "record") or line number (`unit` "line").
     pub(crate) fn push(
         &mut self,
         input: &Path,
+        unit: &str,
         number: u64,
         built: Result<Row, FieldProblem>,
     ) -> Result<(), DatasetError> {
@@ -204,7 +205,7 @@ impl RowSink {
                     .unwrap_or_default();
                 let error = DatasetError::Format {
                     path: input.to_path_buf(),
-                    message: format!("record {number}: {field}{}", problem.message),
+                    message: format!("{unit} {number}: {field}{}", problem.message),
                 };
                 if self.skip_invalid {
                     eprintln!("skipped: {error}");
@@ -500,8 +501,14 @@ fn answer_index(value: &Value, choices: &[String]) -> Result<usize, String> {
         }
     };
     if index >= choices.len() as u64 {
+        let shown = match value {
+            Value::String(text) if text.trim().parse::<u64>().is_err() => {
+                format!("`{text}` (index {index})")
+            }
+            _ => index.to_string(),
+        };
         return Err(format!(
-            "{value} is out of range: there are {} choices",
+            "{shown} is out of range: there are {} choices",
             choices.len()
         ));
     }
@@ -765,7 +772,10 @@ fn read_jsonl_objects(
             Err(e) => {
                 return Err(DatasetError::Format {
                     path: path.to_path_buf(),
-                    message: format!("line {line}: invalid JSON: {e}"),
+                    message: format!(
+                        "line {line}: invalid JSON: {}",
+                        super::reader::json_problem(&e)
+                    ),
                 });
             }
         }
@@ -873,7 +883,7 @@ mod tests {
         assert_eq!(answer_index(&json!("y"), &choices), Ok(1));
         assert_eq!(
             answer_index(&json!("D"), &choices),
-            Err("\"D\" is out of range: there are 3 choices".into())
+            Err("`D` (index 3) is out of range: there are 3 choices".into())
         );
         assert_eq!(
             answer_index(&json!(-1), &choices),

@@ -232,7 +232,7 @@ pub async fn fetch(options: &FetchOptions) -> Result<Vec<FetchedFile>, DatasetEr
             let path = &local[file];
             let name = PathBuf::from(format!("{}/{file}", options.repo));
             read_parquet(path, |number, record| {
-                sink.push(&name, number, builder.build(record))
+                sink.push(&name, "record", number, builder.build(record))
             })?;
         }
         let summary = sink.finish()?;

@@ -174,13 +174,24 @@ pub(crate) fn parse_line(bytes: &[u8], file: &Path, line: u64) -> Result<Row, Ro
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         let message = if e.is_eof() {
-            format!("truncated JSON (the line ends inside a value): {e}")
+            format!("truncated JSON: {}", json_problem(&e))
         } else {
-            format!("invalid JSON: {e}")
+            format!("invalid JSON: {}", json_problem(&e))
         };
         error(None, message)
     })?;
     Row::from_json_value(value).map_err(|p| error(p.field, p.message))
+}
+
+/// serde_json's message with its position as a column: the line is ours ("line 1" in
+/// serde's words would be misleading next to the file's line number).
+pub(crate) fn json_problem(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&position) {
+        Some(message) => format!("{message} (column {})", error.column()),
+        None => text,
+    }
 }
 
 impl Iterator for RowReader {
@@ -273,7 +284,7 @@ mod tests {
         let got = messages(text.as_bytes());
         assert_eq!(got[0], "ok a");
         assert!(
-            got[1].starts_with("2: None: truncated JSON (the line ends inside a value)"),
+            got[1].starts_with("2: None: truncated JSON: EOF while parsing"),
             "{}",
             got[1]
         );
