@@ -40,8 +40,9 @@ pub struct RowReader {
     current: Option<OpenFile>,
     buffer: Vec<u8>,
     /// How often each derived id was seen, so exact duplicates get distinct ids. Only rows
-    /// *without* an id land here, so files that carry ids are read in flat memory.
-    derived: HashMap<String, u64>,
+    /// *without* an id land here (keyed by the id's 64-bit digest, about 16 bytes a row),
+    /// so files that carry ids are read in flat memory.
+    derived: HashMap<u64, u32>,
     failed: bool,
 }
 
@@ -119,9 +120,18 @@ impl RowReader {
         let path = file.path.clone();
         let result = parse_line(bytes, &path, line_number).map(|mut row| {
             if row.id.is_empty() {
-                let seen = self.derived.entry(row.content_id(1)).or_insert(0);
-                *seen += 1;
-                row.id = row.content_id(*seen);
+                let first = row.content_id(1);
+                let digest = first
+                    .strip_prefix("sha256:")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .unwrap_or(0);
+                let seen = self.derived.entry(digest).or_insert(0);
+                *seen = seen.saturating_add(1);
+                row.id = if *seen == 1 {
+                    first
+                } else {
+                    row.content_id(u64::from(*seen))
+                };
             }
             Some(row)
         });
