@@ -461,3 +461,38 @@ fn other_repositories_work_with_and_without_a_column_map() {
     );
     assert_eq!(rows[2]["correct_answer"], 1);
 }
+
+#[test]
+fn a_failure_during_subject_all_writes_no_dataset_at_all() {
+    let mirror = HubMirror::start(Path::new(MMLU_HF));
+    mirror.inject("/resolve/main/virology/", Fault::Status(502));
+    let setup = Setup::new();
+    let endpoint = mirror.endpoint();
+    setup.fetch(&endpoint, &["cais/mmlu", "--subject", "all"]).assert().code(1).stderr(format!(
+        "error: {endpoint}/datasets/cais/mmlu/resolve/main/virology/test-00000-of-00001.parquet: \
+         HTTP 502 (the hub failed; try again later)\n"
+    ));
+    assert!(
+        !setup.datasets().exists(),
+        "files are downloaded before any dataset is written"
+    );
+    // The retry downloads only what is missing.
+    mirror.clear_faults();
+    mirror.clear_requests();
+    setup
+        .fetch(&endpoint, &["cais/mmlu", "--subject", "all"])
+        .assert()
+        .success();
+    let downloaded: Vec<String> = mirror
+        .requests()
+        .into_iter()
+        .filter(|r| r.server == "hub" && r.path.contains("/resolve/"))
+        .map(|r| r.path)
+        .collect();
+    assert!(!downloaded.is_empty());
+    assert!(
+        downloaded.iter().all(|p| !p.contains("/anatomy/")),
+        "{downloaded:?}"
+    );
+    assert_eq!(std::fs::read_dir(setup.datasets()).unwrap().count(), 57);
+}
