@@ -14,7 +14,8 @@ use hf_hub::api::tokio::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use super::DatasetError;
-use super::convert::{ColumnMap, RowBuilder, RowSink, read_parquet};
+use super::convert::{ColumnMap, RowBuilder, RowSink};
+use super::records::read_parquet;
 
 /// Failures talking to the hub or finding files in a repository.
 #[derive(Debug, thiserror::Error)]
