@@ -222,7 +222,12 @@ fn list(args: ListArgs) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let width = names.iter().map(String::len).max().unwrap_or(4).max(4);
+    let width = names
+        .iter()
+        .map(String::len)
+        .max()
+        .unwrap_or(0)
+        .max("total".len());
     let mut out = std::io::stdout().lock();
     writeln!(
         out,

@@ -14,7 +14,8 @@ use hf_hub::api::tokio::{ApiBuilder, ApiError};
 use hf_hub::{Cache, Repo, RepoType};
 
 use super::DatasetError;
-use super::convert::{ColumnMap, RowBuilder, RowSink, read_parquet};
+use super::convert::{ColumnMap, RowBuilder, RowSink};
+use super::records::read_parquet;
 
 /// Failures talking to the hub or finding files in a repository.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +32,8 @@ pub enum HubError {
     Unreachable { url: String, message: String },
     #[error("{url}: no complete answer within {seconds} s (see --timeout)")]
     Timeout { url: String, seconds: u64 },
+    #[error("{url}: the answer broke off: {message} (try again)")]
+    Interrupted { url: String, message: String },
     #[error("{url}: unexpected answer: {message}")]
     Protocol { url: String, message: String },
     #[error("{repo}: {message}")]
@@ -51,6 +54,7 @@ impl HubError {
             HubError::NoFiles { .. } | HubError::Offline { .. } => true,
             HubError::Unreachable { .. }
             | HubError::Timeout { .. }
+            | HubError::Interrupted { .. }
             | HubError::Protocol { .. }
             | HubError::Cache { .. } => false,
         }
@@ -227,8 +231,9 @@ pub async fn fetch(options: &FetchOptions) -> Result<Vec<FetchedFile>, DatasetEr
         let mut sink = RowSink::create(&out, false)?;
         for file in &group.files {
             let path = &local[file];
+            let name = PathBuf::from(format!("{}/{file}", options.repo));
             read_parquet(path, |number, record| {
-                sink.push(Path::new(file), number, builder.build(record))
+                sink.push(&name, "record", number, builder.build(record))
             })?;
         }
         let summary = sink.finish()?;
@@ -411,10 +416,16 @@ fn hub_error(error: ApiError, url: &str) -> HubError {
                 HubError::Status { url, status, hint }
             } else if error.is_timeout() {
                 HubError::Timeout { url, seconds: 0 }
+            } else if error.is_body() || (error.is_decode() && !url.contains("/api/")) {
+                // A file body that stopped short (the connection dropped mid-download).
+                HubError::Interrupted {
+                    url,
+                    message: causes(&error),
+                }
             } else if error.is_decode() {
                 HubError::Protocol {
                     url,
-                    message: causes(&error),
+                    message: format!("not the JSON a hub answers: {}", causes(&error)),
                 }
             } else {
                 HubError::Unreachable {

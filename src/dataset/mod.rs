@@ -6,6 +6,7 @@
 mod convert;
 mod hub;
 mod reader;
+mod records;
 mod row;
 mod source;
 mod writer;

@@ -40,8 +40,9 @@ pub struct RowReader {
     current: Option<OpenFile>,
     buffer: Vec<u8>,
     /// How often each derived id was seen, so exact duplicates get distinct ids. Only rows
-    /// *without* an id land here, so files that carry ids are read in flat memory.
-    derived: HashMap<String, u64>,
+    /// *without* an id land here (keyed by the id's 64-bit digest, about 16 bytes a row),
+    /// so files that carry ids are read in flat memory.
+    derived: HashMap<u64, u32>,
     failed: bool,
 }
 
@@ -119,9 +120,18 @@ impl RowReader {
         let path = file.path.clone();
         let result = parse_line(bytes, &path, line_number).map(|mut row| {
             if row.id.is_empty() {
-                let seen = self.derived.entry(row.content_id(1)).or_insert(0);
-                *seen += 1;
-                row.id = row.content_id(*seen);
+                let first = row.content_id(1);
+                let digest = first
+                    .strip_prefix("sha256:")
+                    .and_then(|h| u64::from_str_radix(h, 16).ok())
+                    .unwrap_or(0);
+                let seen = self.derived.entry(digest).or_insert(0);
+                *seen = seen.saturating_add(1);
+                row.id = if *seen == 1 {
+                    first
+                } else {
+                    row.content_id(u64::from(*seen))
+                };
             }
             Some(row)
         });
@@ -174,13 +184,24 @@ pub(crate) fn parse_line(bytes: &[u8], file: &Path, line: u64) -> Result<Row, Ro
     }
     let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
         let message = if e.is_eof() {
-            format!("truncated JSON (the line ends inside a value): {e}")
+            format!("truncated JSON: {}", json_problem(&e))
         } else {
-            format!("invalid JSON: {e}")
+            format!("invalid JSON: {}", json_problem(&e))
         };
         error(None, message)
     })?;
     Row::from_json_value(value).map_err(|p| error(p.field, p.message))
+}
+
+/// serde_json's message with its position as a column: the line is ours ("line 1" in
+/// serde's words would be misleading next to the file's line number).
+pub(crate) fn json_problem(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let position = format!(" at line {} column {}", error.line(), error.column());
+    match text.strip_suffix(&position) {
+        Some(message) => format!("{message} (column {})", error.column()),
+        None => text,
+    }
 }
 
 impl Iterator for RowReader {
@@ -273,7 +294,7 @@ mod tests {
         let got = messages(text.as_bytes());
         assert_eq!(got[0], "ok a");
         assert!(
-            got[1].starts_with("2: None: truncated JSON (the line ends inside a value)"),
+            got[1].starts_with("2: None: truncated JSON: EOF while parsing"),
             "{}",
             got[1]
         );

@@ -231,11 +231,15 @@ fn not_found(spec: &str, datasets_dir: &Path, message: String) -> DatasetError {
         )
     } else {
         let needle = spec.to_ascii_lowercase();
-        let (mut shown, others): (Vec<&String>, Vec<&String>) = names
+        let similar: Vec<&String> = names
             .iter()
-            .partition(|n| !needle.is_empty() && n.to_ascii_lowercase().contains(&needle));
-        let similar = !shown.is_empty();
-        shown.extend(others);
+            .filter(|n| !needle.is_empty() && n.to_ascii_lowercase().contains(&needle))
+            .collect();
+        let (label, shown) = if similar.is_empty() {
+            ("available", names.iter().collect())
+        } else {
+            ("similar names", similar)
+        };
         let more = shown.len().saturating_sub(10);
         let listed = shown
             .iter()
@@ -243,11 +247,6 @@ fn not_found(spec: &str, datasets_dir: &Path, message: String) -> DatasetError {
             .map(|s| s.as_str())
             .collect::<Vec<_>>()
             .join(", ");
-        let label = if similar {
-            "similar names"
-        } else {
-            "available"
-        };
         if more > 0 {
             format!("; {label}: {listed} and {more} more (evalr datasets list)")
         } else {
@@ -322,7 +321,7 @@ mod tests {
             "{error}"
         );
         assert!(
-            error.ends_with("; similar names: mmlu_anatomy_test, mmlu_virology_test, mounted"),
+            error.ends_with("; similar names: mmlu_anatomy_test"),
             "{error}"
         );
         let error = DatasetSource::resolve("x.jsonl", &datasets)
