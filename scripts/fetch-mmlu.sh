@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Makes the committed datasets/mmlu_<subject>_test.jsonl (57 files, 14,042 rows) with
 # `evalr datasets fetch` itself, against a local Hugging Face hub mirror (the test mirror,
-# examples/hf_mirror.rs) serving ../shared/data/mmlu/hf, the MMLU test split laid out
+# examples/hf_mirror.rs) serving tests/fixtures/hf (a copy of ../shared/data/mmlu/hf), the MMLU test split laid out
 # like the hub repository cais/mmlu. Uses a throw-away HF_HOME, so the real cache is untouched.
 #
 #   scripts/fetch-mmlu.sh [DATASETS_DIR]      (default: datasets)
 #   MMLU_HF_DIR=/path/to/hf scripts/fetch-mmlu.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-data="${MMLU_HF_DIR:-../shared/data/mmlu/hf}"
+data="${MMLU_HF_DIR:-tests/fixtures/hf}"
 out="${1:-datasets}"
 
 cargo build --quiet --bin evalr --example hf_mirror

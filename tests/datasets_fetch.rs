@@ -1,5 +1,5 @@
 //! `evalr datasets fetch` against a local hub (tests/common/hf_hub.rs) serving the MMLU
-//! mirror in ../shared/data/mmlu/hf.
+//! mirror in tests/fixtures/hf (a copy of the MMLU test split laid out like the hub, see its README).
 
 #[path = "common/hf_hub.rs"]
 mod hf_hub;
@@ -17,7 +17,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use serde_json::{Value, json};
 
-const MMLU_HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mmlu/hf");
+const MMLU_HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf");
 
 fn mmlu_parquet(subject: &str) -> PathBuf {
     Path::new(MMLU_HF)

@@ -10,17 +10,15 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use reqwest::StatusCode;
-use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::identity::TokenSource;
-use super::select_match::match_option;
+use super::http::{Credential, JsonEndpoint};
+use super::select_match::select_by_generation;
 use super::tokens::TokenCounter;
 use super::{
-    Backend, BackendError, Capabilities, GenReply, GenRequest, Message, Role, Secret, SelectPath,
-    SelectReply, SelectRequest, Usage,
+    Backend, BackendError, Capabilities, GenReply, GenRequest, Message, SelectPath, SelectReply,
+    SelectRequest, Usage,
 };
 use crate::limiter::QuotaLimiter;
 
@@ -37,27 +35,6 @@ pub enum ChatEndpoint {
     OpenAi { base_url: String, model: String },
 }
 
-/// How requests authenticate.
-#[derive(Debug, Clone)]
-pub enum Credential {
-    /// Azure's `api-key` header.
-    ApiKey(Secret),
-    /// `Authorization: Bearer ...` (OpenAI keys, AzureML endpoint keys).
-    Bearer(Secret),
-    /// `Authorization: Bearer` with an Entra ID token for `scope`, refreshed before it expires.
-    Entra {
-        tokens: Arc<dyn TokenSource>,
-        scope: &'static str,
-    },
-    None,
-}
-
-impl std::fmt::Debug for dyn TokenSource {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenSource")
-    }
-}
-
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
     pub endpoint: ChatEndpoint,
@@ -72,8 +49,7 @@ pub struct ChatConfig {
 
 pub struct ChatBackend {
     config: ChatConfig,
-    client: reqwest::Client,
-    limiter: Arc<QuotaLimiter>,
+    http: JsonEndpoint,
     tokens: TokenCounter,
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
@@ -94,12 +70,13 @@ impl ChatBackend {
         config: ChatConfig,
         limiter: Arc<QuotaLimiter>,
     ) -> Result<ChatBackend, BackendError> {
-        let client = reqwest::Client::builder()
-            .timeout(config.request_timeout)
-            .connect_timeout(Duration::from_secs(10).min(config.request_timeout))
-            .user_agent(concat!("evalr/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BackendError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let http = JsonEndpoint::new(
+            chat_url(&config.endpoint),
+            config.credential.clone(),
+            Vec::new(),
+            limiter,
+            config.request_timeout,
+        )?;
         let tokens = TokenCounter::for_model(config.model.as_deref().or(match &config.endpoint {
             ChatEndpoint::Azure { deployment, .. } => Some(deployment.as_str()),
             ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
@@ -109,35 +86,17 @@ impl ChatBackend {
             json_schema_works: AtomicBool::new(config.capabilities.json_schema),
             estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
-            client,
-            limiter,
+            http,
             tokens,
         })
     }
 
     pub fn limiter(&self) -> &Arc<QuotaLimiter> {
-        &self.limiter
+        self.http.limiter()
     }
 
-    fn url(&self) -> String {
-        match &self.config.endpoint {
-            ChatEndpoint::Azure {
-                endpoint,
-                deployment,
-                api_version,
-            } => format!(
-                "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
-                endpoint.trim_end_matches('/')
-            ),
-            ChatEndpoint::OpenAi { base_url, .. } => {
-                format!("{}/chat/completions", base_url.trim_end_matches('/'))
-            }
-        }
-    }
-
-    /// The URL without query string, for error messages.
     fn url_for_errors(&self) -> String {
-        self.url().split('?').next().unwrap_or_default().to_string()
+        self.http.url_for_errors()
     }
 
     fn base_body(&self, messages: &[Message], max_tokens: u32) -> serde_json::Map<String, Value> {
@@ -191,38 +150,10 @@ impl ChatBackend {
         let prompt_estimate = self.tokens.count_messages(messages);
         let correction = f64::from_bits(self.estimate_correction.load(Ordering::Relaxed));
         let estimate = (prompt_estimate as f64 * correction).ceil() as u64 + u64::from(max_tokens);
-        let _permit = self
-            .limiter
-            .acquire(u32::try_from(estimate).unwrap_or(u32::MAX))
-            .await;
-        let mut request = self.client.post(self.url()).json(&body);
-        request = match &self.config.credential {
-            Credential::ApiKey(key) => request.header("api-key", key.expose()),
-            Credential::Bearer(token) => request.bearer_auth(token.expose()),
-            Credential::Entra { tokens, scope } => {
-                let token = tokens
-                    .token(scope)
-                    .await
-                    .map_err(|e| BackendError::Fatal(format!("no Entra ID token: {e}")))?;
-                request.bearer_auth(token)
-            }
-            Credential::None => request,
-        };
-        let response = request.send().await.map_err(|e| self.transport_error(e))?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let text = response.text().await.map_err(|e| self.transport_error(e))?;
-        if status == StatusCode::TOO_MANY_REQUESTS {
-            let retry_after = retry_after(&headers);
-            self.limiter.on_rate_limited(retry_after);
-            return Err(BackendError::RateLimited { retry_after });
-        }
-        if !status.is_success() {
-            return Err(self.status_error(status, &text));
-        }
+        let text = self.http.post(&body, estimate).await?;
         let completion: Completion = serde_json::from_str(&text).map_err(|e| {
             BackendError::InvalidResponse(format!(
-                "{} answered {status} with a body that is not a chat completion ({e})",
+                "{} answered with a body that is not a chat completion ({e})",
                 self.url_for_errors()
             ))
         })?;
@@ -248,45 +179,6 @@ impl ChatBackend {
             ));
         }
         Ok(completion)
-    }
-
-    fn transport_error(&self, error: reqwest::Error) -> BackendError {
-        // reqwest's messages include the URL; ours never carry the query string or a key.
-        let error = error.without_url();
-        if error.is_timeout() {
-            BackendError::Timeout(self.config.request_timeout)
-        } else {
-            BackendError::Transient(format!("{}: {error}", self.url_for_errors()))
-        }
-    }
-
-    fn status_error(&self, status: StatusCode, body: &str) -> BackendError {
-        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
-        let code = parsed
-            .as_ref()
-            .and_then(|b| b.error.code.clone())
-            .unwrap_or_default();
-        let message = parsed
-            .map(|b| b.error.message)
-            .unwrap_or_else(|| body.chars().take(200).collect());
-        let url = self.url_for_errors();
-        if code == "content_filter" || message.contains("content management policy") {
-            return BackendError::ContentFilter(message);
-        }
-        match status.as_u16() {
-            401 | 403 => BackendError::Fatal(format!(
-                "{url} refused the credentials (HTTP {status}): check the API key or the identity's role assignment"
-            )),
-            404 => BackendError::Fatal(format!(
-                "{url} was not found (HTTP 404): check the endpoint, deployment name and api-version ({message})"
-            )),
-            408 | 409 | 500..=599 => {
-                BackendError::Transient(format!("{url} answered HTTP {status}: {message}"))
-            }
-            _ => BackendError::Fatal(format!(
-                "{url} rejected the request (HTTP {status}): {message}"
-            )),
-        }
     }
 
     /// Rung 1: one token with logprobs. `Ok(Err(usage))` when the answer says nothing usable
@@ -438,52 +330,20 @@ impl ChatBackend {
         } else {
             (longest + 16).max(24) as u32
         };
-        let ask = |messages: &[Message]| {
-            let mut body = self.base_body(messages, max_tokens);
+        select_by_generation(request, |messages| async move {
+            let mut body = self.base_body(&messages, max_tokens);
             self.set_sampling(&mut body, request.temperature, None);
-            Value::Object(body)
-        };
-        let first = self
-            .post(ask(&request.messages), &request.messages, max_tokens)
-            .await?;
-        let mut usage = first.usage();
-        let text = first.choices[0].message.content.clone().unwrap_or_default();
-        if let Some(i) = match_option(&text, &request.options) {
-            return Ok(SelectReply {
-                chosen: Some(i),
-                path: SelectPath::GenerateMatch,
-                option_probs: None,
-                option_logprobs: None,
-                raw_text: Some(text),
-                usage,
-                requests: 1,
-            });
-        }
-        let mut messages = request.messages.clone();
-        messages.push(Message {
-            role: Role::Assistant,
-            content: text.clone(),
-        });
-        messages.push(Message {
-            role: Role::User,
-            content: format!("Reply with exactly one of: {}", request.options.join(", ")),
-        });
-        let second = self.post(ask(&messages), &messages, max_tokens).await?;
-        usage.add(second.usage());
-        let retext = second.choices[0]
-            .message
-            .content
-            .clone()
-            .unwrap_or_default();
-        Ok(SelectReply {
-            chosen: match_option(&retext, &request.options),
-            path: SelectPath::Reask,
-            option_probs: None,
-            option_logprobs: None,
-            raw_text: Some(format!("{text}\n---\n{retext}")),
-            usage,
-            requests: 2,
+            let completion = self
+                .post(Value::Object(body), &messages, max_tokens)
+                .await?;
+            let text = completion.choices[0]
+                .message
+                .content
+                .clone()
+                .unwrap_or_default();
+            Ok((text, completion.usage()))
         })
+        .await
     }
 }
 
@@ -581,59 +441,6 @@ impl Backend for ChatBackend {
     }
 }
 
-/// How long a 429 asks us to wait: `retry-after-ms`, then `retry-after` (seconds), then the
-/// `x-ratelimit-reset-requests` / `x-ratelimit-reset-tokens` durations some servers send.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let header = |name: &str| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-    };
-    if let Some(ms) = header("retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(ms.max(0.0) / 1000.0));
-    }
-    if let Some(s) = header("retry-after").and_then(|v| v.parse::<f64>().ok()) {
-        return Some(Duration::from_secs_f64(s.max(0.0)));
-    }
-    ["x-ratelimit-reset-requests", "x-ratelimit-reset-tokens"]
-        .iter()
-        .filter_map(|name| header(name).and_then(parse_reset_duration))
-        .max()
-}
-
-/// Parses `1s`, `250ms`, `6m0s`, `1.5s` (the OpenAI reset-header format) or bare seconds.
-fn parse_reset_duration(text: &str) -> Option<Duration> {
-    if let Ok(seconds) = text.parse::<f64>() {
-        return Some(Duration::from_secs_f64(seconds.max(0.0)));
-    }
-    let mut total = 0.0;
-    let mut number = String::new();
-    let mut chars = text.chars().peekable();
-    let mut any = false;
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() || c == '.' {
-            number.push(c);
-            continue;
-        }
-        let value: f64 = number.parse().ok()?;
-        number.clear();
-        let unit = match c {
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                0.001
-            }
-            'h' => 3600.0,
-            'm' => 60.0,
-            's' => 1.0,
-            _ => return None,
-        };
-        total += value * unit;
-        any = true;
-    }
-    (any && number.is_empty()).then(|| Duration::from_secs_f64(total))
-}
-
 #[derive(Debug, Deserialize)]
 struct Completion {
     choices: Vec<Choice>,
@@ -700,41 +507,18 @@ struct TopLogprob {
     logprob: f64,
 }
 
-#[derive(Debug, Deserialize)]
-struct ErrorBody {
-    error: ErrorDetail,
-}
-
-#[derive(Debug, Deserialize)]
-struct ErrorDetail {
-    #[serde(default)]
-    code: Option<String>,
-    #[serde(default)]
-    message: String,
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reads_every_retry_header() {
-        let mut headers = HeaderMap::new();
-        headers.insert("x-ratelimit-reset-requests", "6m0s".parse().unwrap());
-        headers.insert("x-ratelimit-reset-tokens", "250ms".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(360)));
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_secs(2)));
-        headers.insert("retry-after-ms", "1500".parse().unwrap());
-        assert_eq!(retry_after(&headers), Some(Duration::from_millis(1500)));
-        assert_eq!(
-            parse_reset_duration("1.5s"),
-            Some(Duration::from_millis(1500))
-        );
-        assert_eq!(
-            parse_reset_duration("1h2m"),
-            Some(Duration::from_secs(3720))
-        );
-        assert_eq!(parse_reset_duration("soon"), None);
+fn chat_url(endpoint: &ChatEndpoint) -> String {
+    match endpoint {
+        ChatEndpoint::Azure {
+            endpoint,
+            deployment,
+            api_version,
+        } => format!(
+            "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
+            endpoint.trim_end_matches('/')
+        ),
+        ChatEndpoint::OpenAi { base_url, .. } => {
+            format!("{}/chat/completions", base_url.trim_end_matches('/'))
+        }
     }
 }

@@ -118,6 +118,53 @@ pub fn match_option(text: &str, options: &[String]) -> Option<usize> {
     )
 }
 
+/// The last rung of `select` for backends that can only generate text: ask, match the answer
+/// with [`match_option`], and if nothing matches ask once more ("Reply with exactly one of:
+/// ..."); still nothing is `chosen: None` (the row's outcome becomes `unparsed`). `ask` sends a
+/// conversation and returns the generated text and its usage.
+pub async fn select_by_generation<F, Fut>(
+    request: &super::SelectRequest,
+    mut ask: F,
+) -> Result<super::SelectReply, super::BackendError>
+where
+    F: FnMut(Vec<super::Message>) -> Fut,
+    Fut: std::future::Future<Output = Result<(String, super::Usage), super::BackendError>>,
+{
+    use super::{Message, Role, SelectPath, SelectReply};
+    let (text, mut usage) = ask(request.messages.clone()).await?;
+    if let Some(i) = match_option(&text, &request.options) {
+        return Ok(SelectReply {
+            chosen: Some(i),
+            path: SelectPath::GenerateMatch,
+            option_probs: None,
+            option_logprobs: None,
+            raw_text: Some(text),
+            usage,
+            requests: 1,
+        });
+    }
+    let mut messages = request.messages.clone();
+    messages.push(Message {
+        role: Role::Assistant,
+        content: text.clone(),
+    });
+    messages.push(Message {
+        role: Role::User,
+        content: format!("Reply with exactly one of: {}", request.options.join(", ")),
+    });
+    let (retext, more) = ask(messages).await?;
+    usage.add(more);
+    Ok(SelectReply {
+        chosen: match_option(&retext, &request.options),
+        path: SelectPath::Reask,
+        option_probs: None,
+        option_logprobs: None,
+        raw_text: Some(format!("{text}\n---\n{retext}")),
+        usage,
+        requests: 2,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

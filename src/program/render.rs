@@ -156,7 +156,7 @@ impl Program {
                 Ok(Step::Call(Call {
                     capture: call.capture,
                     kind: call.kind,
-                    messages: split_messages(&text[..start]),
+                    messages: conversation_before_call(&text[..start]),
                 }))
             }
         }
@@ -284,6 +284,21 @@ fn role_of_line(line: &str) -> Option<Role> {
     }
 }
 
+/// The conversation a call sees: the messages before its marker, where the last one keeps its
+/// trailing spaces. "Answer: " then an option "B" is the text "Answer: B", which a local model
+/// scores as the token " B" the way it would read it; chat APIs ignore the difference.
+fn conversation_before_call(text: &str) -> Vec<Message> {
+    let mut messages = split_messages(text);
+    if let Some(last) = messages.last_mut() {
+        let tail = text.trim_end_matches(['\n', '\r']);
+        let spaces = tail.len() - tail.trim_end().len();
+        if tail.trim_end().ends_with(last.content.as_str()) && spaces > 0 {
+            last.content.push_str(&tail[tail.len() - spaces..]);
+        }
+    }
+    messages
+}
+
 /// Splits rendered text into messages at lines `system:`, `user:`, `assistant:`. Text before
 /// the first role line is a system message. Contents are trimmed; empty messages dropped.
 pub fn split_messages(text: &str) -> Vec<Message> {
@@ -375,7 +390,7 @@ mod tests {
                 },
                 Message {
                     role: Role::Assistant,
-                    content: "Answer:".into()
+                    content: "Answer: ".into()
                 },
             ]
         );
@@ -399,7 +414,7 @@ mod tests {
             panic!()
         };
         assert_eq!(second.capture, "answer");
-        assert_eq!(second.messages.last().unwrap().content, "it is 4\nSo:");
+        assert_eq!(second.messages.last().unwrap().content, "it is 4\nSo: ");
         captures.insert("answer".into(), "A".into());
         assert!(matches!(
             p.next_step(&context(), &captures).unwrap(),

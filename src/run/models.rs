@@ -4,8 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{RunError, RunOptions};
+use crate::backend::http::Credential;
 use crate::backend::identity::{self, TokenSource};
-use crate::backend::openai::{ChatBackend, ChatConfig, ChatEndpoint, Credential};
+use crate::backend::openai::{ChatBackend, ChatConfig, ChatEndpoint};
 use crate::backend::pool::DeploymentPool;
 use crate::backend::{Backend, Capabilities};
 use crate::config::ConfigError;
@@ -109,9 +110,7 @@ pub async fn build_backend(
             );
             Ok(Arc::new(DeploymentPool::new(identity, members)))
         }
-        ResolvedModel::Local { spec, .. } => Err(RunError::Backend(format!(
-            "`{spec}`: this build of evalr has no embedded model backend; pass --model azure:DEPLOYMENT, openai:MODEL or a profile"
-        ))),
+        ResolvedModel::Local { spec, .. } => local_backend(spec, options).await,
     }
 }
 
@@ -123,7 +122,37 @@ pub fn concurrency(resolved: &ResolvedModel, _options: &RunOptions) -> usize {
             .map(|d| d.quota.max_in_flight.max(1))
             .sum::<usize>()
             .max(1),
-        // One model in one process: rows queue on it; two keeps it busy between rows.
-        ResolvedModel::Local { .. } => 2,
+        // One model in one process: a row at a time, so each row's calls follow each other and
+        // reuse the KV cache of the previous call's prompt.
+        ResolvedModel::Local { .. } => 1,
     }
+}
+
+#[cfg(feature = "local")]
+async fn local_backend(spec: &str, options: &RunOptions) -> Result<Arc<dyn Backend>, RunError> {
+    use crate::backend::local::{LocalBackend, LocalOptions, resolve_local_model};
+    let spec = spec.to_string();
+    let local_options = LocalOptions {
+        threads: options.threads,
+        no_chat_template: options.no_chat_template,
+        ..LocalOptions::default()
+    };
+    // Resolving may download (local:hf:...) and loading hashes and maps the file: blocking work.
+    let loaded = tokio::task::spawn_blocking(move || {
+        let path = resolve_local_model(&spec)?;
+        LocalBackend::load(&path, local_options)
+    })
+    .await
+    .map_err(|e| RunError::Backend(e.to_string()))?;
+    match loaded {
+        Ok(backend) => Ok(Arc::new(backend)),
+        Err(error) => Err(RunError::Config(ConfigError::Missing(error.to_string()))),
+    }
+}
+
+#[cfg(not(feature = "local"))]
+async fn local_backend(spec: &str, _options: &RunOptions) -> Result<Arc<dyn Backend>, RunError> {
+    Err(RunError::Config(ConfigError::Missing(format!(
+        "`{spec}`: this evalr was built without the embedded model (feature `local`); rebuild with default features, or pass --model azure:DEPLOYMENT, openai:MODEL or a profile"
+    ))))
 }

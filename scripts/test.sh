@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine too: installs what the tests need (scripts/setup.sh
+# --test), then runs unit tests and the integration tests, which run the real evalr binary
+# against servers they start on 127.0.0.1 (chat completions, Hugging Face hub, identity
+# endpoint, MLflow) and against the embedded model.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh --test
+export EVALR_REQUIRE_MODEL=1
+cargo test --all-targets "$@"

@@ -1,0 +1,188 @@
+//! `evalr run` and `evalr judge` on the embedded model (the real Gemma 3 270M GGUF). Skipped
+//! loudly when the model is not installed, unless `EVALR_REQUIRE_MODEL` is set (CI sets it).
+
+#[path = "common/runs.rs"]
+mod runs;
+
+use std::path::PathBuf;
+
+use runs::{evalr, read_jsonl, summary};
+
+fn model_installed() -> bool {
+    let dir = std::env::var_os("EVALR_MODEL_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/evalr/models")))
+        .expect("HOME");
+    let path = dir.join("gemma-3-270m-q4_k_m.gguf");
+    if path.is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("EVALR_REQUIRE_MODEL").is_none(),
+        "EVALR_REQUIRE_MODEL is set but {} is missing: run scripts/install-default-model.sh",
+        path.display()
+    );
+    eprintln!(
+        "\n*** SKIPPED: {} is not installed (scripts/install-default-model.sh) ***\n",
+        path.display()
+    );
+    false
+}
+
+#[test]
+fn the_main_job_runs_20_rows_on_the_embedded_model_with_exact_selects() {
+    if !model_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    // No --model: with no endpoint configured, the embedded model is the default.
+    let output = evalr()
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--limit",
+            "20",
+            "--no-cache",
+            "--quiet",
+            "--threads",
+            "2",
+        ])
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outputs = read_jsonl(&folder.join("outputs.jsonl"));
+    assert_eq!(outputs.len(), 20);
+    for record in &outputs {
+        assert!(
+            record["model"]
+                .as_str()
+                .unwrap()
+                .starts_with("local:gemma-3-270m-q4_k_m.gguf@")
+        );
+        assert!(
+            record["outcome"] == "correct" || record["outcome"] == "wrong",
+            "{record}"
+        );
+        let call = &record["calls"][0];
+        assert_eq!(call["path"], "loglikelihood");
+        let probs: Vec<f64> = call["option_probs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_f64().unwrap())
+            .collect();
+        assert_eq!(probs.len(), 4);
+        assert!((probs.iter().sum::<f64>() - 1.0).abs() < 1e-6);
+        // The chosen letter is the most probable one, and the answer index is that letter's.
+        let best = (0..4)
+            .max_by(|&a, &b| probs[a].total_cmp(&probs[b]))
+            .unwrap();
+        assert_eq!(call["chosen"].as_u64().unwrap() as usize, best);
+        assert_eq!(record["answer"]["index"].as_u64().unwrap() as usize, best);
+        assert_eq!(record["answer"]["option"], ["A", "B", "C", "D"][best]);
+    }
+    let s = summary(&folder);
+    assert_eq!(s["rows"], 20);
+    assert_eq!(
+        s["correct"].as_u64().unwrap() + s["wrong"].as_u64().unwrap(),
+        20
+    );
+}
+
+#[test]
+fn judges_run_on_the_embedded_model_too() {
+    if !model_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let output = evalr()
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "local",
+            "--limit",
+            "3",
+            "--quiet",
+        ])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = evalr()
+        .arg("judge")
+        .arg(&folder)
+        .args(["--metric", "relevance", "--judge-model", "local", "--quiet"])
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let judged = read_jsonl(&folder.join("judge/relevance/outputs.jsonl"));
+    assert_eq!(judged.len(), 3);
+    for record in &judged {
+        // The score select is exact on the local model: always one of 1..5.
+        let score: u8 = record["answer"]["option"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!((1..=5).contains(&score));
+        assert_eq!(record["calls"][1]["kind"], "gen");
+    }
+    let full: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+            .unwrap();
+    assert_eq!(full["judged"][0]["metric"], "relevance");
+    assert_eq!(full["judged"][0]["n"], 3);
+}
+
+#[test]
+fn a_missing_model_file_is_an_error_naming_the_path_with_exit_code_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.gguf");
+    let output = evalr()
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--limit",
+            "1",
+        ])
+        .arg("--model")
+        .arg(format!("local:{}", missing.display()))
+        .arg("--results-dir")
+        .arg(dir.path().join("run"))
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains(missing.to_str().unwrap()));
+    assert!(!dir.path().join("run").exists());
+}
