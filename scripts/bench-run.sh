@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 RPM=${1:-12000}
 PORT_A=18991
 PORT_B=18992
-cargo build --release --quiet --example mock_openai_server --bin evalr
+cargo build --release --quiet --no-default-features --example mock_openai_server --bin evalr  # the remote path only: no llama.cpp build
 BIN=target/release/evalr
 SERVER=target/release/examples/mock_openai_server
 WORK=$(mktemp -d)

@@ -64,7 +64,19 @@ impl Prices {
 pub enum ProviderKind {
     Azure,
     Openai,
+    /// An AzureML managed (realtime) online endpoint: `input_data` requests to its scoring URI.
+    Azureml,
     Local,
+}
+
+/// How to talk to an AzureML online endpoint whose scoring script is not the catalog's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointFormat {
+    /// A Jinja template of the request body (JSON once rendered); sees `messages`, `prompt`
+    /// (the messages' contents joined) and `parameters` (max_new_tokens, temperature, top_p).
+    pub request_template: Option<String>,
+    /// A JSON pointer to the generated text in the response (default `/output`).
+    pub response_pointer: Option<String>,
 }
 
 /// One deployment of a profile (a profile may list several, e.g. regions).
@@ -99,6 +111,9 @@ pub struct Profile {
     pub prices: Option<Prices>,
     #[serde(default)]
     pub deployments: Vec<DeploymentConfig>,
+    /// `kind = "azureml"`: a custom scoring script's request template and response pointer.
+    #[serde(default, flatten)]
+    pub format: EndpointFormat,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -159,6 +174,7 @@ pub enum ResolvedModel {
         json_schema: bool,
         prices: Option<Prices>,
         deployments: Vec<ResolvedDeployment>,
+        format: EndpointFormat,
     },
     Local {
         spec: String,
@@ -224,6 +240,7 @@ pub fn resolve_model(
                 json_schema: None,
                 prices: None,
                 deployments: Vec::new(),
+                format: EndpointFormat::default(),
             };
             resolve_profile(&spec, &profile, overrides)
         }
@@ -239,6 +256,7 @@ pub fn resolve_model(
                 json_schema: None,
                 prices: None,
                 deployments: Vec::new(),
+                format: EndpointFormat::default(),
             };
             resolve_profile(&spec, &profile, overrides)
         }
@@ -351,6 +369,22 @@ fn resolve_profile(
                 }
                 ResolvedDeployment { url_base: base, deployment: None, api_version: None, key, key_env: Some(key_var), quota: quota(entry, overrides) }
             }
+            ProviderKind::Azureml => {
+                let endpoint = entry.endpoint.clone().ok_or_else(|| {
+                    ConfigError::Missing(format!(
+                        "no scoring URI for model `{spec}`: set `endpoint` in the profile (e.g. https://NAME.REGION.inference.ml.azure.com/score)"
+                    ))
+                })?;
+                let key_var = entry.api_key_env.clone().unwrap_or_else(|| "AZUREML_ENDPOINT_KEY".into());
+                ResolvedDeployment {
+                    url_base: endpoint,
+                    deployment: entry.deployment.clone(),
+                    api_version: None,
+                    key: env(&key_var).map(Secret::new),
+                    key_env: Some(key_var),
+                    quota: quota(entry, overrides),
+                }
+            }
             ProviderKind::Local => unreachable!("handled above"),
         });
     }
@@ -366,6 +400,7 @@ fn resolve_profile(
         json_schema: profile.json_schema.unwrap_or(false),
         prices: profile.prices,
         deployments,
+        format: profile.format.clone(),
     })
 }
 

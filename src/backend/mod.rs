@@ -4,6 +4,7 @@
 //! `select` or `gen` call and answers it, reporting usage. Scheduling, the journal and the
 //! response cache live in `run`; quota lives in `limiter`.
 
+pub mod azureml;
 pub mod http;
 pub mod identity;
 pub mod openai;

@@ -4,7 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{RunError, RunOptions};
-use crate::backend::http::Credential;
+use crate::backend::azureml::AzureMlBackend;
+use crate::backend::http::{Credential, JsonEndpoint};
 use crate::backend::identity::{self, TokenSource};
 use crate::backend::openai::{ChatBackend, ChatConfig, ChatEndpoint};
 use crate::backend::pool::DeploymentPool;
@@ -19,9 +20,10 @@ async fn entra_tokens(
     spec: &str,
     endpoint: &str,
     key_env: &str,
+    scope: &str,
 ) -> Result<Arc<dyn TokenSource>, RunError> {
     let tokens: Arc<dyn TokenSource> = Arc::new(identity::default_token_source());
-    match tokens.token(identity::COGNITIVE_SERVICES_SCOPE).await {
+    match tokens.token(scope).await {
         Ok(_) => Ok(tokens),
         Err(error) => Err(RunError::Config(ConfigError::Missing(format!(
             "no API key for model `{spec}`: set {key_env} (the key of {endpoint}), or sign in for Entra ID (az login, a managed identity, or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET) - {error}"
@@ -42,6 +44,7 @@ pub async fn build_backend(
             logprobs,
             json_schema,
             deployments,
+            format,
             ..
         } => {
             let shard_count = options.shard.map(|(_, count)| count).unwrap_or(1);
@@ -61,17 +64,24 @@ pub async fn build_backend(
                 };
                 let credential = match (kind, &deployment.key) {
                     (ProviderKind::Azure, Some(key)) => Credential::ApiKey(key.clone()),
-                    (ProviderKind::Azure, None) => {
+                    (ProviderKind::Azure | ProviderKind::Azureml, None) => {
+                        let scope = if *kind == ProviderKind::Azure {
+                            identity::COGNITIVE_SERVICES_SCOPE
+                        } else {
+                            identity::AZUREML_SCOPE
+                        };
                         if entra.is_none() {
                             let key_env = deployment
                                 .key_env
                                 .as_deref()
                                 .unwrap_or("AZURE_OPENAI_API_KEY");
-                            entra = Some(entra_tokens(spec, &deployment.url_base, key_env).await?);
+                            entra = Some(
+                                entra_tokens(spec, &deployment.url_base, key_env, scope).await?,
+                            );
                         }
                         Credential::Entra {
                             tokens: Arc::clone(entra.as_ref().expect("set above")),
-                            scope: identity::COGNITIVE_SERVICES_SCOPE,
+                            scope,
                         }
                     }
                     (_, Some(key)) => Credential::Bearer(key.clone()),
@@ -79,6 +89,31 @@ pub async fn build_backend(
                 };
                 // Shards of one run share each deployment's quota.
                 let quota = deployment.quota.split(shard_count);
+                let timeout = Duration::from_secs_f64(options.request_timeout_secs.max(0.1));
+                if *kind == ProviderKind::Azureml {
+                    let headers = deployment
+                        .deployment
+                        .iter()
+                        .map(|d| ("azureml-model-deployment".to_string(), d.clone()))
+                        .collect();
+                    let http = JsonEndpoint::new(
+                        deployment.url_base.clone(),
+                        credential,
+                        headers,
+                        Arc::new(QuotaLimiter::new(quota)),
+                        timeout,
+                    )
+                    .map_err(|e| RunError::Backend(e.to_string()))?;
+                    let backend = AzureMlBackend::new(
+                        http,
+                        &deployment.url_base,
+                        deployment.deployment.as_deref(),
+                        format,
+                    )
+                    .map_err(|e| RunError::Config(ConfigError::Missing(e.to_string())))?;
+                    members.push((Box::new(backend), quota.rpm.unwrap_or(1)));
+                    continue;
+                }
                 let backend = ChatBackend::new(
                     ChatConfig {
                         endpoint,

@@ -95,6 +95,8 @@ impl Default for ServerConfig {
 #[derive(Debug, Clone)]
 pub struct SeenRequest {
     pub question: Option<String>,
+    /// The `azureml-model-deployment` header, on AzureML scoring requests.
+    pub deployment: Option<String>,
     pub status: u16,
     pub body: Value,
     pub at: Instant,
@@ -167,6 +169,8 @@ impl ChatServer {
                 post(azure_chat),
             )
             .route("/v1/chat/completions", post(openai_chat))
+            .route("/score", post(azureml_score))
+            .route("/custom/score", post(custom_score))
             .with_state(Arc::clone(&shared));
         let listener = tokio::net::TcpListener::bind(bind).await.expect("bind");
         let addr = listener.local_addr().expect("addr");
@@ -249,14 +253,23 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
-/// The question a request is about: the known question found in its last user message.
+/// The question a request is about: the known question found in its last user message (chat
+/// and AzureML `input_data` requests) or in its `prompt` (the custom scoring script).
 fn find_question(shared: &Shared, body: &Value) -> Option<String> {
-    let messages = body.get("messages")?.as_array()?;
-    let last_user = messages
-        .iter()
-        .rev()
-        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    let text = last_user.get("content")?.as_str()?;
+    let text = match body.get("prompt").and_then(Value::as_str) {
+        Some(prompt) => prompt,
+        None => {
+            let messages = body
+                .get("messages")
+                .or_else(|| body.pointer("/input_data/input_string"))?
+                .as_array()?;
+            let last_user = messages
+                .iter()
+                .rev()
+                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+            last_user.get("content")?.as_str()?
+        }
+    };
     shared
         .config
         .answer_key
@@ -284,6 +297,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
     let record = |status: u16| {
         shared.seen.lock().expect("lock").push(SeenRequest {
             question: question.clone(),
+            deployment: None,
             status,
             body: parsed.clone(),
             at: Instant::now(),
@@ -483,4 +497,84 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         );
     }
     response
+}
+
+/// An AzureML managed online endpoint hosting a catalog chat model: `input_data` in, `output` out.
+async fn azureml_score(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    scoring(shared, headers, body, |text| json!({"output": text})).await
+}
+
+/// A custom scoring script: `{"prompt", "max_new_tokens"}` in, `{"result": {"generated": [text]}}` out.
+async fn custom_score(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    scoring(
+        shared,
+        headers,
+        body,
+        |text| json!({"result": {"generated": [text]}}),
+    )
+    .await
+}
+
+async fn scoring(
+    shared: Arc<Shared>,
+    headers: HeaderMap,
+    body: Bytes,
+    wrap: impl Fn(String) -> Value,
+) -> Response {
+    shared.counter.fetch_add(1, Ordering::SeqCst);
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "BadRequest",
+                &format!("invalid JSON: {e}"),
+            );
+        }
+    };
+    let question = find_question(&shared, &parsed);
+    let deployment = headers
+        .get("azureml-model-deployment")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    let authorized = shared
+        .config
+        .api_key
+        .as_ref()
+        .is_none_or(|k| bearer(&headers).as_deref() == Some(k.as_str()));
+    let status = if authorized { 200 } else { 401 };
+    shared.seen.lock().expect("lock").push(SeenRequest {
+        question: question.clone(),
+        deployment,
+        status,
+        body: parsed.clone(),
+        at: Instant::now(),
+    });
+    if !authorized {
+        return (StatusCode::UNAUTHORIZED, "").into_response();
+    }
+    let answer = question
+        .as_ref()
+        .and_then(|q| shared.key.get(q))
+        .cloned()
+        .unwrap_or_else(|| shared.config.default_answer.clone());
+    let text = match shared.config.style {
+        AnswerStyle::Plain => answer,
+        AnswerStyle::Sentence => format!("The answer is {answer}."),
+        AnswerStyle::Unmatchable => "I would rather not say.".to_string(),
+    };
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        wrap(text).to_string(),
+    )
+        .into_response()
 }
