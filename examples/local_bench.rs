@@ -305,7 +305,7 @@ fn accuracy(rt: &tokio::runtime::Runtime, args: &Args, rows: &[Question], option
         if chosen == q.answer {
             correct += 1;
         }
-        if (n + 1) % 250 == 0 {
+        if (n + 1) % 50 == 0 {
             eprintln!(
                 "{} / {} rows, {:.1} rows/s",
                 n + 1,

@@ -46,8 +46,10 @@ wall_c, rss_c = $WALL_C, $RSS_C
 sa = json.load(open(f"{work}/a/summary.json"))
 sb = json.load(open(f"{work}/b/summary.json"))
 bound = rows / rpm * 60
-share = sb["rate_limited"] / max(sb["requests"], 1)
-print(f"| (a) no latency | {sa['rows']} rows in {wall_a:.1f} s | {sa['rows']/wall_a:.0f} rows/s, {(user_a+sys_a)*1000/sa['rows']:.2f} CPU ms/row | peak RSS {rss_a/1024:.0f} MiB |")
-print(f"| (b) {rpm} RPM, 100 ms latency | {sb['rows']} rows in {wall_b:.1f} s (bound {bound:.1f} s, {100*(wall_b/bound-1):+.1f}%) | 429s: {sb['rate_limited']} of {sb['requests']} requests ({100*share:.2f}%) | peak RSS {rss_b/1024:.0f} MiB |")
+na, nb = sa["rows"]["outputs"], sb["rows"]["outputs"]
+limited, requests = sb["retries"]["rate_limited"], sb["retries"]["requests"]
+share = limited / max(requests, 1)
+print(f"| (a) no latency | {na} rows in {wall_a:.1f} s | {na/wall_a:.0f} rows/s, {(user_a+sys_a)*1000/na:.2f} CPU ms/row | peak RSS {rss_a/1024:.0f} MiB |")
+print(f"| (b) {rpm} RPM, 100 ms latency | {nb} rows in {wall_b:.1f} s (bound {bound:.1f} s, {100*(wall_b/bound-1):+.1f}%) | 429s: {limited} of {requests} requests ({100*share:.2f}%) | peak RSS {rss_b/1024:.0f} MiB |")
 print(f"| (c) memory | {rows//10} rows: {rss_c/1024:.0f} MiB | {rows} rows: {rss_a/1024:.0f} MiB | ratio {rss_a/rss_c:.2f} |")
 PY

@@ -417,17 +417,17 @@ fn rows_sharing_a_few_shot_prefix_reuse_the_kv_cache_and_score_the_same() {
         let decoded = after.decoded_tokens - before.decoded_tokens;
         let reused = after.reused_tokens - before.reused_tokens;
         if n == 0 {
-            // Cold cache: the whole prompt is decoded (the last prompt token once per
-            // option, with the option).
+            // Cold cache: the whole prompt is decoded once; single-token options need no
+            // decoding of their own (the last prompt token's logits score them all).
             assert_eq!(reused, 0);
-            assert_eq!(decoded, prompt_tokens - 1 + 4);
+            assert_eq!(decoded, prompt_tokens);
         } else {
             // The five examples are most of the prompt and are not decoded again.
             assert!(
                 reused > prompt_tokens * 2 / 3,
                 "row {n}: reused {reused} of {prompt_tokens} prompt tokens"
             );
-            assert_eq!(decoded, prompt_tokens - 1 - reused + 4);
+            assert_eq!(decoded, prompt_tokens - reused);
         }
         let a = with_cache.option_logprobs.unwrap();
         let b = without.option_logprobs.unwrap();
@@ -439,7 +439,7 @@ fn rows_sharing_a_few_shot_prefix_reuse_the_kv_cache_and_score_the_same() {
         }
     }
 
-    // The very same call again decodes only the four option tokens.
+    // The very same call again decodes only the last prompt token (for its logits).
     let request = SelectRequest {
         messages: few_shot_messages(shots, &questions[3]),
         options,
@@ -447,7 +447,7 @@ fn rows_sharing_a_few_shot_prefix_reuse_the_kv_cache_and_score_the_same() {
     };
     let before = cached.stats();
     rt.block_on(cached.select(&request)).unwrap();
-    assert_eq!(cached.stats().decoded_tokens - before.decoded_tokens, 4);
+    assert_eq!(cached.stats().decoded_tokens - before.decoded_tokens, 1);
 }
 
 fn gen_request(messages: Vec<Message>, max_tokens: u32) -> GenRequest {

@@ -119,13 +119,18 @@ impl Engine<'_> {
         let longest = wholes.iter().map(Vec::len).max().unwrap_or(0);
         self.check_fits(longest)?;
 
-        // The last shared token is decoded again with every option, so that its logits (the
-        // distribution of each option's first token) come out of the same batch.
-        let prefix_len = shared - 1;
-        self.eval_prefix(&prompt[..prefix_len])?;
-        let last = prompt[prefix_len];
+        // Sequence 0 ends with the last shared token, decoded with its logits: that one row
+        // of logits is the distribution of every option's first token.
+        let (last, head) = prompt[..shared].split_last().expect("shared > 0");
+        self.eval_prefix(head)?;
+        self.push_token(*last)?;
         let continuations: Vec<&[LlamaToken]> = wholes.iter().map(|w| &w[shared..]).collect();
-        let logprobs = self.score_continuations(prefix_len, last, &continuations)?;
+        let first = LogSoftmax::new(self.ctx.get_logits_ith(0));
+        let mut logprobs: Vec<f64> = continuations
+            .iter()
+            .map(|c| c.first().map_or(0.0, |t| first.at(*t)))
+            .collect();
+        self.score_rest(shared, &continuations, &mut logprobs)?;
         let logprobs_per_byte = logprobs
             .iter()
             .zip(options)
@@ -139,25 +144,28 @@ impl Engine<'_> {
         })
     }
 
-    /// Sum of log-probabilities of each continuation after sequence 0 (which holds positions
-    /// `0..position`) and the token `last` at `position`. Options are decoded side by side,
-    /// each in its own sequence that shares sequence 0's cache.
-    fn score_continuations(
+    /// Adds the log-probabilities of each continuation's tokens after its first. Sequence 0
+    /// holds positions `0..position`; options of several tokens are decoded side by side,
+    /// each in its own sequence sharing sequence 0's cache (single-token options, such as
+    /// letters, need no decoding at all).
+    fn score_rest(
         &mut self,
         position: usize,
-        last: LlamaToken,
         continuations: &[&[LlamaToken]],
-    ) -> Result<Vec<f64>, BackendError> {
-        let mut logprobs = vec![0.0; continuations.len()];
+        logprobs: &mut [f64],
+    ) -> Result<(), BackendError> {
+        let pending: Vec<usize> = (0..continuations.len())
+            .filter(|&i| continuations[i].len() > 1)
+            .collect();
         let max_seqs = (self.n_seq as usize).saturating_sub(1).max(1);
         let max_tokens = MAX_SCORED_TOKENS_PER_BATCH.min(self.n_batch as usize);
         let mut start = 0;
-        while start < continuations.len() {
+        while start < pending.len() {
             // Group options into one batch while they fit.
             let mut end = start;
             let mut tokens = 0;
-            while end < continuations.len() && end - start < max_seqs {
-                let needed = continuations[end].len();
+            while end < pending.len() && end - start < max_seqs {
+                let needed = continuations[pending[end]].len() - 1;
                 if end > start && tokens + needed > max_tokens {
                     break;
                 }
@@ -170,66 +178,75 @@ impl Engine<'_> {
                     self.n_batch
                 )));
             }
-            self.score_group(
-                position,
-                last,
-                &continuations[start..end],
-                &mut logprobs[start..end],
-            )?;
+            self.score_group(position, continuations, &pending[start..end], logprobs)?;
             start = end;
         }
-        Ok(logprobs)
+        Ok(())
     }
 
     fn score_group(
         &mut self,
         position: usize,
-        last: LlamaToken,
-        group: &[&[LlamaToken]],
-        out: &mut [f64],
+        continuations: &[&[LlamaToken]],
+        group: &[usize],
+        logprobs: &mut [f64],
     ) -> Result<(), BackendError> {
-        let total: usize = group.iter().map(|c| c.len()).sum();
-        if total == 0 {
-            return Ok(());
-        }
+        let total: usize = group.iter().map(|&i| continuations[i].len() - 1).sum();
         let mut batch = LlamaBatch::new(total, 1);
-        // (option within the group, its batch indices in order)
+        // Batch index of each input token, per option of the group.
         let mut rows: Vec<Vec<i32>> = Vec::with_capacity(group.len());
-        for (j, continuation) in group.iter().enumerate() {
+        for (j, &i) in group.iter().enumerate() {
             let seq = (j + 1) as i32;
-            let mut indices = Vec::with_capacity(continuation.len());
-            if !continuation.is_empty() {
-                self.ctx.kv_cache_seq_rm(seq, None, None).map_err(fatal)?;
-                self.ctx
-                    .kv_cache_seq_cp(0, seq, None, None)
+            let continuation = continuations[i];
+            self.ctx.kv_cache_seq_rm(seq, None, None).map_err(fatal)?;
+            self.ctx
+                .kv_cache_seq_cp(0, seq, None, None)
+                .map_err(fatal)?;
+            // Each token predicts the next one; the option's own last token predicts nothing.
+            let mut indices = Vec::with_capacity(continuation.len() - 1);
+            for (k, token) in continuation[..continuation.len() - 1].iter().enumerate() {
+                indices.push(batch.n_tokens());
+                batch
+                    .add(*token, (position + k) as i32, &[seq], true)
                     .map_err(fatal)?;
-                // The token at each position predicts the next one: `last` predicts the
-                // option's first token, and the option's own last token predicts nothing.
-                let inputs = std::iter::once(last)
-                    .chain(continuation[..continuation.len() - 1].iter().copied());
-                for (k, token) in inputs.enumerate() {
-                    indices.push(batch.n_tokens());
-                    batch
-                        .add(token, (position + k) as i32, &[seq], true)
-                        .map_err(fatal)?;
-                }
             }
             rows.push(indices);
         }
         let decoded = self.decode(&mut batch);
         if decoded.is_ok() {
-            for (j, continuation) in group.iter().enumerate() {
-                out[j] = continuation
+            for (j, &i) in group.iter().enumerate() {
+                logprobs[i] += continuations[i][1..]
                     .iter()
                     .zip(&rows[j])
                     .map(|(token, &index)| token_logprob(self.ctx.get_logits_ith(index), *token))
-                    .sum();
+                    .sum::<f64>();
             }
         }
         for j in 0..group.len() {
             let _ = self.ctx.kv_cache_seq_rm((j + 1) as i32, None, None);
         }
         decoded
+    }
+}
+
+/// Log-softmax of one logits row, normaliser computed once for many lookups.
+struct LogSoftmax<'a> {
+    logits: &'a [f32],
+    offset: f64,
+}
+
+impl<'a> LogSoftmax<'a> {
+    fn new(logits: &'a [f32]) -> LogSoftmax<'a> {
+        let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
+        let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
+        LogSoftmax {
+            logits,
+            offset: max + sum.ln(),
+        }
+    }
+
+    fn at(&self, token: LlamaToken) -> f64 {
+        self.logits[token.0 as usize] as f64 - self.offset
     }
 }
 
