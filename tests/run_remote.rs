@@ -1114,3 +1114,68 @@ fn without_a_key_azure_calls_carry_an_entra_id_token_from_the_managed_identity()
             .contains("token-1")
     );
 }
+
+#[test]
+fn a_stratified_sample_takes_each_subjects_share_and_is_fixed_by_the_seed() {
+    let server = ChatServer::start(ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let ids_of = |name: &str, seed: &str| {
+        let folder = dir.path().join(name);
+        let mut command = evalr();
+        azure(&server, &mut command);
+        let output = command
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "datasets",
+                "--model",
+                "azure:gpt-4o",
+                "--no-cache",
+                "--quiet",
+            ])
+            .args([
+                "--subjects",
+                "anatomy,astronomy",
+                "--sample",
+                "30",
+                "--seed",
+                seed,
+            ])
+            .arg("--results-dir")
+            .arg(&folder)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let mut ids: Vec<String> = read_jsonl(&folder.join("outputs.jsonl"))
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    let first = ids_of("a", "7");
+    // anatomy has 135 rows and astronomy 152: shares of 30 are 14.1 and 15.9, so 14 and 16.
+    assert_eq!(first.len(), 30);
+    assert_eq!(
+        first
+            .iter()
+            .filter(|id| id.starts_with("mmlu/anatomy/"))
+            .count(),
+        14
+    );
+    assert_eq!(
+        first
+            .iter()
+            .filter(|id| id.starts_with("mmlu/astronomy/"))
+            .count(),
+        16
+    );
+    assert_eq!(ids_of("b", "7"), first);
+    assert_ne!(ids_of("c", "8"), first);
+}
