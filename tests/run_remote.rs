@@ -11,6 +11,34 @@ use std::time::Duration;
 use openai_server::{AnswerStyle, ChatServer, ServerConfig};
 use runs::{answer_key, dataset_rows, evalr, read_jsonl, summary};
 
+/// `evalr run` of `zero_shot_letters` on anatomy against `server` as `azure:gpt-4o`, with no
+/// cache and no progress output, into `folder`, plus `extra` flags.
+fn run_letters(
+    server: &ChatServer,
+    folder: &std::path::Path,
+    extra: &[&str],
+) -> std::process::Output {
+    let mut command = evalr();
+    azure(server, &mut command);
+    command
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "azure:gpt-4o",
+            "--no-cache",
+            "--quiet",
+        ])
+        .args(extra)
+        .arg("--results-dir")
+        .arg(folder)
+        .output()
+        .unwrap()
+}
+
 fn azure(server: &ChatServer, command: &mut std::process::Command) {
     command
         .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
@@ -27,24 +55,7 @@ fn anatomy_end_to_end_gives_the_exact_accuracy_the_server_implies() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
+    let output = run_letters(&server, &folder, &[]);
     assert!(
         output.status.success(),
         "{}",
@@ -108,30 +119,18 @@ fn a_429_storm_slows_the_run_but_every_row_completes() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
+    let output = run_letters(
+        &server,
+        &folder,
+        &[
             "--limit",
             "40",
             "--max-in-flight",
             "8",
             "--max-retries",
             "20",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
+        ],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -216,26 +215,7 @@ fn content_filter_refusals_are_their_own_outcome_and_never_retried() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "10",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
+    let output = run_letters(&server, &folder, &["--limit", "10"]);
     assert!(
         output.status.success(),
         "{}",
@@ -270,28 +250,11 @@ fn without_logprobs_answers_are_matched_and_unmatchable_ones_are_unparsed_after_
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("matched");
-    let mut command = evalr();
-    azure(&sentence, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "12",
-            "--max-in-flight",
-            "1",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
+    let output = run_letters(
+        &sentence,
+        &folder,
+        &["--limit", "12", "--max-in-flight", "1"],
+    );
     assert!(
         output.status.success(),
         "{}",
@@ -324,26 +287,7 @@ fn without_logprobs_answers_are_matched_and_unmatchable_ones_are_unparsed_after_
         ..Default::default()
     });
     let folder = dir.path().join("unparsed");
-    let mut command = evalr();
-    azure(&unmatchable, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "12",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
+    let output = run_letters(&unmatchable, &folder, &["--limit", "12"]);
     assert!(
         output.status.success(),
         "{}",
@@ -610,26 +554,7 @@ fn a_torn_last_line_from_a_crash_is_cut_off_on_resume() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "10",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
+    let output = run_letters(&server, &folder, &["--limit", "10"]);
     assert!(output.status.success());
     // Simulate a crash in the middle of writing the eighth line.
     let outputs = folder.join("outputs.jsonl");
