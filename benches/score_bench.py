@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 
 out = sys.argv[1]
 repeat = int(sys.argv[2]) if len(sys.argv) > 2 else 1
-table = pq.read_table("/work/shared/data/mmlu/hf/cais/mmlu/all/test-00000-of-00001.parquet").to_pylist()
+MMLU_ALL = os.path.join(os.path.dirname(__file__), "..", "tests", "fixtures", "hf", "cais", "mmlu", "all", "test-00000-of-00001.parquet")
+table = pq.read_table(MMLU_ALL).to_pylist()
 for name, skill, seed in (("A", 0.62, 1), ("B", 0.66, 2)):
     rng = random.Random(seed)
     d = os.path.join(out, name)

@@ -159,9 +159,11 @@ fn args() -> Args {
         mode: String::new(),
         threads: None,
         model: default_model_path().unwrap(),
-        parquet: PathBuf::from(
-            "/work/shared/data/mmlu/hf/cais/mmlu/all/test-00000-of-00001.parquet",
-        ),
+        // The repository's copy of the hub's MMLU test split (all subjects in one file).
+        parquet: PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/hf/cais/mmlu/all/test-00000-of-00001.parquet"
+        )),
         rows: 2000,
         seed: 2026,
     };
