@@ -6,5 +6,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --test
+# Console scripts pip installed (mlflow) may not be on PATH yet (pyenv shims, ~/.local/bin).
+PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin:$PATH"
+export PATH
 export EVALR_REQUIRE_MODEL=1
 cargo test --all-targets "$@"
