@@ -351,6 +351,8 @@ pub async fn execute(
         }
     };
     let prepared = prepare(&options)?;
+    // Hashed once: it pins the run in run.json and guards a resume against a changed dataset.
+    let dataset_sha = prepared.source.content_sha256()?;
     if let Some((folder, _)) = resume {
         let manifest = journal::read_manifest(folder)?;
         if manifest.program.sha256 != prepared.program.file.sha256 {
@@ -362,7 +364,6 @@ pub async fn execute(
                 ),
             });
         }
-        let dataset_sha = prepared.source.content_sha256()?;
         if manifest.dataset.sha256 != dataset_sha {
             return Err(RunError::Resume {
                 folder: folder.to_path_buf(),
@@ -395,7 +396,7 @@ pub async fn execute(
                 .iter()
                 .map(|p| p.display().to_string())
                 .collect(),
-            sha256: prepared.source.content_sha256()?,
+            sha256: dataset_sha,
             rows: selected,
         },
         model: ModelInfo {
