@@ -7,7 +7,7 @@ mod openai_server;
 mod runs;
 
 use openai_server::{ChatServer, ServerConfig};
-use runs::{answer_key, dataset_rows, evalr, read_jsonl};
+use runs::{answer_key, dataset_rows, evalr, letters_run, read_jsonl};
 
 #[test]
 fn judged_metrics_are_runs_whose_scores_land_in_the_summary() {
@@ -38,22 +38,8 @@ fn judged_metrics_are_runs_whose_scores_land_in_the_summary() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = evalr()
-        .env("AZURE_OPENAI_ENDPOINT", model.azure_endpoint())
-        .env("AZURE_OPENAI_API_KEY", "test-key")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "10",
-        ])
+    let output = letters_run(&model.azure_endpoint())
+        .args(["--no-cache", "--quiet", "--limit", "10"])
         .arg("--results-dir")
         .arg(&folder)
         .output()
@@ -148,22 +134,8 @@ fn groundedness_without_contexts_is_refused_before_any_call() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = evalr()
-        .env("AZURE_OPENAI_ENDPOINT", model.azure_endpoint())
-        .env("AZURE_OPENAI_API_KEY", "test-key")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "3",
-        ])
+    let output = letters_run(&model.azure_endpoint())
+        .args(["--no-cache", "--quiet", "--limit", "3"])
         .arg("--results-dir")
         .arg(&folder)
         .output()

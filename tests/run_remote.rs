@@ -9,7 +9,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use openai_server::{AnswerStyle, ChatServer, ServerConfig};
-use runs::{answer_key, dataset_rows, evalr, read_jsonl, summary};
+use runs::{answer_key, dataset_rows, evalr, letters_run, read_jsonl, summary};
 
 /// `evalr run` of `zero_shot_letters` on anatomy against `server` as `azure:gpt-4o`, with no
 /// cache and no progress output, into `folder`, plus `extra` flags.
@@ -18,20 +18,8 @@ fn run_letters(
     folder: &std::path::Path,
     extra: &[&str],
 ) -> std::process::Output {
-    let mut command = evalr();
-    azure(server, &mut command);
-    command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-        ])
+    letters_run(&server.azure_endpoint())
+        .args(["--no-cache", "--quiet"])
         .args(extra)
         .arg("--results-dir")
         .arg(folder)
@@ -162,22 +150,8 @@ fn server_errors_hangs_and_malformed_bodies_are_retried() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "30",
-        ])
+    let output = letters_run(&server.azure_endpoint())
+        .args(["--no-cache", "--quiet", "--limit", "30"])
         .args(["--request-timeout", "1", "--retry-interval", "0.05"])
         .arg("--results-dir")
         .arg(&folder)
@@ -743,20 +717,8 @@ fn max_errors_stops_the_run_cleanly_with_exit_code_1() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-        ])
+    let output = letters_run(&server.azure_endpoint())
+        .args(["--no-cache", "--quiet"])
         .args([
             "--max-retries",
             "0",
@@ -928,22 +890,8 @@ fn ctrl_c_stops_gracefully_with_everything_finished_on_disk() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let mut command = evalr();
-    azure(&server, &mut command);
-    let child = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--max-in-flight",
-            "2",
-        ])
+    let child = letters_run(&server.azure_endpoint())
+        .args(["--no-cache", "--quiet", "--max-in-flight", "2"])
         .arg("--results-dir")
         .arg(&folder)
         .stderr(std::process::Stdio::piped())

@@ -21,29 +21,15 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use openai_server::{ChatServer, ServerConfig};
-use runs::{answer_key, dataset_rows, evalr, read_jsonl, summary};
+use runs::{answer_key, dataset_rows, evalr, letters_run, read_jsonl, summary};
 use serde_json::Value;
 
 const SHARDS: u32 = 4;
 
 fn run_command(server: &ChatServer, results: &Path, shard: Option<u32>) -> std::process::Command {
-    let mut command = evalr();
+    let mut command = letters_run(&server.azure_endpoint());
     command
-        .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
-        .env("AZURE_OPENAI_API_KEY", "test-key")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--max-in-flight",
-            "4",
-        ])
+        .args(["--no-cache", "--quiet", "--max-in-flight", "4"])
         .arg("--results-dir")
         .arg(results);
     if let Some(k) = shard {

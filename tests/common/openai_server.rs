@@ -43,6 +43,16 @@ pub enum AnswerStyle {
     Unmatchable,
 }
 
+impl AnswerStyle {
+    fn write(self, answer: &str) -> String {
+        match self {
+            AnswerStyle::Plain => answer.to_string(),
+            AnswerStyle::Sentence => format!("The answer is {answer}."),
+            AnswerStyle::Unmatchable => "I would rather not say.".to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Question text -> answer option.
@@ -461,12 +471,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
     } else if schema {
         (json!({"answer": answer}).to_string(), Value::Null)
     } else {
-        let text = match config.style {
-            AnswerStyle::Plain => answer.clone(),
-            AnswerStyle::Sentence => format!("The answer is {answer}."),
-            AnswerStyle::Unmatchable => "I would rather not say.".to_string(),
-        };
-        (text, Value::Null)
+        (config.style.write(&answer), Value::Null)
     };
     record(200);
     let completion_tokens = (content.len() as u64).div_ceil(4).max(1);
@@ -566,11 +571,7 @@ async fn scoring(
         .and_then(|q| shared.key.get(q))
         .cloned()
         .unwrap_or_else(|| shared.config.default_answer.clone());
-    let text = match shared.config.style {
-        AnswerStyle::Plain => answer,
-        AnswerStyle::Sentence => format!("The answer is {answer}."),
-        AnswerStyle::Unmatchable => "I would rather not say.".to_string(),
-    };
+    let text = shared.config.style.write(&answer);
     (
         StatusCode::OK,
         [("content-type", "application/json")],

@@ -26,6 +26,25 @@ pub fn evalr() -> Command {
     command
 }
 
+/// `evalr run --program zero_shot_letters --dataset mmlu_anatomy_test --model azure:gpt-4o`
+/// against an Azure OpenAI-protocol server at `endpoint` (key `test-key`); callers add flags.
+pub fn letters_run(endpoint: &str) -> Command {
+    let mut command = evalr();
+    command
+        .env("AZURE_OPENAI_ENDPOINT", endpoint)
+        .env("AZURE_OPENAI_API_KEY", "test-key")
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "azure:gpt-4o",
+        ]);
+    command
+}
+
 pub fn read_jsonl(path: &Path) -> Vec<Value> {
     std::fs::read_to_string(path)
         .unwrap_or_default()
