@@ -1,7 +1,7 @@
 //! `evalr run` end to end against a local Azure OpenAI / OpenAI-compatible server.
 
-use crate::common::openai_server;
 use crate::common::identity_server;
+use crate::common::openai_server;
 use crate::common::runs;
 
 use std::collections::HashSet;
@@ -923,7 +923,6 @@ fn ctrl_c_stops_gracefully_with_everything_finished_on_disk() {
         server.seen().iter().filter(|r| r.status == 200).count()
     );
 }
-
 
 #[test]
 fn without_a_key_azure_calls_carry_an_entra_id_token_from_the_managed_identity() {
