@@ -461,3 +461,85 @@ fn a_setting_evalr_cannot_send_is_refused_before_any_request() {
     assert!(stderr.contains("parameters.logit_bias"), "{stderr}");
     assert!(server.seen().is_empty());
 }
+
+/// The `.prompty` files azure-ai-evaluation ships, read where pip installed them (evalr never
+/// copies Microsoft's prompt text; scripts/setup.sh --test installs the package).
+fn azure_ai_evaluation_prompty_files() -> Vec<PathBuf> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import azure.ai.evaluation, os; print(os.path.dirname(azure.ai.evaluation.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "azure-ai-evaluation is not installed: run scripts/setup.sh --test ({})",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let root = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "prompty") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn azure_ai_evaluation_judge_files_load_and_run_as_one_completion() {
+    let files = azure_ai_evaluation_prompty_files();
+    assert!(files.len() >= 5, "{files:?}");
+    for file in &files {
+        let output = evalr()
+            .args(["programs", "check"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{}: {}{}",
+            file.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let coherence = files
+        .iter()
+        .find(|f| f.ends_with("_coherence/coherence.prompty"))
+        .expect("coherence.prompty");
+    let server = ChatServer::start(ServerConfig {
+        default_answer: "4".into(),
+        ..ServerConfig::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let rows = write_rows(
+        dir.path(),
+        &[json!({"id": "1", "query": "What is 2+2?", "response": "4, because 2+2=4."})],
+    );
+    let folder = dir.path().join("run");
+    let output = run(&server, coherence.to_str().unwrap(), &rows, &folder);
+    assert!(output.status.success(), "{output:?}");
+    let seen = server.seen();
+    assert_eq!(seen.len(), 1);
+    let body = &seen[0].body;
+    assert_eq!(body["response_format"], json!({"type": "json_object"}));
+    assert_eq!(body["temperature"], json!(0.0));
+    assert_eq!(body["max_tokens"], json!(800));
+    let messages = sent_messages(&server).remove(0);
+    assert_eq!(
+        messages.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+        ["system", "user"]
+    );
+    assert!(messages[1].1.contains("4, because 2+2=4."));
+    let outputs = read_jsonl(&folder.join("outputs.jsonl"));
+    assert_eq!(outputs[0]["captures"]["output"], json!("4"));
+}

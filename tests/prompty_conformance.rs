@@ -74,7 +74,10 @@ fn long_forms(text: &str) -> String {
         "template: mustache",
         "template:\n  format:\n    kind: mustache\n  parser:\n    kind: prompty",
     )
-    .replace("    kind: array", "    kind: array\n    items:\n      kind: string")
+    .replace(
+        "    kind: array",
+        "    kind: array\n    items:\n      kind: string",
+    )
 }
 
 #[test]

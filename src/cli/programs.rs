@@ -243,14 +243,20 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
         Step::Call(call) => (call.messages.clone(), Some(call)),
         Step::Done(messages) => (messages, None),
     };
+    let mut out = String::new();
     for message in messages {
-        println!("--- {} ---\n{}", message.role.as_str(), message.content);
+        out.push_str(&format!(
+            "--- {} ---\n{}\n",
+            message.role.as_str(),
+            message.content
+        ));
     }
     if let Some(call) = call {
         match call.kind {
-            CallKind::Select { options, .. } => {
-                println!("--- select `{}` among {:?} ---", call.capture, options)
-            }
+            CallKind::Select { options, .. } => out.push_str(&format!(
+                "--- select `{}` among {:?} ---\n",
+                call.capture, options
+            )),
             CallKind::Gen {
                 max_tokens,
                 stop,
@@ -262,8 +268,8 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
                 } else {
                     "gen"
                 };
-                println!(
-                    "--- {what} `{}` (max_tokens {:?}, stop {:?}{}) ---",
+                out.push_str(&format!(
+                    "--- {what} `{}` (max_tokens {:?}, stop {:?}{}) ---\n",
                     call.capture,
                     max_tokens,
                     stop,
@@ -272,10 +278,13 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
                     } else {
                         ""
                     }
-                )
+                ))
             }
         }
     }
+    // A closed pipe (`| head`) is a normal end.
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -227,7 +227,10 @@ fn check_program_settings(
             p.unknown.join(", ")
         )));
     }
-    if (p.presence_penalty.is_some() || p.frequency_penalty.is_some()) && !capabilities.penalties {
+    // A zero penalty changes nothing (azure-ai-evaluation's judges write `0`): only a real one
+    // needs a backend that sends it.
+    let penalty = |v: Option<f64>| v.is_some_and(|v| v != 0.0);
+    if (penalty(p.presence_penalty) || penalty(p.frequency_penalty)) && !capabilities.penalties {
         return Err(RunError::Usage(format!(
             "{path}: presence_penalty/frequency_penalty cannot be honoured by this model's backend; remove them or use a chat API model"
         )));
@@ -243,9 +246,12 @@ fn check_program_settings(
             "{path}: the program asks for JSON against a schema, which this model's backend does not support"
         )));
     }
+    // A backend with schemas but no JSON mode (the embedded model) gets the schema of any
+    // object instead: the same constraint (see `run_row`).
     if p.response_format == Some(ResponseFormat::JsonObject)
         && !wants_schema
         && !capabilities.json_object
+        && !capabilities.json_schema
     {
         return Err(RunError::Usage(format!(
             "{path}: response_format json_object cannot be honoured by this model's backend; use a chat API model, or declare `outputs:` for a JSON schema"

@@ -256,6 +256,17 @@ pub async fn run_row(
                 regex,
                 json_schema,
             } => {
+                let capabilities = ctx.backend.capabilities();
+                let wants_object = json_schema.is_none()
+                    && params.response_format == Some(crate::program::ResponseFormat::JsonObject);
+                // A backend with schemas but no JSON mode (the embedded model) gets the schema
+                // of any object: the same constraint.
+                let (json_object, json_schema) =
+                    if wants_object && !capabilities.json_object && capabilities.json_schema {
+                        (false, Some(serde_json::json!({"type": "object"})))
+                    } else {
+                        (wants_object, json_schema)
+                    };
                 let request = GenRequest {
                     messages: call.messages,
                     max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
@@ -269,9 +280,7 @@ pub async fn run_row(
                     top_p: top_p.or(params.top_p),
                     seed: seed.or(params.seed),
                     regex,
-                    json_object: json_schema.is_none()
-                        && params.response_format
-                            == Some(crate::program::ResponseFormat::JsonObject),
+                    json_object,
                     json_schema,
                     presence_penalty: params.presence_penalty,
                     frequency_penalty: params.frequency_penalty,
