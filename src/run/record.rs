@@ -138,6 +138,9 @@ pub struct RunManifest {
     pub shard: Option<ShardInfo>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// A batch run's batches: input files, file and batch ids, states (see `crate::batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::ledger::BatchLedger>,
 }
 
 pub fn now_rfc3339() -> String {
