@@ -1,12 +1,9 @@
 //! `evalr run --batch` end to end against a local Files + Batches server (Azure and OpenAI
 //! routes) whose lines are answered by the same chat server a live run talks to.
 
-#[path = "common/batch_server.rs"]
-mod batch_server;
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::batch_server;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
