@@ -212,6 +212,8 @@ struct Play {
     examples: Vec<Row>,
     result: Result<crate::run::record::OutputRecord, crate::run::RowFailure>,
     deferred: Option<DeferredLine>,
+    /// Requests of the row answered live (`--batch-fallback live`).
+    live_answers: u32,
 }
 
 /// Runs the pending rows through batches until every row is journaled (or the run stops).
@@ -309,6 +311,7 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
                     let result = run_row(&ctx, &row, &refs).await;
                     Play {
                         deferred: transport.take_deferred(),
+                        live_answers: transport.live_answers(),
                         row,
                         examples,
                         result,
@@ -330,7 +333,9 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
                     }
                     next.push((play.row, play.examples));
                 }
-                (Ok(record), None) => {
+                (Ok(mut record), None) => {
+                    // Priced at the batch rate unless a request of it went live.
+                    record.batch = play.live_answers == 0;
                     if let Some(cache) = &cache {
                         store_in_cache(&program, &chat, &book, cache, &play.row, &play.examples)
                             .await;

@@ -201,6 +201,9 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             estimate.completion_tokens
         );
         match estimate.cost {
+            Some(cost) if estimate.batch => {
+                println!("cost:               ${cost:.4} (at most, at the batch rate)")
+            }
             Some(cost) => println!("cost:               ${cost:.4} (at most)"),
             None => println!("cost:               unknown (no prices in the model profile)"),
         }

@@ -151,6 +151,8 @@ pub struct DryRunEstimate {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: Option<f64>,
+    /// The run would go through batches: `cost` is at the batch rate.
+    pub batch: bool,
 }
 
 /// Resolved before the first request.
@@ -258,6 +260,10 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
         prompt_tokens: 0,
         completion_tokens: 0,
         cost: None,
+        batch: options.batch.wanted(&match &prepared.resolved {
+            ResolvedModel::Remote { batch, .. } => *batch,
+            ResolvedModel::Local { .. } => Default::default(),
+        }),
     };
     for row in selected_rows(&prepared, &HashSet::new()).filter_map(Result::ok) {
         let examples = prepared
@@ -286,8 +292,13 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
             captures.insert(call.capture.clone(), serde_json::Value::String(value));
         }
     }
+    let factor = if estimate.batch {
+        crate::score::prices::batch_factor()
+    } else {
+        1.0
+    };
     estimate.cost = model_prices(&prepared.resolved)
-        .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens));
+        .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens) * factor);
     Ok(estimate)
 }
 

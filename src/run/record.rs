@@ -59,6 +59,10 @@ pub struct OutputRecord {
     pub rate_limited: u32,
     pub model: String,
     pub finished_at: String,
+    /// Every request of the row was answered by a batch (`evalr run --batch`): the report
+    /// prices it at the batch rate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

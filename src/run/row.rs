@@ -348,6 +348,7 @@ pub async fn run_row(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: ctx.backend.identity(),
         finished_at: now_rfc3339(),
+        batch: false,
     })
 }
 

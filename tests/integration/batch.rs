@@ -74,6 +74,8 @@ fn comparable(record: &Value) -> Value {
     let map = record.as_object_mut().unwrap();
     map.remove("latency_ms");
     map.remove("finished_at");
+    // How the row was priced, not what it is.
+    map.remove("batch");
     for call in map["calls"].as_array_mut().unwrap() {
         call.as_object_mut().unwrap().remove("latency_ms");
     }
@@ -337,6 +339,15 @@ fn with_live_fallback_failed_lines_are_sent_live_at_once() {
     assert_eq!(batch.batches().len(), 1);
     assert_eq!(batch.batch_requests_run(), 131);
     assert_eq!(chat.seen().len(), 131 + 4);
+    // The four rows answered live are priced at the live rate, the others at the batch rate.
+    let records = read_jsonl(&folder.join("outputs.jsonl"));
+    let live_ids: HashSet<&str> = records
+        .iter()
+        .filter(|r| r.get("batch").is_none())
+        .map(|r| r["id"].as_str().unwrap())
+        .collect();
+    let expected: HashSet<&str> = (20..24).map(|i| rows[i]["id"].as_str().unwrap()).collect();
+    assert_eq!(live_ids, expected);
 }
 
 #[test]
@@ -624,5 +635,124 @@ for name, client, url, model in clients:
     assert_eq!(
         String::from_utf8_lossy(&output.stdout),
         "openai ok\nazure ok\n"
+    );
+}
+
+/// A profile with prices, whose runs go through batches (`batch = true`).
+fn priced_profile(dir: &Path, endpoint: &str, batch: bool) -> std::path::PathBuf {
+    let path = dir.join(if batch { "batch.toml" } else { "live.toml" });
+    std::fs::write(
+        &path,
+        format!(
+            r#"
+[models.gpt4o]
+kind = "azure"
+endpoint = "{endpoint}"
+deployment = "gpt-4o"
+model = "gpt-4o"
+batch = {batch}
+prices = {{ input_per_mtok = 2.5, output_per_mtok = 10.0 }}
+"#
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn priced_run(config: &Path, folder: &Path, extra: &[&str]) -> Output {
+    evalr()
+        .env("AZURE_OPENAI_API_KEY", "test-key")
+        .args([
+            "run",
+            "--program",
+            "zero_shot_letters",
+            "--dataset",
+            "mmlu_anatomy_test",
+            "--model",
+            "gpt4o",
+            "--no-cache",
+            "--quiet",
+            "--batch-poll-interval",
+            POLL,
+        ])
+        .args(extra)
+        .arg("--config")
+        .arg(config)
+        .arg("--results-dir")
+        .arg(folder)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn batch_rows_cost_the_batch_rate_in_the_dry_run_and_the_report() {
+    let (_chat, batch) = servers(BatchServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let live_config = priced_profile(dir.path(), &batch.endpoint(), false);
+    let batch_config = priced_profile(dir.path(), &batch.endpoint(), true);
+    let cost_line = |output: &Output| {
+        ok(output);
+        String::from_utf8_lossy(&output.stdout)
+            .lines()
+            .find(|l| l.starts_with("cost:"))
+            .unwrap()
+            .to_string()
+    };
+    let dollars = |line: &str| -> f64 {
+        line.split('$')
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let live_estimate = cost_line(&priced_run(
+        &live_config,
+        &dir.path().join("d1"),
+        &["--dry-run"],
+    ));
+    let batch_estimate = cost_line(&priced_run(
+        &batch_config,
+        &dir.path().join("d2"),
+        &["--dry-run"],
+    ));
+    assert!(batch_estimate.contains("batch rate"), "{batch_estimate}");
+    assert!(!live_estimate.contains("batch rate"), "{live_estimate}");
+    assert!((dollars(&batch_estimate) * 2.0 - dollars(&live_estimate)).abs() < 2e-4);
+    // The same rows, live and through batches (the profile's `batch = true`): same tokens,
+    // half the cost.
+    let live = dir.path().join("live");
+    let batched = dir.path().join("batched");
+    ok(&priced_run(&live_config, &live, &[]));
+    ok(&priced_run(&batch_config, &batched, &[]));
+    assert_eq!(batch.batches().len(), 1);
+    let full = |folder: &Path| -> Value {
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+            .unwrap()
+    };
+    let (a, b) = (full(&live), full(&batched));
+    assert_eq!(a["tokens"], b["tokens"]);
+    let (live_cost, batch_cost) = (
+        a["cost"]["total"].as_f64().unwrap(),
+        b["cost"]["total"].as_f64().unwrap(),
+    );
+    assert!(live_cost > 0.0);
+    assert!(
+        (batch_cost * 2.0 - live_cost).abs() < 1e-12,
+        "{batch_cost} {live_cost}"
+    );
+    assert_eq!(b["cost"]["batch_rows"], 135);
+    assert!(a["cost"].get("batch_rows").is_none());
+    assert!(
+        read_jsonl(&batched.join("outputs.jsonl"))
+            .iter()
+            .all(|r| r["batch"] == true)
+    );
+    assert!(
+        read_jsonl(&live.join("outputs.jsonl"))
+            .iter()
+            .all(|r| r.get("batch").is_none())
     );
 }
