@@ -756,3 +756,55 @@ fn batch_rows_cost_the_batch_rate_in_the_dry_run_and_the_report() {
             .all(|r| r.get("batch").is_none())
     );
 }
+
+#[test]
+fn a_select_whose_batch_answer_lacks_logprobs_falls_back_to_generation_in_the_next_round() {
+    let rows = dataset_rows("mmlu_anatomy_test");
+    let (key, _) = answer_key(&rows, |i| i % 3 != 0);
+    let chat = ChatServer::start(ServerConfig {
+        answer_key: key,
+        logprobs: false,
+        ..Default::default()
+    });
+    let batch = BatchServer::start(BatchServerConfig::default(), chat.azure_endpoint());
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("live");
+    ok(&run(
+        &batch.endpoint(),
+        "zero_shot_letters",
+        &live,
+        &["--limit", "30"],
+    ));
+    let batched = dir.path().join("batch");
+    ok(&run(
+        &batch.endpoint(),
+        "zero_shot_letters",
+        &batched,
+        &batch_args(&["--limit", "30"]),
+    ));
+    // Round 1 asked for logprobs and got none; round 2 asked each row's question again as a
+    // short generation, as the live run does after its first answer without logprobs.
+    let batches = batch.batches();
+    assert_eq!(
+        batches.iter().map(|b| b.lines).collect::<Vec<_>>(),
+        vec![30, 30]
+    );
+    let (a, b) = (by_id(&live), by_id(&batched));
+    assert_eq!(b.len(), 30);
+    for (id, record) in &b {
+        let call = &record["calls"][0];
+        assert_eq!(call["path"], "generate_match", "{id}");
+        assert_eq!(call["chosen"], a[id]["calls"][0]["chosen"], "{id}");
+        assert_eq!(record["outcome"], a[id]["outcome"], "{id}");
+    }
+    assert_eq!(summary(&batched)["correct"], 20);
+    let second: Value = serde_json::from_str(
+        std::fs::read_to_string(batched.join("batch/round-2-part-1.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(second["body"].get("logprobs").is_none());
+}
