@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod azureml;
+pub mod batch;
 pub mod datasets;
 pub mod programs;
 pub mod run;
@@ -50,6 +51,9 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Compare runs row by row against the first (CI gate with --fail-if-worse).
     Compare(score::CompareArgs),
+    /// The batches of a batch run (`evalr run --batch`): status, cancel.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -68,6 +72,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MlflowLog(args) => azureml::mlflow_log(args),
         Command::Score(args) => score::execute_score(args),
         Command::Compare(args) => score::execute_compare(args),
+        Command::Batch(command) => batch::execute(command),
     }
 }
 
