@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub mod azureml;
 pub mod datasets;
+pub mod judge;
 pub mod run;
 pub mod score;
 
@@ -34,8 +35,8 @@ pub enum Command {
     Datasets(datasets::DatasetsCommand),
     /// Run a program over a dataset against a model; writes results/<run-id>/.
     Run(Box<run::RunArgs>),
-    /// LLM-as-judge metrics (groundedness, coherence, fluency, relevance, similarity) over a run.
-    Judge(Box<run::JudgeArgs>),
+    /// LLM-as-judge metrics (coherence, groundedness, any judge .prompty) over a run.
+    Judge(Box<judge::JudgeArgs>),
     /// List programs, or render the exact messages of a row.
     #[command(subcommand)]
     Programs(run::ProgramsCommand),
@@ -61,7 +62,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datasets(command) => datasets::execute(command),
         Command::Run(args) => run::execute_run(*args),
         Command::Programs(command) => run::execute_programs(command),
-        Command::Judge(args) => run::execute_judge(*args),
+        Command::Judge(args) => judge::execute_judge(*args),
         Command::Merge(args) => azureml::merge(args),
         Command::AuthCheck(args) => azureml::auth_check(args),
         Command::MlflowLog(args) => azureml::mlflow_log(args),

@@ -106,6 +106,15 @@ pub struct RunOptions {
     pub request_timeout_secs: f64,
     pub threads: Option<usize>,
     pub no_chat_template: bool,
+    /// Which repeat of the same requests this run is (`evalr judge --judge-repeats`): 0 for the
+    /// first; any other value is part of every cache key, so a repeat asks the model again
+    /// instead of reading the first answer back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeat: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Settings a resumed run may change (everything else comes from its `run.json`).
@@ -459,6 +468,7 @@ async fn schedule(
         program: Arc::clone(&prepared.program),
         backend: Arc::clone(&backend),
         cache: (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir)),
+        repeat: options.repeat,
         retry: RetryPolicy {
             max_retries: options.max_retries,
             initial_interval: Duration::from_secs_f64(options.retry_interval_secs.max(0.0)),
