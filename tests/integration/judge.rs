@@ -3,10 +3,8 @@
 //! fields that package names; repeats and a second judge measured by Krippendorff's alpha
 //! (reference values from the `krippendorff` package, tests/fixtures/judge_reference.py).
 
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use std::path::{Path, PathBuf};
 
