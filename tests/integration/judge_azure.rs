@@ -4,10 +4,8 @@
 //! reason and threshold per row, and the same mean and pass rate (`binary_aggregate`).
 //! Fails when the package is missing, unless EVALR_SKIP_AZURE_EVALUATION=1.
 
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
