@@ -59,7 +59,7 @@ pub struct JudgeArgs {
     pub request_timeout: f64,
     #[arg(long)]
     pub threads: Option<usize>,
-    #[arg(long, default_value = "programs")]
+    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
     pub programs_dir: PathBuf,
     #[arg(long, short)]
     pub quiet: bool,

@@ -13,7 +13,7 @@ use serde_json::{Map, Value};
 
 use super::{ResumeOverrides, RunError, RunOptions, execute, journal};
 use crate::dataset::{JsonlWriter, Row};
-use crate::program::{ProgramFile, resolve_program};
+use crate::program::load_program;
 use crate::score::judged::{JudgeManifest, REPEATS_FOLDER};
 use crate::score::{JUDGE_FOLDER, OutputRecord, ResultFolder};
 
@@ -130,8 +130,8 @@ fn metric_of(spec: &str, programs_dir: &Path) -> Result<(String, String), RunErr
     if METRICS.contains(&spec) {
         return Ok((spec.to_string(), format!("judges/{spec}")));
     }
-    let path = resolve_program(spec, programs_dir)?;
-    let file = ProgramFile::load(&path)?;
+    let file = load_program(spec, programs_dir)?;
+    let path = file.path.clone();
     let name: String = file
         .name
         .trim()
@@ -225,9 +225,13 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
     let mut planned = Vec::new();
     for judge in &judges {
         let rows = judge_rows(&request.run_folder, &judge.metric)?;
-        let program_path = resolve_program(&judge.program, &request.options.programs_dir)?;
-        let program = ProgramFile::load(&program_path)?;
-        for field in &program.inputs {
+        let program = load_program(&judge.program, &request.options.programs_dir)?;
+        for input in program
+            .inputs
+            .iter()
+            .filter(|i| i.required && i.default.is_none())
+        {
+            let field = &input.name;
             if !rows
                 .iter()
                 .any(|r| r.to_json().get(field).is_some_and(|v| !v.is_null()))

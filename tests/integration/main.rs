@@ -15,6 +15,8 @@ mod local_backend;
 mod local_model_resolve;
 mod merge;
 mod mlflow;
+mod prompty;
+mod prompty_conformance;
 mod run_azureml_endpoint;
 mod run_local;
 mod run_remote;
