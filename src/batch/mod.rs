@@ -279,6 +279,7 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
     let interrupt = Interrupt::install();
     let cache = (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir));
     let max_submissions = options.max_retries.saturating_add(1);
+    let repeat = options.repeat;
     let mut pending = rows;
     let mut errors = 0u64;
     let mut status = RunStatus::Finished;
@@ -306,6 +307,7 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
                             max_retries: 0,
                             ..RetryPolicy::default()
                         },
+                        repeat,
                     };
                     let refs: Vec<&Row> = examples.iter().collect();
                     let result = run_row(&ctx, &row, &refs).await;
@@ -337,8 +339,16 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
                     // Priced at the batch rate unless a request of it went live.
                     record.batch = play.live_answers == 0;
                     if let Some(cache) = &cache {
-                        store_in_cache(&program, &chat, &book, cache, &play.row, &play.examples)
-                            .await;
+                        store_in_cache(
+                            &program,
+                            &chat,
+                            &book,
+                            cache,
+                            &play.row,
+                            &play.examples,
+                            repeat,
+                        )
+                        .await;
                     }
                     journal.append_output(&record)?;
                 }
@@ -398,6 +408,7 @@ async fn store_in_cache(
     cache: &ResponseCache,
     row: &Row,
     examples: &[Row],
+    repeat: u32,
 ) {
     let transport = Arc::new(RowTransport::new(Arc::clone(book), None, 0));
     let ctx = RowContext {
@@ -408,6 +419,7 @@ async fn store_in_cache(
             max_retries: 0,
             ..RetryPolicy::default()
         },
+        repeat,
     };
     let refs: Vec<&Row> = examples.iter().collect();
     let _ = run_row(&ctx, row, &refs).await;

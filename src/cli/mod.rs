@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 pub mod azureml;
 pub mod batch;
 pub mod datasets;
+pub mod judge;
 pub mod programs;
 pub mod run;
 pub mod score;
@@ -36,8 +37,8 @@ pub enum Command {
     Datasets(datasets::DatasetsCommand),
     /// Run a program over a dataset against a model; writes results/<run-id>/.
     Run(Box<run::RunArgs>),
-    /// LLM-as-judge metrics (groundedness, coherence, fluency, relevance, similarity) over a run.
-    Judge(Box<run::JudgeArgs>),
+    /// LLM-as-judge metrics (coherence, groundedness, any judge .prompty) over a run.
+    Judge(Box<judge::JudgeArgs>),
     /// List, render and check programs (Prompty files).
     #[command(subcommand)]
     Programs(programs::ProgramsCommand),
@@ -66,7 +67,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Datasets(command) => datasets::execute(command),
         Command::Run(args) => run::execute_run(*args),
         Command::Programs(command) => programs::execute(command),
-        Command::Judge(args) => run::execute_judge(*args),
+        Command::Judge(args) => judge::execute_judge(*args),
         Command::Merge(args) => azureml::merge(args),
         Command::AuthCheck(args) => azureml::auth_check(args),
         Command::MlflowLog(args) => azureml::mlflow_log(args),

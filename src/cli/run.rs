@@ -176,12 +176,13 @@ impl RunArgs {
                 enqueued_tokens: self.batch_enqueued_tokens,
                 poll_interval_secs: self.batch_poll_interval,
             },
+            repeat: 0,
         }
     }
 }
 
 /// Input and configuration problems exit with 2, like any usage error.
-fn classify(error: RunError) -> anyhow::Error {
+pub(super) fn classify(error: RunError) -> anyhow::Error {
     if error.is_usage() {
         anyhow::Error::new(UsageError(error.to_string()))
     } else {
@@ -268,106 +269,4 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         RunStatus::StoppedMaxCost => ExitCode::from(3),
         RunStatus::Interrupted => ExitCode::from(130),
     })
-}
-
-#[derive(Debug, Args)]
-pub struct JudgeArgs {
-    /// The result folder of the run to judge.
-    pub run: PathBuf,
-    /// Metrics to judge (comma-separated): groundedness, coherence, fluency, relevance,
-    /// similarity. Groundedness needs a `context` field in the rows.
-    #[arg(
-        long,
-        value_delimiter = ',',
-        default_value = "coherence,fluency,relevance,similarity"
-    )]
-    pub metric: Vec<String>,
-    /// The judge model (same forms as `evalr run --model`).
-    #[arg(long)]
-    pub judge_model: Option<String>,
-    /// A score at or above this passes (for the pass rate).
-    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub threshold: u8,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub rpm: Option<u32>,
-    #[arg(long)]
-    pub tpm: Option<u32>,
-    #[arg(long)]
-    pub max_in_flight: Option<usize>,
-    #[arg(long)]
-    pub limit: Option<u64>,
-    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
-    pub cache_dir: PathBuf,
-    #[arg(long)]
-    pub no_cache: bool,
-    #[arg(long, default_value_t = 6)]
-    pub max_retries: u32,
-    #[arg(long, default_value_t = 120.0)]
-    pub request_timeout: f64,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Folder of .prompty programs that add to or override the built-in ones.
-    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
-    pub programs_dir: PathBuf,
-    #[arg(long, short)]
-    pub quiet: bool,
-}
-
-pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
-    let options = RunOptions {
-        program: String::new(),
-        programs_dir: args.programs_dir.clone(),
-        dataset: String::new(),
-        datasets_dir: PathBuf::from("datasets"),
-        examples: None,
-        shots: None,
-        model: args.judge_model.clone(),
-        config_file: args.config.clone(),
-        rpm: args.rpm,
-        tpm: args.tpm,
-        max_in_flight: args.max_in_flight,
-        limit: args.limit,
-        subjects: None,
-        sample: None,
-        seed: 0,
-        shard: None,
-        run_id: None,
-        results_dir: None,
-        cache_dir: args.cache_dir.clone(),
-        no_cache: args.no_cache,
-        max_cost: None,
-        max_errors: None,
-        max_retries: args.max_retries,
-        retry_interval_secs: 0.5,
-        request_timeout_secs: args.request_timeout,
-        threads: args.threads,
-        no_chat_template: false,
-        batch: Default::default(),
-    };
-    let request = crate::run::judge::JudgeRequest {
-        run_folder: args.run.clone(),
-        metrics: args.metric.clone(),
-        threshold: args.threshold,
-        options,
-    };
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime
-        .block_on(crate::run::judge::judge(request, !args.quiet))
-        .map_err(classify)?;
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(args.run.join("summary.json")).context("summary.json")?,
-    )?;
-    for metric in summary["judged"].as_array().into_iter().flatten() {
-        println!(
-            "{}: mean {:.2} over {} rows, pass rate {:.1}% (score >= {})",
-            metric["metric"].as_str().unwrap_or("?"),
-            metric["mean"].as_f64().unwrap_or(f64::NAN),
-            metric["n"].as_u64().unwrap_or(0),
-            metric["pass_rate"].as_f64().unwrap_or(f64::NAN) * 100.0,
-            metric["threshold"].as_u64().unwrap_or(0)
-        );
-    }
-    Ok(ExitCode::SUCCESS)
 }

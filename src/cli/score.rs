@@ -19,9 +19,10 @@ use crate::score::{self, RunRows, ScoreError};
 pub struct ScoreArgs {
     /// The result folder of a run (results/<run-id>).
     pub folder: PathBuf,
-    /// Judged metrics: a score passes when it is at least N (1 to 5).
-    #[arg(long, value_name = "N", default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
-    pub judge_threshold: u8,
+    /// Judged metrics: a score passes when it is at least N (1 to 5). Default: the threshold
+    /// each judgment was made with (`evalr judge --threshold`), else 3.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
+    pub judge_threshold: Option<u8>,
 }
 
 #[derive(Debug, Args)]
@@ -65,7 +66,8 @@ pub fn execute_score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     };
     let summary = score::score_folder_with(&args.folder, &options).map_err(usage)?;
     let folder = score::ResultFolder::open(&args.folder).map_err(usage)?;
-    let written = report::write_score_reports(&folder, &summary).map_err(usage)?;
+    let mut written = report::write_score_reports(&folder, &summary).map_err(usage)?;
+    written.extend(score::judged::write_judged_rows(&args.folder, &summary.judged).map_err(usage)?);
     let mut out = std::io::stdout().lock();
     match &summary.accuracy {
         Some(accuracy) => {

@@ -259,14 +259,21 @@ impl Exporter<Summary> for MarkdownExporter {
             let _ = writeln!(out, "## Judged metrics\n");
             let _ = writeln!(
                 out,
-                "| metric | rows | mean (1–5) | 1 | 2 | 3 | 4 | 5 | pass rate | unjudged |"
+                "| metric | rows | mean (1–5) | 95% CI | 1 | 2 | 3 | 4 | 5 | pass rate | unjudged |"
             );
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+            let _ = writeln!(
+                out,
+                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+            );
             for m in &s.judged {
                 let d = m.distribution;
+                let ci = m
+                    .ci95
+                    .map(|[lo, hi]| format!("{lo:.2}–{hi:.2}"))
+                    .unwrap_or_else(|| "–".into());
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.2} | {} | {} | {} | {} | {} | {} (≥ {}) | {} |",
+                    "| {} | {} | {:.2} | {ci} | {} | {} | {} | {} | {} | {} (≥ {}) | {} |",
                     m.metric,
                     m.n,
                     m.mean,
@@ -281,6 +288,32 @@ impl Exporter<Summary> for MarkdownExporter {
                 );
             }
             out.push('\n');
+            let alpha = |a: Option<f64>| a.map_or("undefined".to_string(), |a| format!("{a:.3}"));
+            for m in &s.judged {
+                if let Some(r) = &m.reliability {
+                    let _ = writeln!(
+                        out,
+                        "{}: {} judgments per row agree with Krippendorff's alpha (ordinal) {}; {} of {} rows disagree (mean spread {:.2}).\n",
+                        m.metric,
+                        r.judgments,
+                        alpha(r.krippendorff_alpha_ordinal),
+                        r.rows_disagreeing,
+                        r.rows,
+                        r.mean_spread
+                    );
+                }
+            }
+            for pair in &s.judge_agreement {
+                let _ = writeln!(
+                    out,
+                    "{} vs {}: Krippendorff's alpha (ordinal) {} over {} rows both judged; {} disagree.\n",
+                    pair.judges[0],
+                    pair.judges[1],
+                    alpha(pair.agreement.krippendorff_alpha_ordinal),
+                    pair.agreement.rows,
+                    pair.agreement.rows_disagreeing
+                );
+            }
         }
 
         if let Some(q) = &s.quality_index {

@@ -45,6 +45,21 @@ impl ResponseCache {
         hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
     }
 
+    /// The key of repeat `repeat` of a request: the plain key for repeat 0 (so first answers
+    /// and earlier caches are shared), a different key for every other repeat.
+    pub fn key_of_repeat(
+        identity: &str,
+        kind: &str,
+        request: &impl Serialize,
+        repeat: u32,
+    ) -> String {
+        if repeat == 0 {
+            return Self::key(identity, kind, request);
+        }
+        let canonical = serde_json::json!({"v": 1, "backend": identity, "kind": kind, "request": request, "repeat": repeat});
+        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+    }
+
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(&key[..2]).join(format!("{}.json", &key[2..]))
     }
@@ -88,5 +103,15 @@ mod tests {
         assert_eq!(cache.get::<u32>(&a), None);
         cache.put(&a, &7u32).unwrap();
         assert_eq!(cache.get::<u32>(&a), Some(7));
+    }
+
+    #[test]
+    fn each_repeat_has_its_own_key_and_the_first_is_the_plain_key() {
+        let request = serde_json::json!({"messages": ["x"]});
+        let plain = ResponseCache::key("m", "gen", &request);
+        assert_eq!(ResponseCache::key_of_repeat("m", "gen", &request, 0), plain);
+        let second = ResponseCache::key_of_repeat("m", "gen", &request, 1);
+        let third = ResponseCache::key_of_repeat("m", "gen", &request, 2);
+        assert!(second != plain && third != plain && second != third);
     }
 }

@@ -113,6 +113,15 @@ pub struct RunOptions {
     /// `--batch` and its limits (absent from the run.json of older runs).
     #[serde(default)]
     pub batch: crate::batch::BatchOptions,
+    /// Which repeat of the same requests this run is (`evalr judge --judge-repeats`): 0 for the
+    /// first; any other value is part of every cache key, so a repeat asks the model again
+    /// instead of reading the first answer back.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeat: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Settings a resumed run may change (everything else comes from its `run.json`).
@@ -632,6 +641,7 @@ async fn schedule(
         program: Arc::clone(&prepared.program),
         backend: Arc::clone(&backend),
         cache: (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir)),
+        repeat: options.repeat,
         retry: RetryPolicy {
             max_retries: options.max_retries,
             initial_interval: Duration::from_secs_f64(options.retry_interval_secs.max(0.0)),

@@ -52,6 +52,8 @@ pub struct RowContext {
     pub backend: Arc<dyn Backend>,
     pub cache: Option<ResponseCache>,
     pub retry: RetryPolicy,
+    /// The run's repeat number, part of the cache key (see `RunOptions::repeat`).
+    pub repeat: u32,
 }
 
 /// Why a row did not finish.
@@ -146,7 +148,7 @@ where
     let key = ctx
         .cache
         .as_ref()
-        .map(|_| ResponseCache::key(&ctx.backend.identity(), kind, request));
+        .map(|_| ResponseCache::key_of_repeat(&ctx.backend.identity(), kind, request, ctx.repeat));
     if let (Some(cache), Some(key)) = (&ctx.cache, &key)
         && let Some(value) = cache.get::<T>(key)
     {

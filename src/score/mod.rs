@@ -8,9 +8,11 @@
 use std::path::{Path, PathBuf};
 
 pub mod accuracy;
+pub mod agreement;
 pub mod calibration;
 pub mod compare;
 pub mod folder;
+pub mod judge_answer;
 pub mod judged;
 pub mod prices;
 pub mod stats;
@@ -86,23 +88,9 @@ pub fn score_folder_with(path: &Path, options: &ScoreOptions) -> Result<Summary,
     let mut summary = summary::summarise_folder_with(&folder, options)?;
     // `evalr judge` writes one judge run per metric into `judge/<metric>/`: their scores are
     // part of this run's summary, so scoring again never drops them.
-    let judge_root = path.join(JUDGE_FOLDER);
-    if judge_root.is_dir() {
-        let mut entries: Vec<_> = std::fs::read_dir(&judge_root)
-            .map_err(|source| ScoreError::Io {
-                path: judge_root.clone(),
-                source,
-            })?
-            .filter_map(Result::ok)
-            .map(|e| e.path())
-            .filter(|p| p.join("outputs.jsonl").is_file())
-            .collect();
-        entries.sort();
-        for judge_folder in entries {
-            let judge = ResultFolder::open(&judge_folder)?;
-            summary.attach_judged(judged::score_judge_folder(&judge, options.judge_threshold)?);
-        }
-    }
+    let judges = judged::score_judges(path, options.judge_threshold)?;
+    summary.attach_judged(judges.metrics);
+    summary.judge_agreement = judges.agreement;
     Ok(summary)
 }
 
@@ -113,5 +101,6 @@ pub const JUDGE_FOLDER: &str = "judge";
 /// `calibration.svg` into the result folder at `path`.
 pub fn write_reports(path: &Path, summary: &Summary) -> Result<(), ScoreError> {
     let folder = ResultFolder::open(path)?;
-    crate::report::write_score_reports(&folder, summary).map(|_| ())
+    crate::report::write_score_reports(&folder, summary)?;
+    judged::write_judged_rows(path, &summary.judged).map(|_| ())
 }

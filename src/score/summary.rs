@@ -11,7 +11,7 @@ use super::ScoreError;
 use super::accuracy::{GroupAccuracy, GroupTallies, PositionAccumulator, PositionBias, Tally};
 use super::calibration::{Calibration, CalibrationAccumulator};
 use super::folder::{Outcome, ResultFolder};
-use super::judged::{DEFAULT_THRESHOLD, JudgedAccumulator, JudgedMetric};
+use super::judged::{DEFAULT_THRESHOLD, JudgeAgreement, JudgedAccumulator, JudgedMetric};
 use super::prices::{self, PriceSource};
 use super::stats::{self, Estimate, Percentiles};
 use super::text::{TextAccumulator, TextMetrics};
@@ -42,6 +42,9 @@ pub struct Summary {
     pub text_metrics: Option<TextMetrics>,
     pub judged: Vec<JudgedMetric>,
     pub quality_index: Option<QualityIndex>,
+    /// Agreement of two judges of the same metric (`judge/<metric>` and
+    /// `judge/<metric>@<label>`) over the rows both judged.
+    pub judge_agreement: Vec<JudgeAgreement>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -177,18 +180,11 @@ pub fn quality_index(
 }
 
 /// Choices of `evalr score` that change figures.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct ScoreOptions {
-    /// A judged score passes when it is at least this (1..=5).
-    pub judge_threshold: u8,
-}
-
-impl Default for ScoreOptions {
-    fn default() -> Self {
-        ScoreOptions {
-            judge_threshold: DEFAULT_THRESHOLD,
-        }
-    }
+    /// A judged score passes when it is at least this (1..=5); `None`: the threshold each
+    /// judgment was made with (`judge.json`), else 3.
+    pub judge_threshold: Option<u8>,
 }
 
 impl Summary {
@@ -352,7 +348,7 @@ pub fn summarise_folder_with(
         _ => None,
     };
     let text_metrics = text.finish();
-    let judged = judged.finish(options.judge_threshold);
+    let judged = judged.finish(options.judge_threshold.unwrap_or(DEFAULT_THRESHOLD));
     let quality_index = quality_index(accuracy.as_ref(), text_metrics.as_ref(), &judged);
     let run = &folder.run;
     let model = run.model.as_ref();
@@ -398,6 +394,7 @@ pub fn summarise_folder_with(
         text_metrics,
         judged,
         quality_index,
+        judge_agreement: Vec::new(),
     })
 }
 

@@ -86,6 +86,7 @@ fn the_azureml_yamls_are_valid() {
     assert_eq!(code, 0, "{out}");
     for file in [
         "ok   azureml/components/compare.yml (component)",
+        "ok   azureml/components/judge.yml (component)",
         "ok   azureml/components/merge.yml (component)",
         "ok   azureml/components/run.yml (component)",
         "ok   azureml/components/score.yml (component)",
@@ -95,7 +96,7 @@ fn the_azureml_yamls_are_valid() {
     ] {
         assert!(out.contains(file), "{file} missing from:\n{out}");
     }
-    assert!(out.ends_with("7 of 7 files valid\n"), "{out}");
+    assert!(out.ends_with("8 of 8 files valid\n"), "{out}");
 }
 
 #[test]
@@ -133,5 +134,5 @@ fn the_validator_catches_broken_yamls() {
         out.contains("FAIL azureml/pipeline.yml: path: azureml/../datasets/mmlu_anatomy_test.jsonl does not exist"),
         "{out}"
     );
-    assert!(out.ends_with("3 of 7 files valid\n"), "{out}");
+    assert!(out.ends_with("4 of 8 files valid\n"), "{out}");
 }

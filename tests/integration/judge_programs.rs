@@ -1,7 +1,8 @@
 //! The judge programs in programs/judges parse and render: valid front matter whose inputs
-//! are row fields, a body that renders with a row (select/gen stand for the engine's calls
-//! here and only record their arguments), role lines in order, a 1-5 score select first.
-//! Running them against a model is the run engine's job (`evalr judge`).
+//! are judge row fields, a body that renders with a row (select/gen stand for the engine's
+//! calls here and only record their arguments), role lines in order, and the contract of
+//! azure-ai-evaluation's judges: a 1-5 rubric, the reason asked before the score, one JSON
+//! answer generated last. Running them against a model is `evalr judge`'s job.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -9,20 +10,23 @@ use std::sync::{Arc, Mutex};
 use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, Error};
 
-const METRICS: [&str; 5] = [
+const METRICS: [&str; 6] = [
     "groundedness",
     "coherence",
     "fluency",
     "relevance",
+    "retrieval",
     "similarity",
 ];
-const ROW_FIELDS: [&str; 6] = [
+const ROW_FIELDS: [&str; 8] = [
+    "query",
     "question",
     "choices",
-    "correct_answer",
     "response",
+    "answer",
     "context",
     "ground_truth",
+    "correct_answer",
 ];
 
 fn split(text: &str) -> (serde_yaml::Value, String) {
@@ -63,9 +67,8 @@ fn render(body: &str, row: serde_json::Value) -> (String, Vec<Call>) {
         "gen",
         move |capture: String, kwargs: Kwargs| -> Result<String, Error> {
             let max_tokens: u32 = kwargs.get("max_tokens")?;
-            let _stop: Vec<String> = kwargs.get("stop")?;
             kwargs.assert_all_used()?;
-            assert!(max_tokens <= 100);
+            assert_eq!(max_tokens, 800, "as azure-ai-evaluation's judges");
             recorded.lock().unwrap().push(Call {
                 kind: "gen",
                 capture: capture.clone(),
@@ -98,76 +101,84 @@ fn every_judge_program_parses_and_renders_with_a_row() {
             Some(0),
             "{metric}"
         );
+        assert_eq!(front["answer"].as_str(), Some("judgment"), "{metric}");
         let inputs: Vec<&str> = front["inputs"]
             .as_sequence()
             .expect("inputs is a list")
             .iter()
             .map(|v| v.as_str().expect("input name"))
             .collect();
-        assert!(inputs.contains(&"response"), "{metric} judges the response");
+        assert!(
+            inputs.contains(&"response") || inputs.contains(&"context"),
+            "{metric} judges the response or the retrieved context"
+        );
         assert!(
             inputs.iter().all(|i| ROW_FIELDS.contains(i)),
             "{metric}: {inputs:?}"
         );
 
         let row = serde_json::json!({
+            "query": "Which planet is largest?",
             "question": "Which planet is largest?",
             "choices": ["Mars", "Jupiter", "Venus", "Mercury"],
             "correct_answer": 1,
             "response": "Jupiter is the largest planet.",
+            "answer": "Jupiter is the largest planet.",
             "context": "Jupiter is the largest planet in the Solar System.",
             "ground_truth": "Jupiter",
         });
         let (rendered, calls) = render(&body, row);
         assert_eq!(
             calls,
-            vec![
-                Call {
-                    kind: "select",
-                    capture: "score".into(),
-                    options: ["1", "2", "3", "4", "5"].map(String::from).to_vec()
-                },
-                Call {
-                    kind: "gen",
-                    capture: "reason".into(),
-                    options: vec![]
-                },
-            ],
-            "{metric}"
+            vec![Call {
+                kind: "gen",
+                capture: "judgment".into(),
+                options: vec![]
+            }],
+            "{metric}: one generated judgment, no forced score"
         );
         let roles: Vec<&str> = rendered
             .lines()
             .filter(|l| matches!(*l, "system:" | "user:" | "assistant:"))
             .collect();
-        assert_eq!(
-            roles,
-            ["system:", "user:", "assistant:", "user:", "assistant:"],
-            "{metric}"
-        );
-        // The score select opens its own assistant message, nothing before it.
-        let after = rendered
-            .split("assistant:\n")
-            .nth(1)
-            .expect("assistant message");
-        assert!(
-            after.trim_start().starts_with("[[select score]]"),
-            "{metric}"
-        );
+        assert_eq!(roles, ["system:", "user:", "assistant:"], "{metric}");
+        // The judgment opens the assistant message and ends the program.
+        let after = rendered.split("assistant:\n").nth(1).expect("assistant");
+        assert_eq!(after.trim(), "[[gen judgment]]", "{metric}");
         for input in &inputs {
-            if *input == "response" || *input == "question" || *input == "context" {
-                let value = match *input {
-                    "response" => "Jupiter is the largest planet.",
-                    "question" => "Which planet is largest?",
-                    _ => "Jupiter is the largest planet in the Solar System.",
-                };
-                assert!(rendered.contains(value), "{metric} shows {input}");
-            }
+            let value = match *input {
+                "response" => "Jupiter is the largest planet.",
+                "query" => "Which planet is largest?",
+                "context" => "Jupiter is the largest planet in the Solar System.",
+                "ground_truth" => "Jupiter",
+                _ => continue,
+            };
+            assert!(rendered.contains(value), "{metric} shows {input}");
         }
-        // A rubric from 1 to 5.
+        // A rubric from 1 to 5, and the reason asked for before the score.
         for level in ["5 - ", "4 - ", "3 - ", "2 - ", "1 - "] {
             assert!(rendered.contains(level), "{metric} rubric has {level}");
         }
+        let format = r#"{"reason": "<your reasoning in a few sentences>", "score": <a whole number from 1 to 5>}"#;
+        assert!(
+            rendered.contains(format),
+            "{metric} asks for reason then score"
+        );
+        assert!(rendered.contains(r#""status": "skipped""#), "{metric}");
     }
+}
+
+#[test]
+fn groundedness_shows_the_query_only_when_the_row_has_one() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("programs/judges/groundedness.prompty");
+    let (_, body) = split(&std::fs::read_to_string(path).unwrap());
+    let row = |query: &str| serde_json::json!({"query": query, "response": "r", "context": "c"});
+    let (with_query, _) = render(&body, row("Which planet?"));
+    assert!(with_query.contains("Question: Which planet?"));
+    assert!(with_query.contains("and the answer addresses the question"));
+    let (without, _) = render(&body, row(""));
+    assert!(!without.contains("Question:"), "{without}");
+    assert!(!without.contains("addresses the question"));
 }
 
 #[test]
@@ -176,8 +187,7 @@ fn relevance_lists_the_options_of_a_multiple_choice_question() {
     let (_, body) = split(&std::fs::read_to_string(path).unwrap());
     let (rendered, _) = render(
         &body,
-        serde_json::json!({"question": "q?", "choices": ["x", "y"], "response": "B", "correct_answer": null,
-                           "context": null, "ground_truth": null}),
+        serde_json::json!({"query": "q?", "choices": ["x", "y"], "response": "B"}),
     );
     assert!(rendered.contains("A. x\nB. y\n"), "{rendered}");
 }

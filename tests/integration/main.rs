@@ -10,6 +10,7 @@ mod datasets_cli;
 mod datasets_fetch;
 mod identity;
 mod judge;
+mod judge_azure;
 mod judge_programs;
 mod local_backend;
 mod local_model_resolve;

@@ -145,20 +145,35 @@ fn judges_run_on_the_embedded_model_too() {
     let judged = read_jsonl(&folder.join("judge/relevance/outputs.jsonl"));
     assert_eq!(judged.len(), 3);
     for record in &judged {
-        // The score select is exact on the local model: always one of 1..5.
-        let score: u8 = record["answer"]["option"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
-        assert!((1..=5).contains(&score));
-        assert_eq!(record["calls"][1]["kind"], "gen");
+        // The judge reasons and scores in one generated answer (no forced score select).
+        assert_eq!(record["calls"].as_array().unwrap().len(), 1);
+        assert_eq!(record["calls"][0]["kind"], "gen");
+        assert_eq!(record["calls"][0]["capture"], "judgment");
+    }
+    // A 270M model rarely writes the JSON asked for: whatever it wrote is either a score in
+    // 1..5 or counted as without one, never guessed.
+    let fields = read_jsonl(&folder.join("judged.jsonl"));
+    assert_eq!(fields.len(), 3);
+    for row in &fields {
+        match row["relevance"].as_f64() {
+            Some(score) => {
+                assert!((1.0..=5.0).contains(&score));
+                assert!(row["relevance_result"] == "pass" || row["relevance_result"] == "fail");
+            }
+            None => assert!(
+                row["relevance_result"] == "unknown" || row["relevance_result"] == "not_applicable"
+            ),
+        }
     }
     let full: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
             .unwrap();
     assert_eq!(full["judged"][0]["metric"], "relevance");
-    assert_eq!(full["judged"][0]["n"], 3);
+    let judged = &full["judged"][0];
+    assert_eq!(
+        judged["n"].as_u64().unwrap() + judged["unjudged"].as_u64().unwrap(),
+        3
+    );
 }
 
 #[test]

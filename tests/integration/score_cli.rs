@@ -180,7 +180,7 @@ fn judged_rows_and_text_metrics() {
     assert_eq!(q, mean);
     let report = std::fs::read_to_string(dir.path().join("run-judged/report.md")).expect("report");
     assert!(
-        report.contains("| fluency | 6 | 4.00 | 0 | 1 | 1 | 1 | 3 | 83.3% (≥ 3) | 0 |"),
+        report.contains("| fluency | 6 | 4.00 | 2.67–5.33 | 0 | 1 | 1 | 1 | 3 | 83.3% (≥ 3) | 0 |"),
         "{report}"
     );
 }

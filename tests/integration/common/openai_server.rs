@@ -41,7 +41,24 @@ pub enum AnswerStyle {
     Sentence,
     /// Text that matches no option.
     Unmatchable,
+    /// A judge answering in JSON, as azure-ai-evaluation's current judges ask:
+    /// `{"reason": JUDGE_REASON, "score": <answer>, "status": "completed"}`.
+    JudgeJson,
+    /// A judge answering in S-tags: `<S0>JUDGE_THOUGHTS</S0><S1>JUDGE_REASON</S1><S2><answer></S2>`.
+    JudgeSTags,
+    /// A judge answering with the score alone (`<answer>`).
+    JudgeDigit,
+    /// A judge whose answer holds no score (JUDGE_GARBAGE).
+    JudgeGarbage,
 }
+
+/// The reason the judge styles give (digits and braces in it must not be read as the score).
+pub const JUDGE_REASON: &str =
+    "Let's think step by step: the response makes 2 points {in order} and answers the query.";
+/// The thoughts of the S-tag style.
+pub const JUDGE_THOUGHTS: &str = "Let's think step by step: 1 question, 3 sentences.";
+/// The garbage style's whole answer.
+pub const JUDGE_GARBAGE: &str = "I am unable to evaluate this response.";
 
 impl AnswerStyle {
     fn write(self, answer: &str) -> String {
@@ -49,7 +66,29 @@ impl AnswerStyle {
             AnswerStyle::Plain => answer.to_string(),
             AnswerStyle::Sentence => format!("The answer is {answer}."),
             AnswerStyle::Unmatchable => "I would rather not say.".to_string(),
+            AnswerStyle::JudgeJson => {
+                let score = answer
+                    .parse::<u64>()
+                    .map(Value::from)
+                    .unwrap_or_else(|_| Value::from(answer));
+                json!({"reason": JUDGE_REASON, "score": score, "status": "completed"}).to_string()
+            }
+            AnswerStyle::JudgeSTags => {
+                format!("<S0>{JUDGE_THOUGHTS}</S0><S1>{JUDGE_REASON}</S1><S2>{answer}</S2>")
+            }
+            AnswerStyle::JudgeDigit => answer.to_string(),
+            AnswerStyle::JudgeGarbage => JUDGE_GARBAGE.to_string(),
         }
+    }
+
+    fn is_judge(self) -> bool {
+        matches!(
+            self,
+            AnswerStyle::JudgeJson
+                | AnswerStyle::JudgeSTags
+                | AnswerStyle::JudgeDigit
+                | AnswerStyle::JudgeGarbage
+        )
     }
 }
 
@@ -78,6 +117,9 @@ pub struct ServerConfig {
     pub hang_from: Option<u64>,
     /// Questions containing this text are refused by the content filter.
     pub content_filter_trigger: Option<String>,
+    /// Question text -> the answer given when the question is asked again (a judge that does
+    /// not always give the same score); the first answer still comes from `answer_key`.
+    pub repeat_answers: Vec<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -97,6 +139,7 @@ impl Default for ServerConfig {
             hang_first: 0,
             hang_from: None,
             content_filter_trigger: None,
+            repeat_answers: Vec::new(),
         }
     }
 }
@@ -442,10 +485,21 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         )
             .into_response();
     }
-    let answer = question
+    let asked_before = question.as_ref().is_some_and(|q| {
+        shared
+            .seen
+            .lock()
+            .expect("lock")
+            .iter()
+            .any(|r| r.status == 200 && r.question.as_ref() == Some(q))
+    });
+    let repeated = question
         .as_ref()
-        .and_then(|q| shared.key.get(q))
-        .cloned()
+        .filter(|_| asked_before)
+        .and_then(|q| config.repeat_answers.iter().find(|(k, _)| k == q))
+        .map(|(_, a)| a.clone());
+    let answer = repeated
+        .or_else(|| question.as_ref().and_then(|q| shared.key.get(q)).cloned())
         .unwrap_or_else(|| config.default_answer.clone());
     let wants_logprobs = parsed
         .get("logprobs")
@@ -455,7 +509,10 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         .pointer("/response_format/type")
         .and_then(Value::as_str)
         == Some("json_schema");
-    let (content, logprobs) = if wants_logprobs && config.logprobs {
+    let (content, logprobs) = if config.style.is_judge() {
+        // A judge writes its answer in its style whatever the request asks for.
+        (config.style.write(&answer), Value::Null)
+    } else if wants_logprobs && config.logprobs {
         let others: Vec<Value> = ["A", "B", "C", "D"]
             .iter()
             .filter(|o| **o != answer)
