@@ -4,7 +4,7 @@
 //!
 //! Usage: cargo run --release --example html_timing -- PAGE.html [REPEAT]
 
-#[path = "../tests/common/browser.rs"]
+#[path = "../tests/integration/common/browser.rs"]
 mod browser;
 
 use std::path::PathBuf;

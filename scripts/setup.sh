@@ -13,7 +13,7 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 packages=(cmake clang libclang-dev)
-# chromium: the headless browser the HTML report tests (tests/html_pages.rs) drive.
+# chromium: the headless browser the HTML report tests (tests/integration/html_pages.rs) drive.
 [ $want_test = 1 ] && packages+=(time chromium)
 missing=()
 for p in "${packages[@]}"; do
@@ -31,5 +31,5 @@ scripts/install-default-model.sh
 
 if [ $want_test = 1 ]; then
     python3 -c "import mlflow, azure.ai.ml" 2>/dev/null ||
-        python3 -m pip install --quiet --disable-pip-version-check mlflow azure-ai-ml
+        python3 -m pip install --quiet --disable-pip-version-check mlflow azure-ai-ml azure-ai-evaluation
 fi

@@ -4,14 +4,7 @@
 //! shows as text and never runs, and the page loads nothing. A screenshot of each page is kept
 //! in target/test-artifacts/html/. Also `evalr view`, which lists runs and serves their pages.
 
-#[path = "common/browser.rs"]
-mod browser;
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
-#[path = "common/score_fixtures.rs"]
-mod score_fixtures;
+use crate::common::{browser, openai_server, runs, score_fixtures};
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
