@@ -47,9 +47,31 @@ pub struct ChatConfig {
     pub request_timeout: Duration,
 }
 
+/// Where a chat-completions body goes and its answer comes from: the service over HTTP for
+/// live runs, or the answers of a batch (`crate::batch`). Bodies are built, and answers read,
+/// by `ChatBackend` alone, so a batch line is exactly the request a live run sends.
+#[async_trait]
+pub trait ChatTransport: Send + Sync {
+    /// Sends one chat-completions body; `estimated_tokens` is what the quota is charged.
+    /// Returns the body of a successful answer.
+    async fn send(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError>;
+    /// The URL for messages (no query string, no secret).
+    fn url_for_errors(&self) -> String;
+}
+
+#[async_trait]
+impl ChatTransport for JsonEndpoint {
+    async fn send(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError> {
+        self.post(body, estimated_tokens).await
+    }
+    fn url_for_errors(&self) -> String {
+        JsonEndpoint::url_for_errors(self)
+    }
+}
+
 pub struct ChatBackend {
     config: ChatConfig,
-    http: JsonEndpoint,
+    http: Arc<dyn ChatTransport>,
     tokens: TokenCounter,
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
@@ -77,22 +99,23 @@ impl ChatBackend {
             limiter,
             config.request_timeout,
         )?;
+        Ok(ChatBackend::with_transport(config, Arc::new(http)))
+    }
+
+    /// A backend whose bodies go through `transport` instead of straight to the service.
+    pub fn with_transport(config: ChatConfig, transport: Arc<dyn ChatTransport>) -> ChatBackend {
         let tokens = TokenCounter::for_model(config.model.as_deref().or(match &config.endpoint {
             ChatEndpoint::Azure { deployment, .. } => Some(deployment.as_str()),
             ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
         }));
-        Ok(ChatBackend {
+        ChatBackend {
             logprobs_work: AtomicBool::new(config.capabilities.logprobs && !config.reasoning),
             json_schema_works: AtomicBool::new(config.capabilities.json_schema),
             estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
-            http,
+            http: transport,
             tokens,
-        })
-    }
-
-    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
-        self.http.limiter()
+        }
     }
 
     fn url_for_errors(&self) -> String {
@@ -150,7 +173,7 @@ impl ChatBackend {
         let prompt_estimate = self.tokens.count_messages(messages);
         let correction = f64::from_bits(self.estimate_correction.load(Ordering::Relaxed));
         let estimate = (prompt_estimate as f64 * correction).ceil() as u64 + u64::from(max_tokens);
-        let text = self.http.post(&body, estimate).await?;
+        let text = self.http.send(&body, estimate).await?;
         let completion: Completion = serde_json::from_str(&text).map_err(|e| {
             BackendError::InvalidResponse(format!(
                 "{} answered with a body that is not a chat completion ({e})",
@@ -519,7 +542,8 @@ struct TopLogprob {
     logprob: f64,
 }
 
-fn chat_url(endpoint: &ChatEndpoint) -> String {
+/// The live chat-completions URL of an endpoint.
+pub fn chat_url(endpoint: &ChatEndpoint) -> String {
     match endpoint {
         ChatEndpoint::Azure {
             endpoint,

@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod azureml;
+pub mod batch;
 pub mod datasets;
 pub mod programs;
 pub mod run;
@@ -53,6 +54,9 @@ pub enum Command {
     Compare(score::CompareArgs),
     /// List the runs under a results folder and serve their HTML pages on 127.0.0.1.
     View(view::ViewArgs),
+    /// The batches of a batch run (`evalr run --batch`): status, cancel.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -72,6 +76,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::execute_score(args),
         Command::Compare(args) => score::execute_compare(args),
         Command::View(args) => view::execute_view(args),
+        Command::Batch(command) => batch::execute(command),
     }
 }
 

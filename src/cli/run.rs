@@ -96,6 +96,27 @@ pub struct RunArgs {
     /// Count requests, tokens and cost without calling the model.
     #[arg(long)]
     pub dry_run: bool,
+    /// Send the requests through the batch API (Azure OpenAI global batch, OpenAI Batch API):
+    /// half the price, answers within 24 hours, resumable (see docs/batch.md).
+    #[arg(long)]
+    pub batch: bool,
+    /// What happens to a line that failed in its batch: `batch` sends it again in the next
+    /// round's batch, `live` sends it live at once (at the live price).
+    #[arg(long, value_name = "batch|live", default_value = "batch")]
+    pub batch_fallback: crate::batch::Fallback,
+    /// Requests per batch input file (overrides the profile's batch_max_requests; default 50000).
+    #[arg(long)]
+    pub batch_max_requests: Option<u64>,
+    /// Bytes per batch input file (overrides the profile's batch_max_bytes; default 200 MiB).
+    #[arg(long)]
+    pub batch_max_bytes: Option<u64>,
+    /// The deployment's enqueued-token quota: batches in flight never hold more estimated
+    /// tokens; the rest waits (overrides the profile's batch_enqueued_tokens).
+    #[arg(long)]
+    pub batch_enqueued_tokens: Option<u64>,
+    /// Seconds between two looks at running batches at first (grows to 60 while nothing changes).
+    #[arg(long)]
+    pub batch_poll_interval: Option<f64>,
     /// Finish an interrupted run: rows already in its outputs.jsonl are never sent again. Its
     /// run.json gives the options; --max-cost, --max-errors, --rpm, --tpm and --max-in-flight
     /// may be changed.
@@ -147,6 +168,14 @@ impl RunArgs {
             request_timeout_secs: self.request_timeout,
             threads: self.threads,
             no_chat_template: self.no_chat_template,
+            batch: crate::batch::BatchOptions {
+                enabled: self.batch,
+                fallback: self.batch_fallback,
+                max_requests: self.batch_max_requests,
+                max_bytes: self.batch_max_bytes,
+                enqueued_tokens: self.batch_enqueued_tokens,
+                poll_interval_secs: self.batch_poll_interval,
+            },
         }
     }
 }
@@ -172,6 +201,9 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             estimate.completion_tokens
         );
         match estimate.cost {
+            Some(cost) if estimate.batch => {
+                println!("cost:               ${cost:.4} (at most, at the batch rate)")
+            }
             Some(cost) => println!("cost:               ${cost:.4} (at most)"),
             None => println!("cost:               unknown (no prices in the model profile)"),
         }
@@ -312,6 +344,7 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         request_timeout_secs: args.request_timeout,
         threads: args.threads,
         no_chat_template: false,
+        batch: Default::default(),
     };
     let request = crate::run::judge::JudgeRequest {
         run_folder: args.run.clone(),

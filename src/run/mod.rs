@@ -22,8 +22,8 @@ pub mod record;
 mod row;
 pub mod rows;
 
-pub use models::build_backend;
-pub use row::{RetryPolicy, row_context};
+pub use models::{build_backend, chat_setup};
+pub use row::{RetryPolicy, RowContext, RowFailure, row_context, run_row};
 
 use crate::backend::Backend;
 use crate::config::{ConfigError, ConfigFile, QuotaOverrides, ResolvedModel, resolve_model};
@@ -35,7 +35,6 @@ use record::{
     DatasetInfo, ErrorKind, ErrorRecord, ModelInfo, ProgramInfo, RunManifest, RunStatus, ShardInfo,
     now_rfc3339,
 };
-use row::{RowContext, RowFailure, run_row};
 
 /// How one row ended.
 enum RowResult {
@@ -66,12 +65,17 @@ pub enum RunError {
     Backend(String),
     #[error("the run finished but could not be scored: {0}")]
     Score(#[from] crate::score::ScoreError),
+    #[error("batch: {0}")]
+    Batch(#[from] crate::batch::BatchError),
 }
 
 impl RunError {
     /// Errors found before anything was sent: the user must fix input or configuration.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, RunError::Io { .. } | RunError::Score(_))
+        !matches!(
+            self,
+            RunError::Io { .. } | RunError::Score(_) | RunError::Batch(_)
+        )
     }
 }
 
@@ -106,6 +110,9 @@ pub struct RunOptions {
     pub request_timeout_secs: f64,
     pub threads: Option<usize>,
     pub no_chat_template: bool,
+    /// `--batch` and its limits (absent from the run.json of older runs).
+    #[serde(default)]
+    pub batch: crate::batch::BatchOptions,
 }
 
 /// Settings a resumed run may change (everything else comes from its `run.json`).
@@ -144,6 +151,8 @@ pub struct DryRunEstimate {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: Option<f64>,
+    /// The run would go through batches: `cost` is at the batch rate.
+    pub batch: bool,
 }
 
 /// Resolved before the first request.
@@ -301,6 +310,10 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
         prompt_tokens: 0,
         completion_tokens: 0,
         cost: None,
+        batch: options.batch.wanted(&match &prepared.resolved {
+            ResolvedModel::Remote { batch, .. } => *batch,
+            ResolvedModel::Local { .. } => Default::default(),
+        }),
     };
     for row in selected_rows(&prepared, &HashSet::new()).filter_map(Result::ok) {
         let examples = prepared
@@ -333,8 +346,13 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
             captures.insert(call.capture.clone(), serde_json::Value::String(value));
         }
     }
+    let factor = if estimate.batch {
+        crate::score::prices::batch_factor()
+    } else {
+        1.0
+    };
     estimate.cost = model_prices(&prepared.resolved)
-        .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens));
+        .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens) * factor);
     Ok(estimate)
 }
 
@@ -376,7 +394,7 @@ pub async fn execute(
     resume: Option<(&Path, ResumeOverrides)>,
     show_progress: bool,
 ) -> Result<RunReport, RunError> {
-    let (options, folder, started_at, done) = match resume {
+    let (options, folder, started_at, done, ledger) = match resume {
         Some((folder, overrides)) => {
             let manifest = journal::read_manifest(folder)?;
             let mut options: RunOptions =
@@ -386,7 +404,13 @@ pub async fn execute(
                 })?;
             overrides.apply(&mut options);
             let done = journal::finished_ids(folder)?;
-            (options, folder.to_path_buf(), manifest.started_at, done)
+            (
+                options,
+                folder.to_path_buf(),
+                manifest.started_at,
+                done,
+                manifest.batch,
+            )
         }
         None => {
             let run_id = options
@@ -401,7 +425,7 @@ pub async fn execute(
                     folder.display()
                 )));
             }
-            (options, folder, now_rfc3339(), HashSet::new())
+            (options, folder, now_rfc3339(), HashSet::new(), None)
         }
     };
     let prepared = prepare(&options)?;
@@ -425,6 +449,17 @@ pub async fn execute(
             });
         }
     }
+    let batch_profile = match &prepared.resolved {
+        ResolvedModel::Remote { batch, .. } => *batch,
+        ResolvedModel::Local { .. } => Default::default(),
+    };
+    // A batch run checks its model and credentials here too, before anything is sent.
+    let batched = options.batch.wanted(&batch_profile) || ledger.is_some();
+    let chat = if batched {
+        Some(chat_setup(&prepared.resolved, &options).await?)
+    } else {
+        None
+    };
     let backend = build_backend(&prepared.resolved, &options).await?;
     check_program_settings(&prepared.program, backend.capabilities())?;
     let run_id = folder
@@ -473,20 +508,37 @@ pub async fn execute(
             .map(|(index, count)| ShardInfo { index, count }),
         started_at,
         finished_at: None,
+        batch: ledger.clone(),
     };
     // Everything is checked: from here on, files are written and requests sent.
     let mut journal = Journal::open(&folder)?;
     journal::write_manifest(&folder, &manifest)?;
-    let status = schedule(
-        &prepared,
-        &options,
-        backend,
-        &mut journal,
-        &done,
-        selected,
-        show_progress,
-    )
-    .await?;
+    let status = match chat {
+        Some((chat, quota)) => {
+            schedule_batch(
+                &prepared,
+                &options,
+                (chat, quota, batch_profile),
+                &mut journal,
+                &mut manifest,
+                &done,
+                show_progress,
+            )
+            .await?
+        }
+        None => {
+            schedule(
+                &prepared,
+                &options,
+                backend,
+                &mut journal,
+                &done,
+                selected,
+                show_progress,
+            )
+            .await?
+        }
+    };
     journal.sync()?;
     manifest.status = status;
     manifest.finished_at = Some(now_rfc3339());
@@ -499,6 +551,72 @@ pub async fn execute(
         status,
         summary,
     })
+}
+
+/// A batch run (`--batch`): invalid rows are journaled as in a live run, the others go to
+/// `crate::batch`, which records its batches in `run.json` as they change.
+async fn schedule_batch(
+    prepared: &Prepared,
+    options: &RunOptions,
+    (chat, quota, profile): (
+        crate::backend::openai::ChatConfig,
+        crate::limiter::QuotaConfig,
+        crate::config::BatchProfile,
+    ),
+    journal: &mut Journal,
+    manifest: &mut RunManifest,
+    done: &HashSet<String>,
+    show_progress: bool,
+) -> Result<RunStatus, RunError> {
+    let mut rows = Vec::new();
+    for item in selected_rows(prepared, done) {
+        match item {
+            Ok(row) => {
+                let examples: Vec<Row> = prepared
+                    .examples
+                    .as_ref()
+                    .map(|p| {
+                        p.examples_for(&row, prepared.shots)
+                            .into_iter()
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.push((row, examples));
+            }
+            Err(invalid) => journal.append_error(&ErrorRecord {
+                id: None,
+                file: Some(invalid.file.display().to_string()),
+                line: Some(invalid.line),
+                kind: ErrorKind::InvalidRow,
+                error: invalid.to_string(),
+                attempts: 0,
+                at: now_rfc3339(),
+            })?,
+        }
+    }
+    let folder = journal.folder().to_path_buf();
+    let ledger = manifest.batch.clone().unwrap_or_default();
+    let run_id = manifest.run_id.clone();
+    let mut save = |ledger: &crate::batch::ledger::BatchLedger| {
+        manifest.batch = Some(ledger.clone());
+        journal::write_manifest(&folder, manifest)
+    };
+    crate::batch::run_batched(crate::batch::BatchJob {
+        rows,
+        program: Arc::clone(&prepared.program),
+        chat,
+        quota,
+        options,
+        profile,
+        folder: &folder,
+        run_id,
+        journal,
+        ledger,
+        save: &mut save,
+        show_progress,
+    })
+    .await
 }
 
 async fn schedule(

@@ -37,7 +37,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with "equal jitter": half the interval fixed, half random, so that
     /// rows failing together do not retry together.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.initial_interval.as_secs_f64()
             * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
         let capped = exp.min(self.max_interval.as_secs_f64());
@@ -370,6 +370,7 @@ pub async fn run_row(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: ctx.backend.identity(),
         finished_at: now_rfc3339(),
+        batch: false,
     })
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod azureml_yaml;
+mod batch;
 mod compare_cli;
 mod datasets_cli;
 mod datasets_fetch;
