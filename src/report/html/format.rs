@@ -1,10 +1,19 @@
 //! How numbers read on the pages: the template filters (`pct`, `pp`, `ms`, `num`, `money`,
 //! `ci`, `fixed`, `pvalue`). They return plain text; the template escapes it like any value.
 
-use minijinja::value::Value;
+use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
 
 pub fn register(env: &mut Environment<'_>) {
+    // minijinja prints booleans the Python way ("True"/"False"); the pages' scripts and
+    // tests read `data-*` attributes as JavaScript booleans, so print them as "true"/"false".
+    env.set_formatter(|out, state, value| {
+        if value.kind() == ValueKind::Bool {
+            let text = if value.is_true() { "true" } else { "false" };
+            return out.write_str(text).map_err(Error::from);
+        }
+        minijinja::escape_formatter(out, state, value)
+    });
     env.add_filter("pct", |x: f64| pct(x, 1));
     env.add_filter("pct0", |x: f64| pct(x, 0));
     env.add_filter("pp", pp);

@@ -117,6 +117,9 @@
 
   let searchTimer = null;
   search.addEventListener('input', () => {
+    // Until the debounced filter runs, the count shown is the old query's: drop it so
+    // nothing (a reader script, a test) takes it for the new one.
+    delete status.dataset.shown;
     clearTimeout(searchTimer);
     searchTimer = setTimeout(applyFilters, 180);
   });
