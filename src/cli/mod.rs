@@ -18,6 +18,7 @@ pub mod judge;
 pub mod programs;
 pub mod run;
 pub mod score;
+pub mod view;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -48,10 +49,12 @@ pub enum Command {
     AuthCheck(azureml::AuthCheckArgs),
     /// Log a scored result folder to MLflow (MLFLOW_TRACKING_URI): params, metrics, reports.
     MlflowLog(azureml::MlflowLogArgs),
-    /// Score a result folder: summary.json, report.md, outputs.parquet, charts.
+    /// Score a result folder: summary.json, report.md, report.html, outputs.parquet, charts.
     Score(score::ScoreArgs),
     /// Compare runs row by row against the first (CI gate with --fail-if-worse).
     Compare(score::CompareArgs),
+    /// List the runs under a results folder and serve their HTML pages on 127.0.0.1.
+    View(view::ViewArgs),
     /// The batches of a batch run (`evalr run --batch`): status, cancel.
     #[command(subcommand)]
     Batch(batch::BatchCommand),
@@ -73,6 +76,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MlflowLog(args) => azureml::mlflow_log(args),
         Command::Score(args) => score::execute_score(args),
         Command::Compare(args) => score::execute_compare(args),
+        Command::View(args) => view::execute_view(args),
         Command::Batch(command) => batch::execute(command),
     }
 }

@@ -42,7 +42,7 @@ pub struct CompareArgs {
     /// Also write the comparison as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
-    /// Write compare.md, compare.json and the per-subject charts into DIR.
+    /// Write compare.md, compare.json, compare.html and the per-subject charts into DIR.
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
 }

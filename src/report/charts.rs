@@ -185,7 +185,7 @@ fn draw_subjects(
 mod tests {
     use super::*;
     use crate::score::compare::{
-        Flipped, PairedRows, RunLabel, SubjectDifference, UsageDifference,
+        ErrorBars, Flipped, PairedRows, RunLabel, SubjectDifference, UsageDifference,
     };
     use crate::score::stats;
 
@@ -209,6 +209,14 @@ mod tests {
             difference: -1.0,
             ci95: [-1.0, -1.0],
             mcnemar_p: 1.0,
+            error_bars: ErrorBars {
+                se: 0.0,
+                se_clustered: 0.0,
+                clusters: 1,
+                ci95_clustered: [-1.0, -1.0],
+                minimum_detectable_effect: 0.0,
+                power: stats::POWER,
+            },
             subjects,
             flipped: Flipped {
                 right_to_wrong: vec![],
@@ -235,6 +243,7 @@ mod tests {
             accuracy_a: 1.0,
             accuracy_b: 0.0,
             difference: -1.0,
+            ci95: [-1.0, -1.0],
         }]);
         let svg = SubjectChart { baseline: "a" }
             .serialize(&one)

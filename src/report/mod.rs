@@ -5,7 +5,8 @@
 //! - `markdown.rs`: `report.md` and the compare Markdown;
 //! - `json.rs`: `summary.json` and `compare --json`;
 //! - `parquet.rs`: `outputs.parquet`, the outputs as a flat table;
-//! - `charts.rs`: SVG charts (calibration curve, per-subject accuracy A vs B).
+//! - `charts.rs`: SVG charts (calibration curve, per-subject accuracy A vs B);
+//! - `html/`: `report.html` and `compare.html`, self-contained pages with a row browser.
 
 use std::path::{Path, PathBuf};
 
@@ -13,6 +14,7 @@ use crate::score::compare::Comparison;
 use crate::score::{ResultFolder, ScoreError, Summary};
 
 pub mod charts;
+pub mod html;
 pub mod json;
 pub mod markdown;
 pub mod parquet;
@@ -104,6 +106,12 @@ pub fn write_score_reports(
             &mut written,
         )?;
     }
+    export(
+        &html::HtmlExporter,
+        &html::RunPage { folder, summary },
+        dir.join(html::REPORT_HTML),
+        &mut written,
+    )?;
     Ok(written)
 }
 
@@ -127,6 +135,12 @@ pub fn write_compare_reports(
         &json::JsonExporter,
         comparison,
         dir.join(COMPARE_JSON),
+        &mut written,
+    )?;
+    export(
+        &html::HtmlExporter,
+        comparison,
+        dir.join(html::COMPARE_HTML),
         &mut written,
     )?;
     for (index, pair) in comparison.pairs.iter().enumerate() {

@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::backend::{SelectPath, Usage};
+use crate::backend::{Message, SelectPath, Usage};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -42,6 +42,10 @@ pub struct CallRecord {
     pub attempts: u32,
     pub rate_limited: u32,
     pub cached: bool,
+    /// The exact conversation the program rendered for this call (what the model was sent;
+    /// a re-ask adds the backend's own follow-up turn). Absent in results of older evalr.
+    #[serde(default)]
+    pub messages: Vec<Message>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 use super::cache::ResponseCache;
 use super::record::{AnswerRecord, CallRecord, Outcome, OutputRecord, now_rfc3339};
 use crate::backend::{
-    Backend, BackendError, GenReply, GenRequest, SelectReply, SelectRequest, Usage,
+    Backend, BackendError, GenReply, GenRequest, Message, SelectReply, SelectRequest, Usage,
 };
 use crate::dataset::Row;
 use crate::program::{CallKind, Captures, Program, ProgramError, Step};
@@ -220,7 +220,12 @@ pub async fn run_row(
                             attempts,
                         }) => {
                             refused = true;
-                            calls.push(refused_call(&call.capture, "select", attempts));
+                            calls.push(refused_call(
+                                &call.capture,
+                                "select",
+                                attempts,
+                                request.messages,
+                            ));
                             break;
                         }
                         other => other?,
@@ -247,6 +252,7 @@ pub async fn run_row(
                     attempts: attempted.attempts,
                     rate_limited: attempted.rate_limited,
                     cached: attempted.cached,
+                    messages: request.messages,
                 });
             }
             CallKind::Gen {
@@ -297,7 +303,12 @@ pub async fn run_row(
                         attempts,
                     }) => {
                         refused = true;
-                        calls.push(refused_call(&call.capture, "gen", attempts));
+                        calls.push(refused_call(
+                            &call.capture,
+                            "gen",
+                            attempts,
+                            request.messages,
+                        ));
                         break;
                     }
                     other => other?,
@@ -317,6 +328,7 @@ pub async fn run_row(
                     attempts: attempted.attempts,
                     rate_limited: attempted.rate_limited,
                     cached: attempted.cached,
+                    messages: request.messages,
                 });
             }
         }
@@ -364,7 +376,7 @@ pub async fn run_row(
     })
 }
 
-fn refused_call(capture: &str, kind: &str, attempts: u32) -> CallRecord {
+fn refused_call(capture: &str, kind: &str, attempts: u32, messages: Vec<Message>) -> CallRecord {
     CallRecord {
         capture: capture.to_string(),
         kind: kind.to_string(),
@@ -378,5 +390,6 @@ fn refused_call(capture: &str, kind: &str, attempts: u32) -> CallRecord {
         attempts,
         rate_limited: 0,
         cached: false,
+        messages,
     }
 }

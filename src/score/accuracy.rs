@@ -78,6 +78,22 @@ impl GroupTallies {
             .collect()
     }
 
+    /// Micro accuracy with the standard error clustered by group (see
+    /// [`stats::clustered_mean`]).
+    pub fn clustered_accuracy(&self) -> stats::ClusteredMean {
+        let groups: Vec<stats::ClusterSums> = self
+            .0
+            .values()
+            .map(|t| stats::ClusterSums {
+                n: t.scored(),
+                // Scores are 0 or 1, so the sum of squares is the sum.
+                sum: t.correct as f64,
+                sum_squares: t.correct as f64,
+            })
+            .collect();
+        stats::clustered_mean(&groups)
+    }
+
     /// Macro average over the groups with scored rows.
     pub fn macro_average(&self) -> Estimate {
         let groups: Vec<(u64, u64)> = self.0.values().map(|t| (t.correct, t.scored())).collect();

@@ -7,7 +7,7 @@ use serde::Serialize;
 use super::ScoreError;
 use super::folder::{Outcome, ResultFolder};
 use super::prices::{self, Price};
-use super::stats::{self, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, Estimate, Percentiles};
+use super::stats::{self, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ClusterSums, Estimate, Percentiles};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -102,11 +102,32 @@ pub struct PairComparison {
     pub ci95: [f64; 2],
     /// Exact McNemar test on the discordant rows.
     pub mcnemar_p: f64,
+    /// Standard errors of the difference with rows independent and clustered by subject, the
+    /// clustered interval and the smallest difference these rows could detect.
+    pub error_bars: ErrorBars,
     pub subjects: Vec<SubjectDifference>,
     pub flipped: Flipped,
     pub usage: UsageDifference,
     /// Set when `--fail-if-worse` was given.
     pub gate: Option<Gate>,
+}
+
+/// The statistics of "Adding Error Bars to Evals" (Miller, 2024) for a paired difference.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ErrorBars {
+    /// SE of the mean paired difference, rows independent.
+    pub se: f64,
+    /// SE of the mean paired difference clustered by subject (rows of a subject are not
+    /// independent draws); equals `se` when every row has its own subject.
+    pub se_clustered: f64,
+    /// Subjects the rows fall in (clusters).
+    pub clusters: u64,
+    /// `difference -+ 1.96 * se_clustered`.
+    pub ci95_clustered: [f64; 2],
+    /// The smallest true difference a two-sided 5% test on these rows would detect with
+    /// `power` (from `se_clustered`): a smaller change could go unnoticed.
+    pub minimum_detectable_effect: f64,
+    pub power: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -128,6 +149,9 @@ pub struct SubjectDifference {
     pub accuracy_a: f64,
     pub accuracy_b: f64,
     pub difference: f64,
+    /// Paired bootstrap 95% interval of the subject's difference (same resamples and seed
+    /// as the overall interval).
+    pub ci95: [f64; 2],
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -245,7 +269,8 @@ fn compare_pair(
         right_to_wrong: Vec::new(),
         wrong_to_right: Vec::new(),
     };
-    let mut subjects: BTreeMap<&str, (u64, u64, u64)> = BTreeMap::new();
+    // Per subject: whether A and B were right on each of its rows.
+    let mut subjects: BTreeMap<&str, (Vec<bool>, Vec<bool>)> = BTreeMap::new();
     let (mut tokens_a, mut tokens_b) = ((0u64, 0u64), (0u64, 0u64));
     let (mut latency_a, mut latency_b) = (Vec::new(), Vec::new());
     for id in ids {
@@ -270,9 +295,8 @@ fn compare_pair(
             _ => {}
         }
         let entry = subjects.entry(x.subject.as_str()).or_default();
-        entry.0 += 1;
-        entry.1 += u64::from(ra);
-        entry.2 += u64::from(rb);
+        entry.0.push(ra);
+        entry.1.push(rb);
     }
     let n = right_a.len() as u64;
     let correct_a = right_a.iter().filter(|r| **r).count() as u64;
@@ -285,16 +309,25 @@ fn compare_pair(
         flipped.right_to_wrong.len() as u64,
         flipped.wrong_to_right.len() as u64,
     );
+    let error_bars = error_bars(subjects.values(), difference);
     let mut subjects: Vec<SubjectDifference> = subjects
         .into_iter()
-        .map(|(subject, (n, ca, cb))| {
-            let (accuracy_a, accuracy_b) = (ca as f64 / n as f64, cb as f64 / n as f64);
+        .map(|(subject, (right_a, right_b))| {
+            let n = right_a.len() as u64;
+            let share = |right: &[bool]| right.iter().filter(|r| **r).count() as f64 / n as f64;
+            let (accuracy_a, accuracy_b) = (share(&right_a), share(&right_b));
             SubjectDifference {
                 subject: subject.to_string(),
                 n,
                 accuracy_a,
                 accuracy_b,
                 difference: accuracy_b - accuracy_a,
+                ci95: stats::paired_bootstrap(
+                    &right_a,
+                    &right_b,
+                    BOOTSTRAP_RESAMPLES,
+                    BOOTSTRAP_SEED,
+                ),
             }
         })
         .collect();
@@ -339,9 +372,148 @@ fn compare_pair(
         difference,
         ci95,
         mcnemar_p,
+        error_bars,
         subjects,
         flipped,
         usage,
         gate,
+    }
+}
+
+/// Clustered standard error of the paired difference (one cluster per subject) and the
+/// minimum detectable effect, from each subject's right/wrong rows in A and B.
+fn error_bars<'a>(
+    subjects: impl Iterator<Item = &'a (Vec<bool>, Vec<bool>)>,
+    difference: f64,
+) -> ErrorBars {
+    let clusters: Vec<ClusterSums> = subjects
+        .map(|(right_a, right_b)| {
+            let mut sums = ClusterSums::default();
+            for (&a, &b) in right_a.iter().zip(right_b) {
+                sums.add(f64::from(u8::from(b)) - f64::from(u8::from(a)));
+            }
+            sums
+        })
+        .collect();
+    let mean = stats::clustered_mean(&clusters);
+    let z = stats::z_for(stats::CONFIDENCE);
+    ErrorBars {
+        se: mean.se,
+        se_clustered: mean.se_clustered,
+        clusters: mean.clusters,
+        ci95_clustered: [
+            difference - z * mean.se_clustered,
+            difference + z * mean.se_clustered,
+        ],
+        minimum_detectable_effect: stats::minimum_detectable_effect(
+            mean.se_clustered,
+            stats::CONFIDENCE,
+            stats::POWER,
+        ),
+        power: stats::POWER,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(name: &str, rows: &[(String, usize, bool)]) -> RunRows {
+        let facts = |subject: usize, right: bool| RowFacts {
+            subject: format!("subject-{subject}"),
+            outcome: if right {
+                Outcome::Correct
+            } else {
+                Outcome::Wrong
+            },
+            prompt_tokens: 10,
+            completion_tokens: 1,
+            latency_ms: 100.0,
+        };
+        RunRows {
+            label: RunLabel {
+                name: name.into(),
+                path: name.into(),
+                model: None,
+                program: None,
+                dataset_sha256: None,
+            },
+            order: rows.iter().map(|r| r.0.clone()).collect(),
+            rows: rows
+                .iter()
+                .map(|(id, subject, right)| (id.clone(), facts(*subject, *right)))
+                .collect(),
+            price: None,
+        }
+    }
+
+    #[derive(serde::Deserialize)]
+    struct Reference {
+        paired: Vec<PairedCase>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct PairedCase {
+        rows: Vec<(usize, f64, f64)>,
+        se: f64,
+        se_clustered: f64,
+        ci95_clustered: [f64; 2],
+        mde: f64,
+    }
+
+    /// The pair's error bars equal the statsmodels values of
+    /// tests/fixtures/error_bars_reference.py for the same rows clustered by subject.
+    #[test]
+    fn error_bars_of_a_pair_match_the_reference() {
+        let reference: Reference = serde_json::from_str(include_str!(
+            "../../tests/fixtures/error_bars_reference.json"
+        ))
+        .expect("reference JSON");
+        for case in reference.paired {
+            let rows = |pick: fn(&(usize, f64, f64)) -> f64| -> Vec<(String, usize, bool)> {
+                case.rows
+                    .iter()
+                    .enumerate()
+                    .map(|(i, r)| (format!("r{i}"), r.0, pick(r) == 1.0))
+                    .collect()
+            };
+            let a = run("a", &rows(|r| r.1));
+            let b = run("b", &rows(|r| r.2));
+            let comparison = compare(&[a, b], false, None).expect("compares");
+            let bars = &comparison.pairs[0].error_bars;
+            let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+            assert!(close(bars.se, case.se), "{bars:?}");
+            assert!(close(bars.se_clustered, case.se_clustered), "{bars:?}");
+            assert!(close(bars.ci95_clustered[0], case.ci95_clustered[0]));
+            assert!(close(bars.ci95_clustered[1], case.ci95_clustered[1]));
+            assert!(close(bars.minimum_detectable_effect, case.mde), "{bars:?}");
+            assert_eq!(bars.power, 0.8);
+        }
+    }
+
+    #[test]
+    fn subject_intervals_are_paired_bootstraps_of_their_rows() {
+        // subject-0: 10 rows, B right on 4 more; subject-1: identical answers.
+        let mut a = Vec::new();
+        let mut b = Vec::new();
+        for i in 0..10 {
+            a.push((format!("x{i}"), 0, i < 3));
+            b.push((format!("x{i}"), 0, i < 7));
+            a.push((format!("y{i}"), 1, i % 2 == 0));
+            b.push((format!("y{i}"), 1, i % 2 == 0));
+        }
+        let comparison = compare(&[run("a", &a), run("b", &b)], false, None).expect("compares");
+        let subjects = &comparison.pairs[0].subjects;
+        assert_eq!(subjects[0].subject, "subject-0");
+        assert!((subjects[0].difference - 0.4).abs() < 1e-15);
+        let expected = stats::paired_bootstrap(
+            &(0..10).map(|i| i < 3).collect::<Vec<_>>(),
+            &(0..10).map(|i| i < 7).collect::<Vec<_>>(),
+            BOOTSTRAP_RESAMPLES,
+            BOOTSTRAP_SEED,
+        );
+        assert_eq!(subjects[0].ci95, expected);
+        assert!(subjects[0].ci95[0] > 0.0 && subjects[0].ci95[1] <= 0.7);
+        assert_eq!(subjects[1].ci95, [0.0, 0.0]);
     }
 }

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::ScoreError;
@@ -79,7 +79,7 @@ fn usd() -> String {
 }
 
 /// How a row ended, as the scorer sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
     Correct,
@@ -114,7 +114,7 @@ impl Outcome {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
     #[serde(default)]
     pub prompt_tokens: u64,
@@ -122,7 +122,7 @@ pub struct Usage {
     pub completion_tokens: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AnswerRef {
     #[serde(default)]
     pub capture: Option<String>,
@@ -132,7 +132,14 @@ pub struct AnswerRef {
     pub index: Option<usize>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// One message of a call's conversation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageRecord {
+    pub role: String,
+    pub content: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct CallRecord {
     #[serde(default)]
     pub capture: Option<String>,
@@ -153,10 +160,19 @@ pub struct CallRecord {
     pub attempts: u32,
     #[serde(default)]
     pub cached: bool,
+    #[serde(default)]
+    pub usage: Option<Usage>,
+    #[serde(default)]
+    pub latency_ms: Option<f64>,
+    #[serde(default)]
+    pub rate_limited: u32,
+    /// The conversation sent (empty in results written before evalr recorded it).
+    #[serde(default)]
+    pub messages: Vec<MessageRecord>,
 }
 
 /// One line of `outputs.jsonl`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct OutputRecord {
     pub id: String,
     pub row: Row,
@@ -240,7 +256,7 @@ impl OutputRecord {
 }
 
 /// One line of `errors.jsonl`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorRecord {
     #[serde(default)]
     pub id: Option<String>,

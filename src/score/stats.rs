@@ -219,9 +219,212 @@ pub fn percentiles(values: &[f64]) -> Option<Percentiles> {
     })
 }
 
+/// Sums of a per-row score over the rows of one cluster (one subject): what the clustered
+/// standard error needs, so a folder can be streamed into them.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ClusterSums {
+    pub n: u64,
+    pub sum: f64,
+    pub sum_squares: f64,
+}
+
+impl ClusterSums {
+    pub fn add(&mut self, score: f64) {
+        self.n += 1;
+        self.sum += score;
+        self.sum_squares += score * score;
+    }
+}
+
+/// A mean with its standard error both with rows independent and clustered, after Miller
+/// (2024), "Adding Error Bars to Evals" (arXiv:2411.00640).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct ClusteredMean {
+    pub value: f64,
+    /// Rows independent: `sqrt(mean((s - mean)^2) / n)` (for 0/1 scores `sqrt(p(1-p)/n)`).
+    pub se: f64,
+    /// Clustered: `sqrt(sum_c (sum_{i in c} (s_i - mean))^2) / n`.
+    pub se_clustered: f64,
+    /// `value -+ z * se_clustered` (the CLT interval the paper uses), at 95%.
+    pub ci95: [f64; 2],
+    pub n: u64,
+    pub clusters: u64,
+}
+
+/// The mean of a score over rows grouped in clusters, with the clustered standard error of
+/// Miller (2024) eq. 4: `SE^2 = SE_CLT^2 + (1/n^2) sum_c sum_i sum_{j != i} (s_ic - mean)(s_jc -
+/// mean)`, which is `(1/n^2) sum_c (S_c - n_c mean)^2` with `S_c` the sum of a cluster's scores
+/// when `SE_CLT^2` is taken over `n` (as the Bernoulli SE evalr reports is). That is the
+/// cluster-robust sandwich estimator without small-sample correction (statsmodels
+/// `cov_type="cluster"`, `use_correction=False`). Rows of one subject share its questions'
+/// style and difficulty, so they are not independent draws and the clustered SE is the honest
+/// one; with one row per cluster it equals the unclustered SE. Empty clusters are ignored.
+pub fn clustered_mean(clusters: &[ClusterSums]) -> ClusteredMean {
+    let n: u64 = clusters.iter().map(|c| c.n).sum();
+    let count = clusters.iter().filter(|c| c.n > 0).count() as u64;
+    if n == 0 {
+        return ClusteredMean {
+            value: 0.0,
+            se: 0.0,
+            se_clustered: 0.0,
+            ci95: [0.0, 0.0],
+            n: 0,
+            clusters: 0,
+        };
+    }
+    let total = n as f64;
+    let mean = clusters.iter().map(|c| c.sum).sum::<f64>() / total;
+    let squares = clusters.iter().map(|c| c.sum_squares).sum::<f64>();
+    let variance = (squares / total - mean * mean).max(0.0);
+    let between: f64 = clusters
+        .iter()
+        .map(|c| {
+            let deviation = c.sum - c.n as f64 * mean;
+            deviation * deviation
+        })
+        .sum();
+    let se_clustered = between.sqrt() / total;
+    let z = z_for(CONFIDENCE);
+    ClusteredMean {
+        value: mean,
+        se: (variance / total).sqrt(),
+        se_clustered,
+        ci95: [mean - z * se_clustered, mean + z * se_clustered],
+        n,
+        clusters: count,
+    }
+}
+
+/// Statistical power the minimum detectable effect is computed for.
+pub const POWER: f64 = 0.80;
+
+/// The smallest true difference a two-sided test at `confidence` detects with probability
+/// `power`, given the standard error of the difference: `(z_{1-alpha/2} + z_power) * SE`
+/// (Miller 2024, section 5; 2.8016 SE at 95% and 80% power). A "no significant difference"
+/// verdict says a difference this large would probably have been seen.
+pub fn minimum_detectable_effect(se: f64, confidence: f64, power: f64) -> f64 {
+    let z_power = Normal::new(0.0, 1.0)
+        .map(|n| n.inverse_cdf(power))
+        .unwrap_or(0.841_621_233_572_914_2);
+    (z_for(confidence) + z_power) * se
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Reference values: tests/fixtures/error_bars_reference.py (statsmodels cluster-robust
+    // OLS, scipy), committed with its output tests/fixtures/error_bars_reference.json.
+    #[derive(serde::Deserialize)]
+    struct ErrorBarsReference {
+        mde_factor_80: f64,
+        means: Vec<MeanCase>,
+        paired: Vec<PairedCase>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct MeanCase {
+        name: String,
+        rows: Vec<(usize, f64)>,
+        mean: f64,
+        se: f64,
+        ci95: [f64; 2],
+    }
+
+    #[derive(serde::Deserialize)]
+    struct PairedCase {
+        name: String,
+        rows: Vec<(usize, f64, f64)>,
+        difference: f64,
+        se: f64,
+        se_clustered: f64,
+        ci95_clustered: [f64; 2],
+        mde: f64,
+    }
+
+    fn error_bars_reference() -> ErrorBarsReference {
+        serde_json::from_str(include_str!(
+            "../../tests/fixtures/error_bars_reference.json"
+        ))
+        .expect("tests/fixtures/error_bars_reference.json is valid")
+    }
+
+    fn sums(rows: impl Iterator<Item = (usize, f64)>) -> Vec<ClusterSums> {
+        let mut clusters: Vec<ClusterSums> = Vec::new();
+        for (cluster, score) in rows {
+            if clusters.len() <= cluster {
+                clusters.resize(cluster + 1, ClusterSums::default());
+            }
+            clusters[cluster].add(score);
+        }
+        clusters
+    }
+
+    #[test]
+    fn clustered_standard_errors_match_statsmodels() {
+        for case in error_bars_reference().means {
+            let got = clustered_mean(&sums(case.rows.iter().copied()));
+            assert!(close(got.value, case.mean, 1e-12), "{}: {got:?}", case.name);
+            assert!(
+                close(got.se_clustered, case.se, 1e-12),
+                "{}: {got:?}",
+                case.name
+            );
+            assert!(close(got.ci95[0], case.ci95[0], 1e-12), "{}", case.name);
+            assert!(close(got.ci95[1], case.ci95[1], 1e-12), "{}", case.name);
+            assert_eq!(got.n, case.rows.len() as u64);
+        }
+    }
+
+    #[test]
+    fn with_one_row_per_cluster_the_clustered_se_is_the_bernoulli_se() {
+        let case = error_bars_reference()
+            .means
+            .into_iter()
+            .find(|c| c.name == "singletons")
+            .expect("case");
+        let got = clustered_mean(&sums(case.rows.iter().copied()));
+        let successes = case.rows.iter().filter(|r| r.1 == 1.0).count() as u64;
+        let bernoulli = proportion_se(successes, case.rows.len() as u64);
+        assert!(close(got.se, bernoulli, 1e-15));
+        assert!(close(got.se_clustered, bernoulli, 1e-12));
+        assert_eq!(got.clusters, 30);
+    }
+
+    #[test]
+    fn paired_differences_and_minimum_detectable_effect_match_statsmodels() {
+        let reference = error_bars_reference();
+        assert!(close(
+            minimum_detectable_effect(1.0, 0.95, POWER),
+            reference.mde_factor_80,
+            1e-12
+        ));
+        for case in reference.paired {
+            let got = clustered_mean(&sums(case.rows.iter().map(|&(c, a, b)| (c, b - a))));
+            assert!(close(got.value, case.difference, 1e-12), "{}", case.name);
+            assert!(close(got.se, case.se, 1e-12), "{}: {got:?}", case.name);
+            assert!(
+                close(got.se_clustered, case.se_clustered, 1e-12),
+                "{}",
+                case.name
+            );
+            assert!(close(got.ci95[0], case.ci95_clustered[0], 1e-12));
+            assert!(close(got.ci95[1], case.ci95_clustered[1], 1e-12));
+            let mde = minimum_detectable_effect(got.se_clustered, CONFIDENCE, POWER);
+            assert!(
+                close(mde, case.mde, 1e-12),
+                "{}: {mde} vs {}",
+                case.name,
+                case.mde
+            );
+        }
+    }
+
+    #[test]
+    fn no_rows_give_a_zero_estimate() {
+        let got = clustered_mean(&[ClusterSums::default()]);
+        assert_eq!((got.n, got.clusters, got.se_clustered), (0, 0, 0.0));
+    }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol

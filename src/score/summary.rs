@@ -13,7 +13,7 @@ use super::calibration::{Calibration, CalibrationAccumulator};
 use super::folder::{Outcome, ResultFolder};
 use super::judged::{DEFAULT_THRESHOLD, JudgeAgreement, JudgedAccumulator, JudgedMetric};
 use super::prices::{self, PriceSource};
-use super::stats::{self, Estimate, Percentiles};
+use super::stats::{self, ClusteredMean, Estimate, Percentiles};
 use super::text::{TextAccumulator, TextMetrics};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -89,6 +89,9 @@ pub struct AccuracySection {
     pub macro_subject: Estimate,
     /// (Unparsed + refused) / scored rows.
     pub invalid_rate: Estimate,
+    /// Micro accuracy with its standard error clustered by subject (Miller 2024): the rows of
+    /// a subject are not independent draws, so this interval is the honest one.
+    pub clustered_by_subject: ClusteredMean,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -298,6 +301,7 @@ pub fn summarise_folder_with(
         micro: total.accuracy(),
         macro_subject: subjects.macro_average(),
         invalid_rate: total.invalid_rate(),
+        clustered_by_subject: subjects.clustered_accuracy(),
     });
     let tokens = Tokens {
         prompt,

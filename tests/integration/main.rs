@@ -8,6 +8,7 @@ mod batch;
 mod compare_cli;
 mod datasets_cli;
 mod datasets_fetch;
+mod html_pages;
 mod identity;
 mod judge;
 mod judge_azure;
