@@ -10,4 +10,6 @@ scripts/setup.sh --test
 PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$HOME/.local/bin:$PATH"
 export PATH
 export EVALR_REQUIRE_MODEL=1
+# setup.sh --test installed buildah: the container tests must run, not skip.
+export EVALR_REQUIRE_CONTAINER=1
 cargo test --all-targets "$@"

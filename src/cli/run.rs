@@ -102,7 +102,7 @@ pub struct RunArgs {
     /// may be changed.
     #[arg(long, value_name = "RUN_FOLDER", conflicts_with_all = ["program", "dataset"])]
     pub resume: Option<PathBuf>,
-    #[arg(long, default_value = "programs")]
+    #[arg(long, default_value = "programs", env = "EVALR_PROGRAMS_DIR")]
     pub programs_dir: PathBuf,
     #[arg(long, default_value = "datasets")]
     pub datasets_dir: PathBuf,
@@ -242,7 +242,7 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
 pub enum ProgramsCommand {
     /// List the programs in programs/.
     List {
-        #[arg(long, default_value = "programs")]
+        #[arg(long, default_value = "programs", env = "EVALR_PROGRAMS_DIR")]
         programs_dir: PathBuf,
     },
     /// Print the exact messages a row's first call would send, with no model call.
@@ -260,7 +260,7 @@ pub enum ProgramsCommand {
         shots: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
-        #[arg(long, default_value = "programs")]
+        #[arg(long, default_value = "programs", env = "EVALR_PROGRAMS_DIR")]
         programs_dir: PathBuf,
         #[arg(long, default_value = "datasets")]
         datasets_dir: PathBuf,
@@ -385,7 +385,7 @@ pub struct JudgeArgs {
     pub request_timeout: f64,
     #[arg(long)]
     pub threads: Option<usize>,
-    #[arg(long, default_value = "programs")]
+    #[arg(long, default_value = "programs", env = "EVALR_PROGRAMS_DIR")]
     pub programs_dir: PathBuf,
     #[arg(long, short)]
     pub quiet: bool,
