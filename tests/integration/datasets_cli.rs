@@ -6,7 +6,7 @@ use std::time::Duration;
 use assert_cmd::Command;
 use serde_json::{Value, json};
 
-const MMLU_HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/data/mmlu/hf");
+const MMLU_HF: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hf");
 
 fn evalr(args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_evalr"));
