@@ -16,7 +16,7 @@
 #       cached, with the layers, in a private image store under
 #       ${EVALR_CONTAINER_DIR:-~/.cache/evalr/container} (private, so the homemade base never
 #       stands in for the real one elsewhere). The test suite builds its image this way
-#       (tests/container.rs). Default tag localhost/evalr:dev.
+#       (tests/integration/container.rs). Default tag localhost/evalr:dev.
 #
 # Needs root (debootstrap, and buildah without user namespaces), else passwordless sudo.
 # Prints `image: NAME`, `root: DIR` and `runroot: DIR` last: use them as

@@ -5,6 +5,7 @@ mod common;
 
 mod azureml_yaml;
 mod compare_cli;
+mod container;
 mod datasets_cli;
 mod datasets_fetch;
 mod identity;

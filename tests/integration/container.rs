@@ -10,12 +10,11 @@
 //! with `bash -c` in an empty job working directory, under the environment AzureML sets (its
 //! MLflow variables point at a real `mlflow server` on 127.0.0.1).
 //!
-//! Skipped, with a note, where buildah is not installed, unless EVALR_REQUIRE_CONTAINER is set
+//! (`cargo test --test integration container::`.) Skipped, with a note, where buildah is not installed, unless EVALR_REQUIRE_CONTAINER is set
 //! (CI sets it: scripts/setup.sh --test installs buildah and debootstrap). Needs root or
 //! passwordless sudo, and the default model (scripts/install-default-model.sh).
 
-#[path = "common/mlflow_server.rs"]
-mod mlflow_server;
+use crate::common::mlflow_server;
 
 use std::collections::BTreeMap;
 use std::fs;
