@@ -349,6 +349,13 @@ impl ChatBackend {
 
 #[async_trait]
 impl Backend for ChatBackend {
+    fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
+        vec![crate::limiter::DeploymentQuota {
+            deployment: self.identity(),
+            trace: self.limiter().trace(),
+        }]
+    }
+
     fn identity(&self) -> String {
         match &self.config.endpoint {
             ChatEndpoint::Azure {

@@ -418,6 +418,7 @@ pub async fn execute(
             .map(|(index, count)| ShardInfo { index, count }),
         started_at,
         finished_at: None,
+        quota: Vec::new(),
     };
     // Everything is checked: from here on, files are written and requests sent.
     let mut journal = Journal::open(&folder)?;
@@ -425,7 +426,7 @@ pub async fn execute(
     let status = schedule(
         &prepared,
         &options,
-        backend,
+        Arc::clone(&backend),
         &mut journal,
         &done,
         selected,
@@ -435,6 +436,7 @@ pub async fn execute(
     journal.sync()?;
     manifest.status = status;
     manifest.finished_at = Some(now_rfc3339());
+    manifest.quota = backend.quota_traces();
     journal::write_manifest(&folder, &manifest)?;
     // Every run ends scored: summary.json, report.md, outputs.parquet and charts.
     let summary = crate::score::score_folder(&folder)?;

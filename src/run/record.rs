@@ -138,6 +138,10 @@ pub struct RunManifest {
     pub shard: Option<ShardInfo>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// What each deployment's quota limiter learned (remote models): pace over time, changes
+    /// of the requests in flight, 429s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quota: Vec<crate::limiter::DeploymentQuota>,
 }
 
 pub fn now_rfc3339() -> String {
