@@ -4,7 +4,7 @@
 //! Prints the endpoint (for `HF_ENDPOINT`) on its first line and serves until killed.
 //! `scripts/fetch-mmlu.sh` uses it to make the committed datasets with `evalr datasets fetch`.
 
-#[path = "../tests/common/hf_hub.rs"]
+#[path = "../tests/integration/common/hf_hub.rs"]
 mod hf_hub;
 
 use std::io::Write;

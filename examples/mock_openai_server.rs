@@ -2,7 +2,7 @@
 //! `cargo run --release --example mock_openai_server -- --port 8999 --rpm 6000 --latency-ms 100`.
 //! It answers "A" to everything (the benchmark measures throughput, not accuracy).
 
-#[path = "../tests/common/openai_server.rs"]
+#[path = "../tests/integration/common/openai_server.rs"]
 mod openai_server;
 
 use std::time::Duration;

@@ -281,6 +281,16 @@ fn is_reasoning_model(model: Option<&str>) -> bool {
     })
 }
 
+/// Resolves a profile that did not come from the config file (a program's own
+/// `model.configuration`), named `spec` in `run.json`.
+pub fn resolve_unlisted_profile(
+    spec: &str,
+    profile: &Profile,
+    overrides: QuotaOverrides,
+) -> Result<ResolvedModel, ConfigError> {
+    resolve_profile(spec, profile, overrides)
+}
+
 fn resolve_profile(
     spec: &str,
     profile: &Profile,

@@ -377,6 +377,8 @@ impl Backend for ChatBackend {
             logprobs: self.logprobs_work.load(Ordering::Relaxed),
             json_schema: self.json_schema_works.load(Ordering::Relaxed),
             regex: false,
+            penalties: true,
+            json_object: true,
         }
     }
 
@@ -431,6 +433,16 @@ impl Backend for ChatBackend {
                 "response_format".into(),
                 json!({"type": "json_schema", "json_schema": {"name": "gen", "strict": true, "schema": schema}}),
             );
+        } else if request.json_object {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        for (key, value) in [
+            ("presence_penalty", request.presence_penalty),
+            ("frequency_penalty", request.frequency_penalty),
+        ] {
+            if let Some(value) = value {
+                body.insert(key.into(), json!(value));
+            }
         }
         let completion = self
             .post(Value::Object(body), &request.messages, request.max_tokens)

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub mod azureml;
 pub mod datasets;
+pub mod programs;
 pub mod run;
 pub mod score;
 
@@ -36,9 +37,9 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// LLM-as-judge metrics (groundedness, coherence, fluency, relevance, similarity) over a run.
     Judge(Box<run::JudgeArgs>),
-    /// List programs, or render the exact messages of a row.
+    /// List, render and check programs (Prompty files).
     #[command(subcommand)]
-    Programs(run::ProgramsCommand),
+    Programs(programs::ProgramsCommand),
     /// Join the shard folders of a sharded run (`--shard K/N`) into one result folder.
     Merge(azureml::MergeArgs),
     /// Get an Entra ID token as a keyless backend would, and say which credential gave it.
@@ -60,7 +61,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Datasets(command) => datasets::execute(command),
         Command::Run(args) => run::execute_run(*args),
-        Command::Programs(command) => run::execute_programs(command),
+        Command::Programs(command) => programs::execute(command),
         Command::Judge(args) => run::execute_judge(*args),
         Command::Merge(args) => azureml::merge(args),
         Command::AuthCheck(args) => azureml::auth_check(args),

@@ -28,7 +28,7 @@ pub use row::{RetryPolicy, row_context};
 use crate::backend::Backend;
 use crate::config::{ConfigError, ConfigFile, QuotaOverrides, ResolvedModel, resolve_model};
 use crate::dataset::{DatasetError, DatasetSource, Row};
-use crate::program::{Program, ProgramError, ProgramFile, resolve_program};
+use crate::program::{Program, ProgramError, load_program};
 use cache::ResponseCache;
 use journal::Journal;
 use record::{
@@ -157,8 +157,7 @@ struct Prepared {
 }
 
 fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
-    let program_path = resolve_program(&options.program, &options.programs_dir)?;
-    let program = Program::compile(ProgramFile::load(&program_path)?)?;
+    let program = Program::compile(load_program(&options.program, &options.programs_dir)?)?;
     let source = DatasetSource::resolve(&options.dataset, &options.datasets_dir)?;
     let shots = options
         .shots
@@ -179,15 +178,19 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         )),
     };
     let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
-    let resolved = resolve_model(
-        options.model.as_deref(),
-        &file,
-        QuotaOverrides {
-            rpm: options.rpm,
-            tpm: options.tpm,
-            max_in_flight: options.max_in_flight,
-        },
-    )?;
+    let overrides = QuotaOverrides {
+        rpm: options.rpm,
+        tpm: options.tpm,
+        max_in_flight: options.max_in_flight,
+    };
+    // The program's own model comes after --model and EVALR_MODEL, before the config file's
+    // default: it is what the file runs against in any Prompty runtime.
+    let explicit =
+        options.model.is_some() || std::env::var("EVALR_MODEL").is_ok_and(|v| !v.trim().is_empty());
+    let resolved = match models::program_model(&program, overrides).filter(|_| !explicit) {
+        Some(resolved) => resolved?,
+        None => resolve_model(options.model.as_deref(), &file, overrides)?,
+    };
     let mut selection = RowSelection {
         subjects: options
             .subjects
@@ -208,6 +211,53 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         shots,
         resolved,
     })
+}
+
+/// A model setting the program asks for and the backend cannot send is refused before any
+/// request, never dropped silently.
+fn check_program_settings(
+    program: &Program,
+    capabilities: crate::backend::Capabilities,
+) -> Result<(), RunError> {
+    let p = &program.file.parameters;
+    let path = program.file.path.display();
+    if !p.unknown.is_empty() {
+        return Err(RunError::Usage(format!(
+            "{path}: evalr cannot send the model settings {}; remove them from the file",
+            p.unknown.join(", ")
+        )));
+    }
+    // A zero penalty changes nothing (azure-ai-evaluation's judges write `0`): only a real one
+    // needs a backend that sends it.
+    let penalty = |v: Option<f64>| v.is_some_and(|v| v != 0.0);
+    if (penalty(p.presence_penalty) || penalty(p.frequency_penalty)) && !capabilities.penalties {
+        return Err(RunError::Usage(format!(
+            "{path}: presence_penalty/frequency_penalty cannot be honoured by this model's backend; remove them or use a chat API model"
+        )));
+    }
+    use crate::program::ResponseFormat;
+    let wants_schema = matches!(p.response_format, Some(ResponseFormat::JsonSchema { .. }))
+        || (program.is_plain_completion() && program.file.outputs_schema.is_some());
+    // Chat APIs take a schema in `response_format` whether or not the profile says selects
+    // may use one (as `gen(..., json_schema=...)` does); only backends with no JSON mode
+    // at all refuse.
+    if wants_schema && !capabilities.json_schema && !capabilities.json_object {
+        return Err(RunError::Usage(format!(
+            "{path}: the program asks for JSON against a schema, which this model's backend does not support"
+        )));
+    }
+    // A backend with schemas but no JSON mode (the embedded model) gets the schema of any
+    // object instead: the same constraint (see `run_row`).
+    if p.response_format == Some(ResponseFormat::JsonObject)
+        && !wants_schema
+        && !capabilities.json_object
+        && !capabilities.json_schema
+    {
+        return Err(RunError::Usage(format!(
+            "{path}: response_format json_object cannot be honoured by this model's backend; use a chat API model, or declare `outputs:` for a JSON schema"
+        )));
+    }
+    Ok(())
 }
 
 /// The run's folder: `--results-dir` as given, else `results/<run-id>`; a shard writes into
@@ -258,7 +308,11 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
             .as_ref()
             .map(|p| p.examples_for(&row, prepared.shots))
             .unwrap_or_default();
-        let context = row_context(&row, &examples);
+        let mut context = row_context(&row, &examples);
+        // A row that lacks a required input fails without a request: nothing to count.
+        if crate::program::complete_inputs(&prepared.program.file.inputs, &mut context).is_err() {
+            continue;
+        }
         let mut captures = crate::program::Captures::new();
         estimate.rows += 1;
         while let crate::program::Step::Call(call) =
@@ -372,6 +426,7 @@ pub async fn execute(
         }
     }
     let backend = build_backend(&prepared.resolved, &options).await?;
+    check_program_settings(&prepared.program, backend.capabilities())?;
     let run_id = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

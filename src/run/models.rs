@@ -125,6 +125,8 @@ pub async fn build_backend(
                             logprobs: *logprobs,
                             json_schema: *json_schema,
                             regex: false,
+                            penalties: true,
+                            json_object: true,
                         },
                         request_timeout: Duration::from_secs_f64(
                             options.request_timeout_secs.max(0.1),
@@ -190,4 +192,67 @@ async fn local_backend(spec: &str, _options: &RunOptions) -> Result<Arc<dyn Back
     Err(RunError::Config(ConfigError::Missing(format!(
         "`{spec}`: this evalr was built without the embedded model (feature `local`); rebuild with default features, or pass --model azure:DEPLOYMENT, openai:MODEL or a profile"
     ))))
+}
+
+/// The model a program names in its own `model.configuration` (v1) / `connection` (v2),
+/// used when neither `--model` nor `EVALR_MODEL` says otherwise. `${env:VAR}` settings are
+/// read now; the API key is only ever passed on as its variable's name, so its value cannot
+/// reach `run.json`, a log or an error. `None` when the program names no service.
+pub fn program_model(
+    program: &crate::program::Program,
+    overrides: crate::config::QuotaOverrides,
+) -> Option<Result<ResolvedModel, RunError>> {
+    use crate::config::{DeploymentConfig, EndpointFormat, Profile};
+    use crate::program::{ServiceKind, Setting};
+    let connection = program.file.model.connection.as_ref()?;
+    let path = program.file.path.display().to_string();
+    let resolve = |setting: &Option<Setting>, what: &str| -> Result<Option<String>, RunError> {
+        match setting {
+            None => Ok(None),
+            Some(setting) => setting.resolve().map(Some).map_err(|var| {
+                RunError::Config(ConfigError::Missing(format!(
+                    "{path} names its model's {what} as ${{env:{var}}}, which is not set: set {var}, or pass --model"
+                )))
+            }),
+        }
+    };
+    let result = (|| {
+        let kind = match &connection.kind {
+            ServiceKind::AzureOpenAi => ProviderKind::Azure,
+            ServiceKind::OpenAi => ProviderKind::Openai,
+            ServiceKind::Other(other) => {
+                return Err(RunError::Usage(format!(
+                    "{path} names a `{other}` model, which evalr cannot call: pass --model"
+                )));
+            }
+        };
+        let api_key_env = match &connection.api_key {
+            Some(Setting::Env { var, .. }) => Some(var.clone()),
+            _ => None,
+        };
+        let model = resolve(&connection.model, "model")?;
+        let deployment = resolve(&connection.deployment, "deployment")?;
+        let profile = Profile {
+            kind,
+            deployment: DeploymentConfig {
+                endpoint: resolve(&connection.endpoint, "endpoint")?,
+                deployment: deployment.clone().or_else(|| model.clone()),
+                api_version: resolve(&connection.api_version, "api_version")?,
+                api_key_env,
+                ..Default::default()
+            },
+            base_url: None,
+            model: model.or(deployment),
+            path: None,
+            reasoning: false,
+            logprobs: None,
+            json_schema: None,
+            prices: None,
+            deployments: Vec::new(),
+            format: EndpointFormat::default(),
+        };
+        let spec = format!("program:{}", program.file.name);
+        crate::config::resolve_unlisted_profile(&spec, &profile, overrides).map_err(RunError::from)
+    })();
+    Some(result)
 }

@@ -61,7 +61,9 @@ pub enum RowFailure {
     Backend { error: BackendError, attempts: u32 },
     #[error("{0}")]
     Program(#[from] ProgramError),
-    #[error("row `{id}`: the program needs field `{field}`, which the row does not have")]
+    #[error(
+        "row `{id}`: the program's required input `{field}` has no value in the row and no default"
+    )]
     MissingInput { id: String, field: String },
 }
 
@@ -164,22 +166,13 @@ where
     Ok(attempted)
 }
 
-/// The template context of a row: its fields at top level (schema keys always present),
-/// `row` for the whole row, and `examples`.
+/// The template context of a row: its fields at top level, as the dataset has them, and
+/// evalr's helpers under `evalr.` (see `program::template_context`).
 pub fn row_context(row: &Row, examples: &[&Row]) -> Map<String, Value> {
-    let mut context = match row.to_json() {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    for key in ["dataset", "subject", "correct_answer"] {
-        context.entry(key).or_insert(Value::Null);
-    }
-    context.insert("row".into(), row.to_json());
-    context.insert(
-        "examples".into(),
-        Value::Array(examples.iter().map(|r| r.to_json()).collect()),
-    );
-    context
+    crate::program::template_context(
+        &row.to_json(),
+        examples.iter().map(|r| r.to_json()).collect(),
+    )
 }
 
 /// Runs a row to the end of its program.
@@ -189,15 +182,13 @@ pub async fn run_row(
     examples: &[&Row],
 ) -> Result<OutputRecord, RowFailure> {
     let program = &ctx.program;
-    let context = row_context(row, examples);
-    for field in &program.file.inputs {
-        if context.get(field).is_none_or(Value::is_null) {
-            return Err(RowFailure::MissingInput {
-                id: row.id.clone(),
-                field: field.clone(),
-            });
+    let mut context = row_context(row, examples);
+    crate::program::complete_inputs(&program.file.inputs, &mut context).map_err(|input| {
+        RowFailure::MissingInput {
+            id: row.id.clone(),
+            field: input.name.clone(),
         }
-    }
+    })?;
     let params = &program.file.parameters;
     let mut captures = Captures::new();
     let mut calls: Vec<CallRecord> = Vec::new();
@@ -265,15 +256,34 @@ pub async fn run_row(
                 regex,
                 json_schema,
             } => {
+                let capabilities = ctx.backend.capabilities();
+                let wants_object = json_schema.is_none()
+                    && params.response_format == Some(crate::program::ResponseFormat::JsonObject);
+                // A backend with schemas but no JSON mode (the embedded model) gets the schema
+                // of any object: the same constraint.
+                let (json_object, json_schema) =
+                    if wants_object && !capabilities.json_object && capabilities.json_schema {
+                        (false, Some(serde_json::json!({"type": "object"})))
+                    } else {
+                        (wants_object, json_schema)
+                    };
                 let request = GenRequest {
                     messages: call.messages,
                     max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
-                    stop,
+                    // The file's stop sequences apply to a call that names none.
+                    stop: if stop.is_empty() {
+                        params.stop.clone()
+                    } else {
+                        stop
+                    },
                     temperature: temperature.or(params.temperature),
                     top_p: top_p.or(params.top_p),
                     seed: seed.or(params.seed),
                     regex,
+                    json_object,
                     json_schema,
+                    presence_penalty: params.presence_penalty,
+                    frequency_penalty: params.frequency_penalty,
                 };
                 let attempted = match cached_call(ctx, "gen", &request, || {
                     ctx.backend.generate(&request)

@@ -1,7 +1,6 @@
 //! Entra ID tokens against a local managed-identity endpoint.
 
-#[path = "common/identity_server.rs"]
-mod identity_server;
+use crate::common::identity_server;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

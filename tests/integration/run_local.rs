@@ -1,8 +1,7 @@
 //! `evalr run` and `evalr judge` on the embedded model (the real Gemma 3 270M GGUF). Skipped
 //! loudly when the model is not installed, unless `EVALR_REQUIRE_MODEL` is set (CI sets it).
 
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::runs;
 
 use std::path::PathBuf;
 

@@ -1,8 +1,7 @@
 //! `evalr compare` on fixture result folders: report snapshot, exit codes, CI gate,
 //! GITHUB_STEP_SUMMARY, --intersect, --json, --out.
 
-#[path = "common/score_fixtures.rs"]
-mod score_fixtures;
+use crate::common::score_fixtures;
 
 use score_fixtures::{copy_fixtures, evalr};
 use serde_json::Value;

@@ -1,7 +1,6 @@
 //! `evalr mlflow-log` against a real `mlflow server`, read back through its REST API.
 
-#[path = "common/mlflow_server.rs"]
-mod mlflow_server;
+use crate::common::mlflow_server;
 
 use std::fs;
 use std::path::Path;

@@ -1,7 +1,6 @@
 //! `evalr score` on fixture result folders: exact figures, report snapshot, parquet, errors.
 
-#[path = "common/score_fixtures.rs"]
-mod score_fixtures;
+use crate::common::score_fixtures;
 
 use std::fs::File;
 

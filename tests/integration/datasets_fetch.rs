@@ -1,8 +1,7 @@
-//! `evalr datasets fetch` against a local hub (tests/common/hf_hub.rs) serving the MMLU
+//! `evalr datasets fetch` against a local hub (tests/integration/common/hf_hub.rs) serving the MMLU
 //! mirror in tests/fixtures/hf (a copy of the MMLU test split laid out like the hub, see its README).
 
-#[path = "common/hf_hub.rs"]
-mod hf_hub;
+use crate::common::hf_hub;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -5,16 +5,9 @@
 //! Needs the run core to write `--shard K/N --results-dir DIR` into `DIR/shard-K-of-N/`
 //! (`evalr::azureml::shard::ShardSpec::folder_name`), as azureml/jobs/sharded-run.yml relies
 //! on: every rank of the MPI job is given the same output folder.
-//!
 
-//! (tests/common/openai_server.rs, runs.rs) from main: move it to tests/ once merged. Checked
-//! on a local merge of main (aa27661+) and this branch with explicit shard folders: both tests
-//! pass there.
-
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};

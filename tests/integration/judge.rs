@@ -1,10 +1,8 @@
 //! `evalr judge` end to end: a run, then judge runs of two metrics against a local server
 //! whose judge gives known scores; the judged run's summary carries them.
 
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use openai_server::{ChatServer, ServerConfig};
 use runs::{answer_key, dataset_rows, evalr, letters_run, read_jsonl};

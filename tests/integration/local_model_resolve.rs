@@ -5,8 +5,7 @@
 //! (`EVALR_MODEL_DIR`, `HF_ENDPOINT`, `HF_HOME`, `HF_TOKEN`) the way a user does.
 #![cfg(feature = "local")]
 
-#[path = "common/local_hub.rs"]
-mod local_hub;
+use crate::common::local_hub;
 
 use std::path::PathBuf;
 

@@ -1,9 +1,8 @@
 //! `evalr run` end to end against a local Azure OpenAI / OpenAI-compatible server.
 
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::identity_server;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -926,9 +925,6 @@ fn ctrl_c_stops_gracefully_with_everything_finished_on_disk() {
         server.seen().iter().filter(|r| r.status == 200).count()
     );
 }
-
-#[path = "common/identity_server.rs"]
-mod identity_server;
 
 #[test]
 fn without_a_key_azure_calls_carry_an_entra_id_token_from_the_managed_identity() {

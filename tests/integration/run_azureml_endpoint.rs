@@ -2,10 +2,8 @@
 //! catalog model (`input_data` / `output`, bearer key, deployment header) and a custom
 //! scoring script described by a request template and a response pointer.
 
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::openai_server;
+use crate::common::runs;
 
 use openai_server::{AnswerStyle, ChatServer, ServerConfig};
 use runs::{answer_key, dataset_rows, evalr, read_jsonl, summary};

@@ -1,0 +1,23 @@
+//! The integration tests: one test binary (links evalr and llama.cpp once), one module per
+//! area. Each test runs the real `evalr` binary against servers started on 127.0.0.1.
+
+mod common;
+
+mod azureml_yaml;
+mod compare_cli;
+mod datasets_cli;
+mod datasets_fetch;
+mod identity;
+mod judge;
+mod judge_programs;
+mod local_backend;
+mod local_model_resolve;
+mod merge;
+mod mlflow;
+mod prompty;
+mod prompty_conformance;
+mod run_azureml_endpoint;
+mod run_local;
+mod run_remote;
+mod score_cli;
+mod sharded_run;
