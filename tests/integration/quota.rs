@@ -7,10 +7,7 @@
 //! Assertions are on what a user relies on - every row answered exactly once, few requests
 //! wasted on 429s, the pace recorded in `run.json` - never on wall time.
 
-#[path = "common/openai_server.rs"]
-mod openai_server;
-#[path = "common/runs.rs"]
-mod runs;
+use crate::common::{openai_server, runs};
 
 use std::path::Path;
 use std::time::{Duration, Instant};
