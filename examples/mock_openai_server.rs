@@ -21,6 +21,12 @@ struct Args {
     tpm: Option<u32>,
     #[arg(long, default_value_t = 0)]
     latency_ms: u64,
+    /// The window the quota is evaluated over, in milliseconds.
+    #[arg(long, default_value_t = 1000)]
+    window_ms: u64,
+    /// Rate-limit headers on success: azure, azure-limits, openai or none.
+    #[arg(long, default_value = "azure")]
+    headers: String,
 }
 
 #[tokio::main]
@@ -30,6 +36,13 @@ async fn main() {
         rpm: args.rpm,
         tpm: args.tpm,
         latency: Duration::from_millis(args.latency_ms),
+        window: Duration::from_millis(args.window_ms),
+        quota_headers: match args.headers.as_str() {
+            "azure-limits" => openai_server::QuotaHeaderStyle::AzureWithLimits,
+            "openai" => openai_server::QuotaHeaderStyle::OpenAi,
+            "none" => openai_server::QuotaHeaderStyle::None,
+            _ => openai_server::QuotaHeaderStyle::Azure,
+        },
         ..Default::default()
     };
     let addr =

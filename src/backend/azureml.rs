@@ -165,6 +165,13 @@ impl AzureMlBackend {
 
 #[async_trait]
 impl Backend for AzureMlBackend {
+    fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
+        vec![crate::limiter::DeploymentQuota {
+            deployment: self.identity(),
+            trace: self.http.limiter().trace(),
+        }]
+    }
+
     fn identity(&self) -> String {
         self.identity.clone()
     }

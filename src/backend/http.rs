@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use super::identity::TokenSource;
 use super::{BackendError, Secret};
-use crate::limiter::QuotaLimiter;
+use crate::limiter::{QuotaHeaders, QuotaLimiter};
 
 /// How requests authenticate.
 #[derive(Debug, Clone)]
@@ -103,7 +103,7 @@ impl JsonEndpoint {
     /// Sends `body` once the quota allows a request of `estimated_tokens`; returns the body
     /// of a 2xx answer.
     pub async fn post(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError> {
-        let _permit = self
+        let permit = self
             .limiter
             .acquire(u32::try_from(estimated_tokens).unwrap_or(u32::MAX))
             .await;
@@ -118,9 +118,10 @@ impl JsonEndpoint {
         let text = response.text().await.map_err(|e| self.transport_error(e))?;
         if status == StatusCode::TOO_MANY_REQUESTS {
             let retry_after = retry_after(&headers);
-            self.limiter.on_rate_limited(retry_after);
+            permit.rate_limited(retry_after);
             return Err(BackendError::RateLimited { retry_after });
         }
+        permit.answered(&quota_headers(&headers));
         if !status.is_success() {
             return Err(self.status_error(status, &text));
         }
@@ -196,6 +197,31 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .max()
 }
 
+/// What an answer says about the quota: Azure's `x-ratelimit-remaining-requests` /
+/// `-tokens` (and limits, on some answers), OpenAI's `x-ratelimit-limit-*`, `-remaining-*` and
+/// `-reset-*`. Headers that do not parse are ignored: they are advice, not data.
+pub fn quota_headers(headers: &HeaderMap) -> QuotaHeaders {
+    let text = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    let number = |name: &str| {
+        text(name)
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|n| n.is_finite() && *n >= 0.0)
+    };
+    QuotaHeaders {
+        limit_requests: number("x-ratelimit-limit-requests"),
+        limit_tokens: number("x-ratelimit-limit-tokens"),
+        remaining_requests: number("x-ratelimit-remaining-requests"),
+        remaining_tokens: number("x-ratelimit-remaining-tokens"),
+        reset_requests: text("x-ratelimit-reset-requests").and_then(parse_reset_duration),
+        reset_tokens: text("x-ratelimit-reset-tokens").and_then(parse_reset_duration),
+    }
+}
+
 /// Parses `1s`, `250ms`, `6m0s`, `1.5s` (the OpenAI reset-header format) or bare seconds.
 fn parse_reset_duration(text: &str) -> Option<Duration> {
     if let Ok(seconds) = text.parse::<f64>() {
@@ -264,5 +290,36 @@ mod tests {
             Some(Duration::from_secs(3720))
         );
         assert_eq!(parse_reset_duration("soon"), None);
+    }
+
+    #[test]
+    fn reads_azure_and_openai_quota_headers() {
+        let mut azure = HeaderMap::new();
+        azure.insert("x-ratelimit-remaining-requests", "59".parse().unwrap());
+        azure.insert("x-ratelimit-remaining-tokens", "5940".parse().unwrap());
+        assert_eq!(
+            quota_headers(&azure),
+            QuotaHeaders {
+                remaining_requests: Some(59.0),
+                remaining_tokens: Some(5940.0),
+                ..QuotaHeaders::default()
+            }
+        );
+        let mut openai = HeaderMap::new();
+        openai.insert("x-ratelimit-limit-requests", "500".parse().unwrap());
+        openai.insert("x-ratelimit-limit-tokens", "30000".parse().unwrap());
+        openai.insert("x-ratelimit-remaining-requests", "499".parse().unwrap());
+        openai.insert("x-ratelimit-remaining-tokens", "29,000".parse().unwrap());
+        openai.insert("x-ratelimit-reset-requests", "120ms".parse().unwrap());
+        openai.insert("x-ratelimit-reset-tokens", "2s".parse().unwrap());
+        let parsed = quota_headers(&openai);
+        assert_eq!(parsed.limit_requests, Some(500.0));
+        assert_eq!(parsed.limit_tokens, Some(30_000.0));
+        assert_eq!(parsed.remaining_requests, Some(499.0));
+        // Not a number: ignored rather than misread.
+        assert_eq!(parsed.remaining_tokens, None);
+        assert_eq!(parsed.reset_requests, Some(Duration::from_millis(120)));
+        assert_eq!(parsed.reset_tokens, Some(Duration::from_secs(2)));
+        assert!(!quota_headers(&HeaderMap::new()).any());
     }
 }

@@ -203,4 +203,8 @@ pub trait Backend: Send + Sync {
     fn capabilities(&self) -> Capabilities;
     async fn select(&self, request: &SelectRequest) -> Result<SelectReply, BackendError>;
     async fn generate(&self, request: &GenRequest) -> Result<GenReply, BackendError>;
+    /// What each deployment's quota limiter learned (remote backends), for the run's results.
+    fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
+        Vec::new()
+    }
 }

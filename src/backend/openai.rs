@@ -57,6 +57,11 @@ pub trait ChatTransport: Send + Sync {
     async fn send(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError>;
     /// The URL for messages (no query string, no secret).
     fn url_for_errors(&self) -> String;
+    /// The quota limiter requests pass through; `None` for transports that send nothing
+    /// live (batch answers read from files).
+    fn limiter(&self) -> Option<&Arc<QuotaLimiter>> {
+        None
+    }
 }
 
 #[async_trait]
@@ -66,6 +71,9 @@ impl ChatTransport for JsonEndpoint {
     }
     fn url_for_errors(&self) -> String {
         JsonEndpoint::url_for_errors(self)
+    }
+    fn limiter(&self) -> Option<&Arc<QuotaLimiter>> {
+        Some(JsonEndpoint::limiter(self))
     }
 }
 
@@ -372,6 +380,17 @@ impl ChatBackend {
 
 #[async_trait]
 impl Backend for ChatBackend {
+    fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
+        self.http
+            .limiter()
+            .map(|limiter| crate::limiter::DeploymentQuota {
+                deployment: self.identity(),
+                trace: limiter.trace(),
+            })
+            .into_iter()
+            .collect()
+    }
+
     fn identity(&self) -> String {
         match &self.config.endpoint {
             ChatEndpoint::Azure {

@@ -118,6 +118,10 @@ impl Backend for DeploymentPool {
         caps
     }
 
+    fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
+        self.members.iter().flat_map(|m| m.quota_traces()).collect()
+    }
+
     async fn select(&self, request: &SelectRequest) -> Result<SelectReply, BackendError> {
         self.route(|member| member.select(request)).await
     }

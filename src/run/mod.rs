@@ -518,6 +518,7 @@ pub async fn execute(
         started_at,
         finished_at: None,
         batch: ledger.clone(),
+        quota: Vec::new(),
     };
     // Everything is checked: from here on, files are written and requests sent.
     let mut journal = Journal::open(&folder)?;
@@ -539,7 +540,7 @@ pub async fn execute(
             schedule(
                 &prepared,
                 &options,
-                backend,
+                Arc::clone(&backend),
                 &mut journal,
                 &done,
                 selected,
@@ -551,6 +552,7 @@ pub async fn execute(
     journal.sync()?;
     manifest.status = status;
     manifest.finished_at = Some(now_rfc3339());
+    manifest.quota = backend.quota_traces();
     journal::write_manifest(&folder, &manifest)?;
     // Every run ends scored: summary.json, report.md, outputs.parquet and charts.
     let summary = crate::score::score_folder(&folder)?;

@@ -149,6 +149,10 @@ pub struct RunManifest {
     /// A batch run's batches: input files, file and batch ids, states (see `crate::batch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub batch: Option<crate::batch::ledger::BatchLedger>,
+    /// What each deployment's quota limiter learned (remote models): pace over time, changes
+    /// of the requests in flight, 429s.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quota: Vec<crate::limiter::DeploymentQuota>,
 }
 
 pub fn now_rfc3339() -> String {

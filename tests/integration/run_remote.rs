@@ -98,9 +98,11 @@ fn a_429_storm_slows_the_run_but_every_row_completes() {
         .collect();
     let (key, correct) = answer_key(&rows, |_| true);
     // The server allows 5 requests a second; the client is told nothing of it and sends 8 at once.
+    // No rate-limit headers: only 429s can teach it (with headers it would pace without them).
     let server = ChatServer::start(ServerConfig {
         answer_key: key,
         rpm: Some(300),
+        quota_headers: openai_server::QuotaHeaderStyle::None,
         latency: Duration::from_millis(20),
         ..Default::default()
     });

@@ -13,6 +13,9 @@
 //!   holding one window's worth, refilled at the per-minute rate; tokens estimated on arrival
 //!   as prompt characters / 4 + `max_tokens`), answering 429 with `retry-after-ms` /
 //!   `retry-after`, and `x-ratelimit-remaining-*` on success.
+//! - Rate-limit headers on success in the style of Azure (`x-ratelimit-remaining-*`, with or
+//!   without `x-ratelimit-limit-*`) or OpenAI (`-limit-*`, `-remaining-*`, `-reset-*`), or none;
+//!   and another client that takes a share of the quota from some moment on.
 //! - Faults: latency, injected 500s, hangs, malformed bodies, content-filter refusals.
 //! - Every request is recorded (question, status) so tests can count what was sent.
 
@@ -92,6 +95,19 @@ impl AnswerStyle {
     }
 }
 
+/// Which rate-limit headers a successful answer carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuotaHeaderStyle {
+    /// Azure OpenAI: `x-ratelimit-remaining-requests` / `-tokens` (per window).
+    Azure,
+    /// Azure with the per-window limits too (`x-ratelimit-limit-requests` / `-tokens`).
+    AzureWithLimits,
+    /// OpenAI: `x-ratelimit-limit-*`, `-remaining-*` and `-reset-*` (time until full).
+    OpenAi,
+    /// No rate-limit headers: a client learns the quota from 429s alone.
+    None,
+}
+
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
     /// Question text -> answer option.
@@ -120,6 +136,10 @@ pub struct ServerConfig {
     /// Question text -> the answer given when the question is asked again (a judge that does
     /// not always give the same score); the first answer still comes from `answer_key`.
     pub repeat_answers: Vec<(String, String)>,
+    pub quota_headers: QuotaHeaderStyle,
+    /// From this long after the first request on, another client takes this share of the
+    /// quota (of both buckets' refill).
+    pub others_take: Option<(Duration, f64)>,
 }
 
 impl Default for ServerConfig {
@@ -140,6 +160,8 @@ impl Default for ServerConfig {
             hang_from: None,
             content_filter_trigger: None,
             repeat_answers: Vec::new(),
+            quota_headers: QuotaHeaderStyle::Azure,
+            others_take: None,
         }
     }
 }
@@ -160,6 +182,7 @@ struct Quota {
     requests: Option<f64>,
     tokens: Option<f64>,
     last: Instant,
+    first: Option<Instant>,
 }
 
 struct Shared {
@@ -209,6 +232,7 @@ impl ChatServer {
                 requests: None,
                 tokens: None,
                 last: Instant::now(),
+                first: None,
             }),
             counter: AtomicU64::new(0),
             hang_from: AtomicU64::new(u64::MAX),
@@ -387,24 +411,36 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         .unwrap_or(16);
     let estimated = (prompt_chars as u64).div_ceil(4) + max_tokens;
     let mut remaining = (None, None);
+    let mut rate_headers: Vec<(&str, String)> = Vec::new();
     if config.rpm.is_some() || config.tpm.is_some() {
         let mut quota = shared.quota.lock().expect("lock");
         let now = Instant::now();
         // Leaky buckets holding one window's worth, refilled continuously at the per-minute rate.
         let elapsed = now.duration_since(quota.last).as_secs_f64();
         quota.last = now;
+        let first = *quota.first.get_or_insert(now);
+        // Another client's share of the refill since the last request, once it has started.
+        let others = config
+            .others_take
+            .filter(|(after, _)| now.duration_since(first) >= *after)
+            .map(|(_, share)| share)
+            .unwrap_or(0.0);
         let scale = config.window.as_secs_f64() / 60.0;
         let request_capacity = config.rpm.map(|r| (r as f64 * scale).max(1.0));
         let token_capacity = config.tpm.map(|t| (t as f64 * scale).max(1.0));
         if let (Some(capacity), Some(rpm)) = (request_capacity, config.rpm) {
-            quota.requests = (quota.requests.unwrap_or(capacity) + elapsed * rpm as f64 / 60.0)
+            let refill = elapsed * rpm as f64 / 60.0;
+            quota.requests = (quota.requests.unwrap_or(capacity) + refill)
                 .min(capacity)
                 .into();
+            quota.requests = quota.requests.map(|r| (r - refill * others).max(0.0));
         }
         if let (Some(capacity), Some(tpm)) = (token_capacity, config.tpm) {
-            quota.tokens = (quota.tokens.unwrap_or(capacity) + elapsed * tpm as f64 / 60.0)
+            let refill = elapsed * tpm as f64 / 60.0;
+            quota.tokens = (quota.tokens.unwrap_or(capacity) + refill)
                 .min(capacity)
                 .into();
+            quota.tokens = quota.tokens.map(|t| (t - refill * others).max(0.0));
         }
         let short_requests = quota
             .requests
@@ -453,6 +489,40 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             quota.requests.map(|r| r.max(0.0) as u64),
             quota.tokens.map(|t| t.max(0.0) as u64),
         );
+        let style = config.quota_headers;
+        if matches!(
+            style,
+            QuotaHeaderStyle::AzureWithLimits | QuotaHeaderStyle::OpenAi
+        ) {
+            if let Some(capacity) = request_capacity {
+                rate_headers.push(("x-ratelimit-limit-requests", format!("{capacity:.0}")));
+            }
+            if let Some(capacity) = token_capacity {
+                rate_headers.push(("x-ratelimit-limit-tokens", format!("{capacity:.0}")));
+            }
+        }
+        if style == QuotaHeaderStyle::OpenAi {
+            // Time until the bucket is full again, in OpenAI's duration format.
+            let until_full =
+                |level: Option<f64>, capacity: Option<f64>, per_minute: Option<u32>| {
+                    let (level, capacity, per_minute) = (level?, capacity?, per_minute?);
+                    let secs = (capacity - level).max(0.0) * 60.0 / per_minute.max(1) as f64;
+                    Some(if secs < 1.0 {
+                        format!("{}ms", (secs * 1000.0).round() as u64)
+                    } else {
+                        format!("{secs:.3}s")
+                    })
+                };
+            if let Some(reset) = until_full(quota.requests, request_capacity, config.rpm) {
+                rate_headers.push(("x-ratelimit-reset-requests", reset));
+            }
+            if let Some(reset) = until_full(quota.tokens, token_capacity, config.tpm) {
+                rate_headers.push(("x-ratelimit-reset-tokens", reset));
+            }
+        }
+        if style == QuotaHeaderStyle::None {
+            remaining = (None, None);
+        }
     }
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
@@ -557,6 +627,11 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             "x-ratelimit-remaining-tokens",
             HeaderValue::from_str(&t.to_string()).expect("header"),
         );
+    }
+    for (name, value) in rate_headers {
+        response
+            .headers_mut()
+            .insert(name, HeaderValue::from_str(&value).expect("header"));
     }
     response
 }

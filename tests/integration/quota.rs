@@ -1,0 +1,312 @@
+//! The limiter learns a deployment's quota when it is not told: the real `evalr run` against
+//! the local chat server enforcing a quota the way Azure does (a bucket of one window's worth,
+//! refilled at the per-minute rate), answering with Azure-style or OpenAI-style rate-limit
+//! headers, or none; another client taking half the quota midway; four shard processes sharing
+//! one quota; and a configured quota that stays a ceiling.
+//!
+//! Assertions are on what a user relies on - every row answered exactly once, few requests
+//! wasted on 429s, the pace recorded in `run.json` - never on wall time.
+
+use crate::common::{openai_server, runs};
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use openai_server::{ChatServer, QuotaHeaderStyle, ServerConfig};
+use runs::{answer_key, dataset_rows, letters_run, summary};
+use serde_json::Value;
+
+/// The anatomy rows (135) with an answer key that is right on every row.
+fn server(config: ServerConfig) -> (ChatServer, usize) {
+    let rows = dataset_rows("mmlu_anatomy_test");
+    let (key, correct) = answer_key(&rows, |_| true);
+    (
+        ChatServer::start(ServerConfig {
+            answer_key: key,
+            latency: Duration::from_millis(20),
+            ..config
+        }),
+        correct,
+    )
+}
+
+fn run(server: &ChatServer, folder: &Path, extra: &[&str]) {
+    let output = letters_run(&server.azure_endpoint())
+        .args(["--no-cache", "--quiet", "--max-retries", "30"])
+        .arg("--results-dir")
+        .arg(folder)
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn manifest(folder: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap()
+}
+
+/// The one deployment's quota trace in `run.json`.
+fn trace(folder: &Path) -> Value {
+    let quota = manifest(folder)["quota"].clone();
+    assert_eq!(quota.as_array().map(Vec::len), Some(1), "{quota}");
+    quota[0].clone()
+}
+
+fn throttled(server: &ChatServer) -> (usize, usize) {
+    let seen = server.seen();
+    (seen.iter().filter(|r| r.status == 429).count(), seen.len())
+}
+
+/// Requests the server admitted in the busiest `window` (sliding over arrival times).
+fn busiest(server: &ChatServer, window: Duration) -> usize {
+    let times: Vec<Instant> = server
+        .seen()
+        .iter()
+        .filter(|r| r.status == 200)
+        .map(|r| r.at)
+        .collect();
+    let mut best = 0;
+    let mut start = 0;
+    for end in 0..times.len() {
+        while times[end].duration_since(times[start]) >= window {
+            start += 1;
+        }
+        best = best.max(end - start + 1);
+    }
+    best
+}
+
+fn assert_every_row_once(server: &ChatServer, folder: &Path, correct: usize) {
+    let s = summary(folder);
+    assert_eq!(s["rows"], 135);
+    assert_eq!(s["correct"].as_u64().unwrap() as usize, correct);
+    assert_eq!(s["errors"], 0);
+    let answered = server.answered_per_question();
+    assert_eq!(answered.len(), 135);
+    assert!(answered.values().all(|&n| n == 1), "a row was sent twice");
+}
+
+#[test]
+fn azure_remaining_headers_teach_the_pace_without_429s() {
+    // 1,200 requests/min evaluated over 1 s: 20 at once at most. evalr is told nothing.
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(1_200),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    run(&server, &folder, &["--max-in-flight", "8"]);
+    assert_every_row_once(&server, &folder, correct);
+    let (limited, total) = throttled(&server);
+    assert!(
+        limited * 50 <= total,
+        "{limited} of {total} requests answered 429 (more than 2%)"
+    );
+    let trace = trace(&folder);
+    assert_eq!(trace["mode"], "headers");
+    assert_eq!(trace["request_capacity"], 20.0);
+    assert_eq!(trace["rate_limited"].as_u64().unwrap() as usize, limited);
+    let learned = trace["learned_rpm"].as_f64().unwrap();
+    assert!(
+        (600.0..=1_300.0).contains(&learned),
+        "learned {learned} requests/min of 1,200"
+    );
+    let sent: u64 = trace["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["requests"].as_u64().unwrap())
+        .sum();
+    assert_eq!(sent as usize, total);
+}
+
+#[test]
+fn openai_limit_and_reset_headers_give_the_rate() {
+    // OpenAI style: the limit, the remaining count and the time until full. A bucket of 40
+    // (2 s worth) at 1,200/min.
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(1_200),
+        window: Duration::from_secs(2),
+        quota_headers: QuotaHeaderStyle::OpenAi,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let output = runs::evalr()
+        .env("OPENAI_API_KEY", "test-key")
+        .env("OPENAI_BASE_URL", server.openai_base_url())
+        .args(["run", "--program", "zero_shot_letters"])
+        .args(["--dataset", "mmlu_anatomy_test", "--model", "openai:gpt-4o"])
+        .args(["--no-cache", "--quiet", "--max-in-flight", "8"])
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_every_row_once(&server, &folder, correct);
+    let (limited, total) = throttled(&server);
+    assert!(limited * 50 <= total, "{limited} of {total} answered 429");
+    let trace = trace(&folder);
+    assert_eq!(trace["mode"], "headers");
+    assert_eq!(trace["request_capacity"], 40.0);
+    // The reset header states the refill: the learned pace is the quota, less what 429s took.
+    let learned = trace["learned_rpm"].as_f64().unwrap();
+    assert!(
+        (900.0..=1_250.0).contains(&learned),
+        "learned {learned} requests/min of 1,200"
+    );
+}
+
+#[test]
+fn without_headers_429s_teach_the_rate_and_in_flight() {
+    // No rate-limit headers at all: only 429s say where the quota is.
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(1_200),
+        quota_headers: QuotaHeaderStyle::None,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    run(&server, &folder, &["--max-in-flight", "16"]);
+    assert_every_row_once(&server, &folder, correct);
+    let (limited, total) = throttled(&server);
+    assert!(limited > 0, "the quota was never reached");
+    assert!(
+        limited * 5 <= total,
+        "{limited} of {total} answered 429 (more than 20%)"
+    );
+    let trace = trace(&folder);
+    assert_eq!(trace["mode"], "rate_limits");
+    assert_eq!(trace["rate_limited"].as_u64().unwrap() as usize, limited);
+    // Multiplicative decrease: the first 429 halved the requests in flight.
+    let first_change = trace["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "in_flight")
+        .expect("an in-flight change");
+    assert_eq!(first_change["from"], 16);
+    assert_eq!(first_change["to"], 8);
+    let learned = trace["learned_rpm"].as_f64().unwrap();
+    assert!(
+        learned <= 1_500.0,
+        "learned {learned} requests/min of 1,200"
+    );
+}
+
+#[test]
+fn another_client_taking_half_the_quota_midway_halves_the_pace() {
+    // 1,200/min; from 3 s after the first request on, another client takes half of it.
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(1_200),
+        others_take: Some((Duration::from_secs(3), 0.5)),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    run(&server, &folder, &["--max-in-flight", "8"]);
+    assert_every_row_once(&server, &folder, correct);
+    let (limited, total) = throttled(&server);
+    assert!(limited * 20 <= total, "{limited} of {total} answered 429");
+    // After the other client came, we were admitted at about half the quota.
+    let late: Vec<Instant> = {
+        let seen = server.seen();
+        let start = seen[0].at + Duration::from_secs(5);
+        seen.iter()
+            .filter(|r| r.status == 200 && r.at >= start)
+            .map(|r| r.at)
+            .collect()
+    };
+    assert!(late.len() > 20, "too few requests after the change");
+    let span = late[late.len() - 1].duration_since(late[0]).as_secs_f64();
+    let per_minute = (late.len() - 1) as f64 / span * 60.0;
+    assert!(
+        per_minute <= 700.0,
+        "{per_minute:.0} requests/min with only 600 left for us"
+    );
+    let learned = trace(&folder)["learned_rpm"].as_f64().unwrap();
+    assert!(learned <= 800.0, "still pacing at {learned}/min");
+}
+
+#[test]
+fn four_shards_learn_their_shares_and_stay_under_the_quota_together() {
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(1_200),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("sharded");
+    let children: Vec<_> = (0..4)
+        .map(|k| {
+            letters_run(&server.azure_endpoint())
+                .args(["--no-cache", "--quiet", "--max-retries", "30"])
+                .args(["--max-in-flight", "8", "--shard", &format!("{k}/4")])
+                .arg("--results-dir")
+                .arg(&results)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        assert!(
+            output.status.success(),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let answered = server.answered_per_question();
+    assert_eq!(answered.len(), 135);
+    assert!(answered.values().all(|&n| n == 1));
+    let mut rows = 0;
+    let mut learned_sum = 0.0;
+    for k in 0..4 {
+        let folder = results.join(format!("shard-{k}-of-4"));
+        rows += summary(&folder)["rows"].as_u64().unwrap();
+        let trace = trace(&folder);
+        assert_eq!(trace["mode"], "headers");
+        learned_sum += trace["learned_rpm"].as_f64().unwrap();
+    }
+    assert_eq!(rows, 135);
+    let _ = correct;
+    let (limited, total) = throttled(&server);
+    assert!(
+        limited * 10 <= total,
+        "{limited} of {total} requests answered 429 (more than 10%)"
+    );
+    // Each learned its share: together not above the quota (and its window's slack).
+    assert!(
+        learned_sum <= 1_500.0,
+        "the shards together paced at {learned_sum:.0}/min"
+    );
+}
+
+#[test]
+fn a_configured_quota_stays_a_ceiling() {
+    // The deployment would take 6,000/min, but the user said 1,200: never more than that.
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(6_000),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    run(&server, &folder, &["--max-in-flight", "8", "--rpm", "1200"]);
+    assert_every_row_once(&server, &folder, correct);
+    assert_eq!(throttled(&server).0, 0);
+    // 20 a second, with a burst of half a second's worth: at most 30 in any second.
+    let most = busiest(&server, Duration::from_secs(1));
+    assert!(most <= 31, "{most} requests in one second at --rpm 1200");
+    let trace = trace(&folder);
+    assert_eq!(trace["configured_rpm"], 1_200);
+    assert!(trace["learned_rpm"].as_f64().unwrap() <= 1_200.0);
+}
