@@ -352,7 +352,7 @@ impl HeaderLearner {
         let quiet = self
             .last_answer
             .is_none_or(|t| now.saturating_duration_since(t) >= probe);
-        if !wait.is_zero() && !(idle && quiet && wait > probe) {
+        if !(wait.is_zero() || idle && quiet && wait > probe) {
             return Err(wait);
         }
         let seq = self.next_seq;
@@ -500,7 +500,7 @@ mod tests {
                 Err(_) => break,
             }
         }
-        assert!(sent <= 9 && sent >= 7, "sent {sent}");
+        assert!((7..=9).contains(&sent), "sent {sent}");
     }
 
     #[test]
