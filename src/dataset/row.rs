@@ -120,6 +120,13 @@ impl Row {
         };
         let correct_answer = match object.shift_remove("correct_answer") {
             None | Some(Value::Null) => None,
+            // An answer index needs choices to point into (and `len() - 1` below needs one).
+            Some(Value::Number(_)) if choices.is_empty() => {
+                return Err(FieldProblem::field(
+                    "correct_answer",
+                    "the row has an answer index but no `choices` to index: add `choices` or drop `correct_answer`",
+                ));
+            }
             Some(Value::Number(number)) => match number.as_u64() {
                 Some(index) if (index as usize) < choices.len() && index <= usize::MAX as u64 => {
                     Some(index as usize)
