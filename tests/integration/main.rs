@@ -15,7 +15,6 @@ mod judge;
 mod judge_azure;
 mod judge_programs;
 mod local_backend;
-mod local_model_resolve;
 mod merge;
 mod mlflow;
 mod prompty;

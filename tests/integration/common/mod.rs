@@ -4,7 +4,6 @@ pub mod batch_server;
 pub mod browser;
 pub mod hf_hub;
 pub mod identity_server;
-pub mod local_hub;
 pub mod mlflow_server;
 pub mod openai_server;
 pub mod runs;

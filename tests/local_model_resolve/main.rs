@@ -1,11 +1,13 @@
 //! `--model local...` specs: the default model's place, plain paths, and `local:hf:` downloads
-//! from a Hub that the test runs on 127.0.0.1 (see common/local_hub.rs).
+//! from a Hub that the test runs on 127.0.0.1 (see local_hub.rs).
+//! It is a test binary of its own: it sets process environment variables, which would leak
+//! into the other tests of the shared integration binary.
 //!
 //! Everything runs in one test function because it sets process environment variables
 //! (`EVALR_MODEL_DIR`, `HF_ENDPOINT`, `HF_HOME`, `HF_TOKEN`) the way a user does.
 #![cfg(feature = "local")]
 
-use crate::common::local_hub;
+mod local_hub;
 
 use std::path::PathBuf;
 
