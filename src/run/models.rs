@@ -84,6 +84,19 @@ fn chat_endpoint(
 
 /// The chat configuration of a model's first deployment and that deployment's quota, for
 /// batch runs (a batch goes to one resource; the others of a pool are not used).
+/// What a chat-completions deployment can do: one definition for live and batch runs, so a
+/// batch body is built with exactly the options a live request would use.
+fn remote_chat_capabilities(logprobs: bool, json_schema: bool) -> Capabilities {
+    Capabilities {
+        exact_loglikelihood: false,
+        logprobs,
+        json_schema,
+        regex: false,
+        penalties: true,
+        json_object: true,
+    }
+}
+
 pub async fn chat_setup(
     resolved: &ResolvedModel,
     options: &RunOptions,
@@ -113,14 +126,7 @@ pub async fn chat_setup(
         credential,
         model: model.clone(),
         reasoning: *reasoning,
-        capabilities: Capabilities {
-            exact_loglikelihood: false,
-            logprobs: *logprobs,
-            json_schema: *json_schema,
-            regex: false,
-            penalties: true,
-            json_object: true,
-        },
+        capabilities: remote_chat_capabilities(*logprobs, *json_schema),
         request_timeout: Duration::from_secs_f64(options.request_timeout_secs.max(0.1)),
     };
     Ok((config, deployment.quota))
@@ -181,14 +187,7 @@ pub async fn build_backend(
                         credential,
                         model: model.clone(),
                         reasoning: *reasoning,
-                        capabilities: Capabilities {
-                            exact_loglikelihood: false,
-                            logprobs: *logprobs,
-                            json_schema: *json_schema,
-                            regex: false,
-                            penalties: true,
-                            json_object: true,
-                        },
+                        capabilities: remote_chat_capabilities(*logprobs, *json_schema),
                         request_timeout: Duration::from_secs_f64(
                             options.request_timeout_secs.max(0.1),
                         ),
