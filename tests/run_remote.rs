@@ -710,7 +710,7 @@ fn dry_run_counts_requests_and_cost_without_calling_anything() {
 }
 
 #[test]
-fn max_errors_stops_the_run_cleanly_with_exit_code_1() {
+fn max_errors_stops_the_run_cleanly_with_the_verdict_exit_code_3() {
     let server = ChatServer::start(ServerConfig {
         fail_every: Some(1),
         ..Default::default()
@@ -733,7 +733,7 @@ fn max_errors_stops_the_run_cleanly_with_exit_code_1() {
         .unwrap();
     assert_eq!(
         output.status.code(),
-        Some(1),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -840,7 +840,7 @@ fn max_cost_stops_cleanly_and_the_run_resumes_to_the_end() {
         .unwrap();
     assert_eq!(
         output.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -859,7 +859,7 @@ fn max_cost_stops_cleanly_and_the_run_resumes_to_the_end() {
         .unwrap();
     assert_eq!(
         output.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

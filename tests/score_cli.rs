@@ -277,7 +277,7 @@ fn the_library_entry_points_used_by_run() {
         summary.accuracy.as_ref().map(|a| a.micro.value),
         Some(0.825)
     );
-    evalr::score::write_reports(&folder, &summary).expect("written");
+    evalr::report::write_score_reports(&folder, &summary).expect("written");
     for file in [
         "summary.json",
         "report.md",
@@ -353,7 +353,7 @@ fn the_judge_threshold_changes_the_pass_rate() {
 #[test]
 fn judged_metrics_of_a_judge_run_attach_to_the_judged_run() {
     let dir = copy_fixtures(&["run-a", "run-judged"]);
-    let judge = evalr::score::ResultFolder::open(&dir.path().join("run-judged")).unwrap();
+    let judge = evalr::results::ResultFolder::open(&dir.path().join("run-judged")).unwrap();
     let judged = evalr::score::judged::score_judge_folder(&judge, 3).unwrap();
     let mut summary = evalr::score::score_folder(&dir.path().join("run-a")).unwrap();
     assert_eq!(summary.quality_index.as_ref().map(|q| q.value), Some(0.575));
@@ -367,4 +367,30 @@ fn judged_metrics_of_a_judge_run_attach_to_the_judged_run() {
         "{}",
         q.value
     );
+}
+
+/// Reports are created with the user's umask like any file (they were 0600, unreadable to
+/// the CI job or the colleague who picks them up).
+#[cfg(unix)]
+#[test]
+fn reports_are_created_with_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = copy_fixtures(&["run-b"]);
+    let folder = dir.path().join("run-b");
+    evalr().arg("score").arg(&folder).assert().success();
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path).expect("file").permissions().mode() & 0o777
+    };
+    // What a plain new file gets here (0644 under the usual umask 022).
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    for file in [
+        "summary.json",
+        "report.md",
+        "outputs.parquet",
+        "calibration.svg",
+        "run.json",
+    ] {
+        assert_eq!(mode(&folder.join(file)), mode(&plain), "{file}");
+    }
 }

@@ -150,9 +150,10 @@ impl JsonEndpoint {
             408 | 409 | 500..=599 => {
                 BackendError::Transient(format!("{url} answered HTTP {status}: {message}"))
             }
-            _ => BackendError::Fatal(format!(
-                "{url} rejected the request (HTTP {status}): {message}"
-            )),
+            code => BackendError::Rejected {
+                status: code,
+                message: format!("{url} rejected the request (HTTP {status}): {message}"),
+            },
         }
     }
 }

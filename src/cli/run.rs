@@ -7,30 +7,15 @@ use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use super::UsageError;
+use super::exit::Exit;
 use crate::program::{CallKind, Program, ProgramFile, Step, list_programs, resolve_program};
-use crate::run::record::RunStatus;
-use crate::run::{ResumeOverrides, RunError, RunOptions};
+use crate::run::{ResumeOverrides, RunOptions};
+use crate::say;
 
+/// The flags of a run that `evalr judge` shares (its judge runs are runs): model settings,
+/// quota, cache, retries. Defined once, flattened into both commands.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Program name (programs/NAME.prompty) or path to a .prompty file.
-    #[arg(long, required_unless_present = "resume")]
-    pub program: Option<String>,
-    /// Dataset name (datasets/NAME.jsonl), a .jsonl file, or a folder of .jsonl files.
-    #[arg(long, required_unless_present = "resume")]
-    pub dataset: Option<String>,
-    /// Model: a profile from the config file, azure:DEPLOYMENT, openai:MODEL, local,
-    /// local:PATH.gguf or local:hf:REPO/FILE.gguf. Default: $EVALR_MODEL, the config file's
-    /// default_model, else the embedded local model.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Dataset the few-shot examples come from (default: the evaluated dataset itself, never
-    /// the row under test).
-    #[arg(long)]
-    pub examples: Option<String>,
-    /// Number of few-shot examples (default: the program's `examples.count`).
-    #[arg(long)]
-    pub shots: Option<usize>,
+pub struct RunFlags {
     /// Model profiles file (default: $EVALR_CONFIG, else ./evalr.toml if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -46,6 +31,125 @@ pub struct RunArgs {
     /// Take at most N rows (after --subjects and --sample).
     #[arg(long)]
     pub limit: Option<u64>,
+    /// Response cache folder.
+    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+    /// Do not read or write the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Stop cleanly (resumable, exit code 4) once the spend reaches this many dollars. Needs
+    /// the model's price (profile, the config's [prices], or the shipped table): refused
+    /// before the first request otherwise.
+    #[arg(long)]
+    pub max_cost: Option<f64>,
+    /// Stop (exit code 3) once more than N rows have failed for good.
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+    /// Retries of a failed call (429, 5xx, timeouts, connection errors).
+    #[arg(long, default_value_t = 6)]
+    pub max_retries: u32,
+    /// First wait before a retry, in seconds; doubles each retry (with jitter).
+    #[arg(long, default_value_t = 0.5)]
+    pub retry_interval: f64,
+    /// Seconds before a request times out.
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout: f64,
+    /// CPU threads for the local model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Local model: send raw text, no chat template.
+    #[arg(long)]
+    pub no_chat_template: bool,
+    #[arg(long, default_value = "programs")]
+    pub programs_dir: PathBuf,
+    #[arg(long, default_value = "datasets", env = "EVALR_DATASETS_DIR")]
+    pub datasets_dir: PathBuf,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl RunFlags {
+    /// Run options from these flags, for `program` over `dataset` with `model`; the
+    /// selection and example flags only `evalr run` has start empty.
+    pub fn options(&self, program: String, dataset: String, model: Option<String>) -> RunOptions {
+        RunOptions {
+            program,
+            programs_dir: self.programs_dir.clone(),
+            dataset,
+            datasets_dir: self.datasets_dir.clone(),
+            examples: None,
+            shots: None,
+            model,
+            config_file: self.config.clone(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_in_flight: self.max_in_flight,
+            limit: self.limit,
+            subjects: None,
+            sample: None,
+            seed: 0,
+            shard: None,
+            run_id: None,
+            results_dir: None,
+            cache_dir: self.cache_dir.clone(),
+            no_cache: self.no_cache,
+            max_cost: self.max_cost,
+            max_errors: self.max_errors,
+            max_retries: self.max_retries,
+            retry_interval_secs: self.retry_interval,
+            request_timeout_secs: self.request_timeout,
+            threads: self.threads,
+            no_chat_template: self.no_chat_template,
+        }
+    }
+
+    /// The defaults of every flag (as clap declares them), with these folders: for commands
+    /// that resolve a run's inputs without running it.
+    fn defaults(programs_dir: PathBuf, datasets_dir: PathBuf) -> anyhow::Result<RunFlags> {
+        #[derive(clap::Parser)]
+        struct Defaults {
+            #[command(flatten)]
+            flags: RunFlags,
+        }
+        let mut flags = <Defaults as clap::Parser>::try_parse_from(["evalr"])?.flags;
+        flags.programs_dir = programs_dir;
+        flags.datasets_dir = datasets_dir;
+        Ok(flags)
+    }
+
+    fn resume_overrides(&self) -> ResumeOverrides {
+        ResumeOverrides {
+            max_cost: self.max_cost,
+            max_errors: self.max_errors,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Program name (programs/NAME.prompty) or path to a .prompty file.
+    #[arg(long, required_unless_present = "resume")]
+    pub program: Option<String>,
+    /// Dataset name (datasets/NAME.jsonl), a .jsonl file, or a folder of .jsonl files.
+    #[arg(long, required_unless_present = "resume")]
+    pub dataset: Option<String>,
+    /// Model: a profile from the config file, azure:DEPLOYMENT, openai:MODEL, local,
+    /// local:PATH.gguf or local:hf:REPO/FILE.gguf. Default: $EVALR_MODEL, the config file's
+    /// default_model, azure:$AZURE_OPENAI_DEPLOYMENT when AZURE_OPENAI_ENDPOINT is set too,
+    /// else the embedded local model. The first line of the run says which and why.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset the few-shot examples come from (default: the evaluated dataset itself, never
+    /// the row under test).
+    #[arg(long)]
+    pub examples: Option<String>,
+    /// Number of few-shot examples (default: the program's `examples.count`).
+    #[arg(long)]
+    pub shots: Option<usize>,
     /// Only these subjects (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub subjects: Option<Vec<String>>,
@@ -67,33 +171,6 @@ pub struct RunArgs {
     /// Write the run into this folder instead of results/<run-id> (e.g. an AzureML output).
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
-    /// Response cache folder.
-    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
-    pub cache_dir: PathBuf,
-    /// Do not read or write the response cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Stop cleanly (resumable) once the spend reaches this many dollars (needs prices).
-    #[arg(long)]
-    pub max_cost: Option<f64>,
-    /// Stop once more than N rows have failed for good.
-    #[arg(long)]
-    pub max_errors: Option<u64>,
-    /// Retries of a failed call (429, 5xx, timeouts, connection errors).
-    #[arg(long, default_value_t = 6)]
-    pub max_retries: u32,
-    /// First wait before a retry, in seconds; doubles each retry (with jitter).
-    #[arg(long, default_value_t = 0.5)]
-    pub retry_interval: f64,
-    /// Seconds before a request times out.
-    #[arg(long, default_value_t = 120.0)]
-    pub request_timeout: f64,
-    /// CPU threads for the local model (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Local model: send raw text, no chat template.
-    #[arg(long)]
-    pub no_chat_template: bool,
     /// Count requests, tokens and cost without calling the model.
     #[arg(long)]
     pub dry_run: bool,
@@ -102,13 +179,8 @@ pub struct RunArgs {
     /// may be changed.
     #[arg(long, value_name = "RUN_FOLDER", conflicts_with_all = ["program", "dataset"])]
     pub resume: Option<PathBuf>,
-    #[arg(long, default_value = "programs")]
-    pub programs_dir: PathBuf,
-    #[arg(long, default_value = "datasets")]
-    pub datasets_dir: PathBuf,
-    /// No progress output.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
 /// `K/N` (0-based) or `auto` (the rank and size an AzureML / MPI / PyTorch / Kubernetes job gives).
@@ -120,90 +192,57 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 impl RunArgs {
     fn options(&self) -> RunOptions {
         RunOptions {
-            program: self.program.clone().unwrap_or_default(),
-            programs_dir: self.programs_dir.clone(),
-            dataset: self.dataset.clone().unwrap_or_default(),
-            datasets_dir: self.datasets_dir.clone(),
             examples: self.examples.clone(),
             shots: self.shots,
-            model: self.model.clone(),
-            config_file: self.config.clone(),
-            rpm: self.rpm,
-            tpm: self.tpm,
-            max_in_flight: self.max_in_flight,
-            limit: self.limit,
             subjects: self.subjects.clone(),
             sample: self.sample,
             seed: self.seed,
             shard: self.shard,
             run_id: self.run_id.clone(),
             results_dir: self.results_dir.clone(),
-            cache_dir: self.cache_dir.clone(),
-            no_cache: self.no_cache,
-            max_cost: self.max_cost,
-            max_errors: self.max_errors,
-            max_retries: self.max_retries,
-            retry_interval_secs: self.retry_interval,
-            request_timeout_secs: self.request_timeout,
-            threads: self.threads,
-            no_chat_template: self.no_chat_template,
+            ..self.flags.options(
+                self.program.clone().unwrap_or_default(),
+                self.dataset.clone().unwrap_or_default(),
+                self.model.clone(),
+            )
         }
     }
 }
 
-/// Input and configuration problems exit with 2, like any usage error.
-fn classify(error: RunError) -> anyhow::Error {
-    if error.is_usage() {
-        anyhow::Error::new(UsageError(error.to_string()))
-    } else {
-        anyhow::Error::new(error)
+fn print_dry_run(estimate: &crate::run::DryRunEstimate) -> std::io::Result<()> {
+    say!("{}", estimate.model)?;
+    say!("rows:               {}", estimate.rows)?;
+    say!("requests:           {}", estimate.requests)?;
+    say!("prompt tokens:      {} (estimated)", estimate.prompt_tokens)?;
+    say!(
+        "completion tokens:  {} (at most)",
+        estimate.completion_tokens
+    )?;
+    match (estimate.cost, &estimate.price) {
+        (Some(cost), Some(price)) => say!(
+            "cost:               ${cost:.4} (at most; ${}/${} per 1M input/output tokens from {})",
+            price.input_per_mtok,
+            price.output_per_mtok,
+            describe_price_source(&price.source)
+        ),
+        _ => say!(
+            "cost:               unknown ({})",
+            crate::prices::no_price_hint(&estimate.model)
+        ),
     }
 }
 
-pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let options = args.options();
-    if args.dry_run {
-        let estimate = crate::run::dry_run(&options).map_err(classify)?;
-        println!("rows:               {}", estimate.rows);
-        println!("requests:           {}", estimate.requests);
-        println!("prompt tokens:      {} (estimated)", estimate.prompt_tokens);
-        println!(
-            "completion tokens:  {} (at most)",
-            estimate.completion_tokens
-        );
-        match estimate.cost {
-            Some(cost) => println!("cost:               ${cost:.4} (at most)"),
-            None => println!("cost:               unknown (no prices in the model profile)"),
-        }
-        return Ok(ExitCode::SUCCESS);
+fn describe_price_source(source: &crate::prices::PriceSource) -> String {
+    use crate::prices::PriceSource;
+    match source {
+        PriceSource::Profile => "the model's profile".into(),
+        PriceSource::Config { key } => format!("the config file's [prices] {key}"),
+        PriceSource::DefaultTable { key, .. } => format!("the shipped price table ({key})"),
+        PriceSource::Local => "the local model (free)".into(),
     }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let report = runtime
-        .block_on(crate::run::execute(
-            options,
-            args.resume.as_deref().map(|folder| {
-                (
-                    folder,
-                    ResumeOverrides {
-                        max_cost: args.max_cost,
-                        max_errors: args.max_errors,
-                        rpm: args.rpm,
-                        tpm: args.tpm,
-                        max_in_flight: args.max_in_flight,
-                    },
-                )
-            }),
-            !args.quiet,
-        ))
-        .map_err(classify)?;
-    // In an AzureML job (or wherever MLFLOW_TRACKING_URI is set) the run is logged to MLflow.
-    // A logging failure is reported but does not fail the evaluation that already succeeded.
-    if std::env::var_os("MLFLOW_TRACKING_URI").is_some() {
-        match runtime.block_on(crate::azureml::mlflow::log_results_from_env(&report.folder)) {
-            Ok(_) => eprintln!("logged {} to MLflow", report.folder.display()),
-            Err(error) => eprintln!("warning: could not log to MLflow: {error}"),
-        }
-    }
+}
+
+fn print_run_summary(report: &crate::run::RunReport) -> std::io::Result<()> {
     let s = &report.summary;
     let accuracy = s
         .accuracy
@@ -217,7 +256,7 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         })
         .unwrap_or_else(|| "n/a".into());
-    println!(
+    say!(
         "{}: {} rows, accuracy {accuracy}; {} correct, {} wrong, {} unparsed, {} refused; {} failed; {} requests, {} rate-limited; report: {}",
         report.folder.display(),
         s.rows.outputs,
@@ -229,13 +268,31 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.retries.requests,
         s.retries.rate_limited,
         report.folder.join("report.md").display()
-    );
-    Ok(match report.status {
-        RunStatus::Finished | RunStatus::Running => ExitCode::SUCCESS,
-        RunStatus::StoppedMaxErrors | RunStatus::Failed => ExitCode::from(1),
-        RunStatus::StoppedMaxCost => ExitCode::from(3),
-        RunStatus::Interrupted => ExitCode::from(130),
-    })
+    )
+}
+
+pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let options = args.options();
+    if args.dry_run {
+        print_dry_run(&crate::run::dry_run(&options)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let resume = args
+        .resume
+        .as_deref()
+        .map(|folder| (folder, args.flags.resume_overrides()));
+    let report = runtime.block_on(crate::run::execute(options, resume, !args.flags.quiet))?;
+    // In an AzureML job (or wherever MLFLOW_TRACKING_URI is set) the run is logged to MLflow.
+    // A logging failure is reported but does not fail the evaluation that already succeeded.
+    if std::env::var_os("MLFLOW_TRACKING_URI").is_some() {
+        match runtime.block_on(crate::azureml::mlflow::log_results_from_env(&report.folder)) {
+            Ok(_) => eprintln!("logged {} to MLflow", report.folder.display()),
+            Err(error) => eprintln!("warning: could not log to MLflow: {error}"),
+        }
+    }
+    print_run_summary(&report)?;
+    Ok(Exit::of_run(report.status).into())
 }
 
 #[derive(Debug, Subcommand)]
@@ -262,7 +319,7 @@ pub enum ProgramsCommand {
         seed: u64,
         #[arg(long, default_value = "programs")]
         programs_dir: PathBuf,
-        #[arg(long, default_value = "datasets")]
+        #[arg(long, default_value = "datasets", env = "EVALR_DATASETS_DIR")]
         datasets_dir: PathBuf,
     },
 }
@@ -277,7 +334,7 @@ pub fn execute_programs(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
                 let description = ProgramFile::load(&path)
                     .map(|p| p.description)
                     .unwrap_or_default();
-                println!("{name:<24} {description}");
+                say!("{name:<24} {description}")?;
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -291,60 +348,62 @@ pub fn execute_programs(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
             programs_dir,
             datasets_dir,
         } => {
-            let usage = |e: &dyn std::fmt::Display| anyhow::Error::new(UsageError(e.to_string()));
-            let path = resolve_program(&program, &programs_dir).map_err(|e| usage(&e))?;
-            let program = Program::compile(ProgramFile::load(&path).map_err(|e| usage(&e))?)
-                .map_err(|e| usage(&e))?;
-            let source = crate::dataset::DatasetSource::resolve(&dataset, &datasets_dir)
-                .map_err(|e| usage(&e))?;
-            let the_row = source
-                .rows()
-                .nth(row)
-                .ok_or_else(|| usage(&format!("{dataset} has no row {row}")))?
-                .map_err(|e| usage(&e))?;
-            let shots = shots
-                .or(program.file.examples.as_ref().map(|e| e.count))
-                .unwrap_or(0);
-            let pool_rows: Vec<crate::dataset::Row> = match &examples {
-                Some(spec) => crate::dataset::DatasetSource::resolve(spec, &datasets_dir)
-                    .map_err(|e| usage(&e))?
-                    .rows()
-                    .filter_map(Result::ok)
-                    .collect(),
-                None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
-                None => Vec::new(),
+            let options = RunOptions {
+                examples,
+                shots,
+                seed,
+                ..RunFlags::defaults(programs_dir, datasets_dir)?.options(program, dataset, None)
             };
-            let pool = crate::run::rows::ExamplePool::new(pool_rows, seed);
-            let chosen = pool.examples_for(&the_row, shots);
-            let context = crate::run::row_context(&the_row, &chosen);
-            let step = program
-                .next_step(&context, &Default::default())
-                .map_err(|e| usage(&e))?;
-            let (messages, call) = match step {
-                Step::Call(call) => (call.messages.clone(), Some(call)),
-                Step::Done(messages) => (messages, None),
-            };
-            for message in messages {
-                println!("--- {} ---\n{}", message.role.as_str(), message.content);
-            }
-            if let Some(call) = call {
-                match call.kind {
-                    CallKind::Select { options, .. } => {
-                        println!("--- select `{}` among {:?} ---", call.capture, options)
-                    }
-                    CallKind::Gen {
-                        max_tokens, stop, ..
-                    } => {
-                        println!(
-                            "--- gen `{}` (max_tokens {:?}, stop {:?}) ---",
-                            call.capture, max_tokens, stop
-                        )
-                    }
-                }
-            }
+            render_row(&options, row)?;
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `evalr programs render`: the messages of a row's first call, resolved as a run would.
+fn render_row(options: &RunOptions, row: usize) -> anyhow::Result<()> {
+    let path = resolve_program(&options.program, &options.programs_dir)?;
+    let program = Program::compile(ProgramFile::load(&path)?)?;
+    let source = crate::dataset::DatasetSource::resolve(&options.dataset, &options.datasets_dir)?;
+    let the_row = source
+        .rows()
+        .nth(row)
+        .ok_or_else(|| UsageError(format!("{} has no row {row}", options.dataset)))??;
+    let shots = options
+        .shots
+        .or(program.file.examples.as_ref().map(|e| e.count))
+        .unwrap_or(0);
+    let pool_rows: Vec<crate::dataset::Row> = match &options.examples {
+        Some(spec) => crate::dataset::DatasetSource::resolve(spec, &options.datasets_dir)?
+            .rows()
+            .filter_map(Result::ok)
+            .collect(),
+        None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
+        None => Vec::new(),
+    };
+    let pool = crate::run::rows::ExamplePool::new(pool_rows, options.seed);
+    let chosen = pool.examples_for(&the_row, shots);
+    let context = crate::run::row_context(&the_row, &chosen);
+    let (messages, call) = match program.next_step(&context, &Default::default())? {
+        Step::Call(call) => (call.messages.clone(), Some(call)),
+        Step::Done(messages) => (messages, None),
+    };
+    for message in messages {
+        say!("--- {} ---\n{}", message.role.as_str(), message.content)?;
+    }
+    match call.map(|c| (c.capture, c.kind)) {
+        Some((capture, CallKind::Select { options, .. })) => {
+            say!("--- select `{capture}` among {options:?} ---")?
+        }
+        Some((
+            capture,
+            CallKind::Gen {
+                max_tokens, stop, ..
+            },
+        )) => say!("--- gen `{capture}` (max_tokens {max_tokens:?}, stop {stop:?}) ---")?,
+        None => {}
+    }
+    Ok(())
 }
 
 #[derive(Debug, Args)]
@@ -365,84 +424,31 @@ pub struct JudgeArgs {
     /// A score at or above this passes (for the pass rate).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub threshold: u8,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub rpm: Option<u32>,
-    #[arg(long)]
-    pub tpm: Option<u32>,
-    #[arg(long)]
-    pub max_in_flight: Option<usize>,
-    #[arg(long)]
-    pub limit: Option<u64>,
-    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
-    pub cache_dir: PathBuf,
-    #[arg(long)]
-    pub no_cache: bool,
-    #[arg(long, default_value_t = 6)]
-    pub max_retries: u32,
-    #[arg(long, default_value_t = 120.0)]
-    pub request_timeout: f64,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long, default_value = "programs")]
-    pub programs_dir: PathBuf,
-    #[arg(long, short)]
-    pub quiet: bool,
+    /// The judge runs' settings, as `evalr run` takes them.
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
 pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
-    let options = RunOptions {
-        program: String::new(),
-        programs_dir: args.programs_dir.clone(),
-        dataset: String::new(),
-        datasets_dir: PathBuf::from("datasets"),
-        examples: None,
-        shots: None,
-        model: args.judge_model.clone(),
-        config_file: args.config.clone(),
-        rpm: args.rpm,
-        tpm: args.tpm,
-        max_in_flight: args.max_in_flight,
-        limit: args.limit,
-        subjects: None,
-        sample: None,
-        seed: 0,
-        shard: None,
-        run_id: None,
-        results_dir: None,
-        cache_dir: args.cache_dir.clone(),
-        no_cache: args.no_cache,
-        max_cost: None,
-        max_errors: None,
-        max_retries: args.max_retries,
-        retry_interval_secs: 0.5,
-        request_timeout_secs: args.request_timeout,
-        threads: args.threads,
-        no_chat_template: false,
-    };
     let request = crate::run::judge::JudgeRequest {
         run_folder: args.run.clone(),
         metrics: args.metric.clone(),
         threshold: args.threshold,
-        options,
+        options: args
+            .flags
+            .options(String::new(), String::new(), args.judge_model.clone()),
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime
-        .block_on(crate::run::judge::judge(request, !args.quiet))
-        .map_err(classify)?;
-    let summary: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(args.run.join("summary.json")).context("summary.json")?,
-    )?;
-    for metric in summary["judged"].as_array().into_iter().flatten() {
-        println!(
+    let summary = runtime.block_on(crate::run::judge::judge(request, !args.flags.quiet))?;
+    for metric in &summary.judged {
+        say!(
             "{}: mean {:.2} over {} rows, pass rate {:.1}% (score >= {})",
-            metric["metric"].as_str().unwrap_or("?"),
-            metric["mean"].as_f64().unwrap_or(f64::NAN),
-            metric["n"].as_u64().unwrap_or(0),
-            metric["pass_rate"].as_f64().unwrap_or(f64::NAN) * 100.0,
-            metric["threshold"].as_u64().unwrap_or(0)
-        );
+            metric.metric,
+            metric.mean,
+            metric.n,
+            metric.pass_rate * 100.0,
+            metric.threshold
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

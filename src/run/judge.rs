@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{ResumeOverrides, RunError, RunOptions, execute, journal};
+use super::{ResumeOverrides, RunError, RunOptions, execute};
 use crate::dataset::{JsonlWriter, Row};
-use crate::score::{JUDGE_FOLDER, OutputRecord, ResultFolder};
+use crate::results::{CallKind, OUTPUTS_FILE, OutputRecord, ResultFolder};
+use crate::score::{JUDGE_FOLDER, Summary};
 
 /// The metrics `evalr judge` knows, each a program in `programs/judges/`.
 pub const METRICS: [&str; 5] = [
@@ -30,7 +31,7 @@ fn response_text(record: &OutputRecord) -> Option<String> {
     let explanation: Vec<String> = record
         .calls
         .iter()
-        .filter(|c| c.kind.as_deref() == Some("gen"))
+        .filter(|c| c.kind == CallKind::Gen)
         .filter_map(|c| c.text.clone())
         .collect();
     Some(if explanation.is_empty() {
@@ -75,7 +76,7 @@ fn judge_rows(folder: &Path, metric: &str) -> Result<Vec<Row>, RunError> {
             correct_answer: None,
             extra,
         });
-        Ok(())
+        Ok::<_, RunError>(())
     })?;
     Ok(rows)
 }
@@ -92,8 +93,8 @@ pub struct JudgeRequest {
     pub options: RunOptions,
 }
 
-/// Judges a run for each metric; returns the judge runs' folders.
-pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<PathBuf>, RunError> {
+/// Judges a run for each metric; returns the judged run's summary, judged metrics included.
+pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Summary, RunError> {
     for metric in &request.metrics {
         if !METRICS.contains(&metric.as_str()) {
             return Err(RunError::Usage(format!(
@@ -102,7 +103,6 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
             )));
         }
     }
-    let mut folders = Vec::new();
     for metric in &request.metrics {
         let rows = judge_rows(&request.run_folder, metric)?;
         let needs = match metric.as_str() {
@@ -137,11 +137,10 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
         options.shard = None;
         options.run_id = None;
         let resume = folder
-            .join(journal::OUTPUTS_FILE)
+            .join(OUTPUTS_FILE)
             .exists()
             .then(|| (folder.as_path(), ResumeOverrides::default()));
-        let report = execute(options, resume, show_progress).await?;
-        folders.push(report.folder);
+        execute(options, resume, show_progress).await?;
     }
     // Fold the judged metrics into the judged run's own summary and report.
     let summary = crate::score::score_folder_with(
@@ -150,6 +149,6 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
             judge_threshold: request.threshold,
         },
     )?;
-    crate::score::write_reports(&request.run_folder, &summary)?;
-    Ok(folders)
+    crate::report::write_score_reports(&request.run_folder, &summary)?;
+    Ok(summary)
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{RunError, RunOptions};
+use super::error::RunError;
+use super::options::RunOptions;
 use crate::backend::azureml::AzureMlBackend;
 use crate::backend::http::{Credential, JsonEndpoint};
 use crate::backend::identity::{self, TokenSource};

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::folder::OutputRecord;
+use crate::results::OutputRecord;
 
 /// Default pass threshold: a score of 3 or more passes.
 pub const DEFAULT_THRESHOLD: u8 = 3;
@@ -35,7 +35,7 @@ pub struct JudgedMetric {
 /// The judge's score of a row: the chosen option of the answer select (or the `score`
 /// capture), when it is an integer in 1..=5.
 pub fn judge_score(record: &OutputRecord) -> Option<u8> {
-    let from_answer = record.answer.as_ref().and_then(|a| a.option.clone());
+    let from_answer = record.answer.as_ref().map(|a| a.option.clone());
     let from_capture = || match record.captures.get("score") {
         Some(Value::String(s)) => Some(s.clone()),
         Some(Value::Number(n)) => Some(n.to_string()),
@@ -53,13 +53,13 @@ pub fn judge_metric(record: &OutputRecord) -> Option<&str> {
 
 /// Judged metrics of a judge run's result folder (rows without `row.metric` are ignored).
 pub fn score_judge_folder(
-    folder: &super::ResultFolder,
+    folder: &crate::results::ResultFolder,
     threshold: u8,
 ) -> Result<Vec<JudgedMetric>, super::ScoreError> {
     let mut accumulator = JudgedAccumulator::default();
     folder.for_each_output(|_, record| {
         accumulator.add(&record);
-        Ok(())
+        Ok::<_, super::ScoreError>(())
     })?;
     Ok(accumulator.finish(threshold))
 }
