@@ -20,6 +20,7 @@ mod mlflow;
 mod prompty;
 mod prompty_conformance;
 mod quota;
+mod results_seams;
 mod run_azureml_endpoint;
 mod run_local;
 mod run_remote;
