@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod examples;
 pub mod limiter;
 pub mod program;
 pub mod report;

@@ -50,6 +50,8 @@ pub struct ChatConfig {
 pub struct ChatBackend {
     config: ChatConfig,
     http: JsonEndpoint,
+    /// The same deployment's (or server's) embeddings URL, under the same quota limiter.
+    embeddings_http: JsonEndpoint,
     tokens: TokenCounter,
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
@@ -74,6 +76,13 @@ impl ChatBackend {
             chat_url(&config.endpoint),
             config.credential.clone(),
             Vec::new(),
+            Arc::clone(&limiter),
+            config.request_timeout,
+        )?;
+        let embeddings_http = JsonEndpoint::new(
+            super::embeddings::embeddings_url(&config.endpoint),
+            config.credential.clone(),
+            Vec::new(),
             limiter,
             config.request_timeout,
         )?;
@@ -87,6 +96,7 @@ impl ChatBackend {
             estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
             http,
+            embeddings_http,
             tokens,
         })
     }
@@ -438,6 +448,18 @@ impl Backend for ChatBackend {
             usage: completion.usage(),
             requests: 1,
         })
+    }
+
+    async fn embed(
+        &self,
+        request: &super::EmbedRequest,
+    ) -> Result<super::EmbedReply, BackendError> {
+        let model = match &self.config.endpoint {
+            ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
+            ChatEndpoint::Azure { .. } => None,
+        };
+        super::embeddings::post_embeddings(&self.embeddings_http, model, &self.tokens, request)
+            .await
     }
 }
 

@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand};
 
 pub mod azureml;
 pub mod datasets;
+pub mod embed;
 pub mod run;
 pub mod score;
 
@@ -49,6 +50,8 @@ pub enum Command {
     Score(score::ScoreArgs),
     /// Compare runs row by row against the first (CI gate with --fail-if-worse).
     Compare(score::CompareArgs),
+    /// Embed a dataset's questions (one vector per row id) into a parquet file.
+    Embed(Box<embed::EmbedArgs>),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -67,6 +70,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MlflowLog(args) => azureml::mlflow_log(args),
         Command::Score(args) => score::execute_score(args),
         Command::Compare(args) => score::execute_compare(args),
+        Command::Embed(args) => embed::execute_embed(*args),
     }
 }
 

@@ -31,6 +31,34 @@ pub struct RunArgs {
     /// Number of few-shot examples (default: the program's `examples.count`).
     #[arg(long)]
     pub shots: Option<usize>,
+    /// How examples are picked: `knn` (nearest by embedding, see --embeddings-model) or
+    /// `random` (default: the program's `examples.pick`, else random).
+    #[arg(long)]
+    pub pick: Option<crate::program::ExamplePick>,
+    /// With --examples results/<run>: which of its rows serve as examples, `correct` (default)
+    /// or `all`; their captures (e.g. `explanation`) become example fields.
+    #[arg(long)]
+    pub examples_where: Option<crate::examples::ExampleFilter>,
+    /// The model that embeds pool and rows for --pick knn (same forms as --model; default:
+    /// the run's model).
+    #[arg(long)]
+    pub embeddings_model: Option<String>,
+    /// The pool's embeddings file for --pick knn (e.g. from `evalr embed`; default:
+    /// results/embeddings/<pool>-<model hash>.parquet, computed when missing).
+    #[arg(long)]
+    pub pool_embeddings: Option<PathBuf>,
+    /// The evaluated rows' embeddings file for --pick knn (default: as for the pool).
+    #[arg(long)]
+    pub row_embeddings: Option<PathBuf>,
+    /// Play each row N times and reduce the answers (default: the program's `ensemble`).
+    #[arg(long)]
+    pub repeats: Option<u32>,
+    /// Order of the choices in each repeat: none, plain-hunt or random (seeded by --seed).
+    #[arg(long)]
+    pub shuffle: Option<crate::program::Shuffle>,
+    /// How repeats become the row's answer: majority, mode, mean, pass-at-k or all-correct.
+    #[arg(long)]
+    pub reduce: Option<crate::program::Reduce>,
     /// Model profiles file (default: $EVALR_CONFIG, else ./evalr.toml if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -147,6 +175,14 @@ impl RunArgs {
             request_timeout_secs: self.request_timeout,
             threads: self.threads,
             no_chat_template: self.no_chat_template,
+            pick: self.pick,
+            examples_where: self.examples_where,
+            embeddings_model: self.embeddings_model.clone(),
+            pool_embeddings: self.pool_embeddings.clone(),
+            row_embeddings: self.row_embeddings.clone(),
+            repeats: self.repeats,
+            shuffle: self.shuffle,
+            reduce: self.reduce,
         }
     }
 }
@@ -165,6 +201,9 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.dry_run {
         let estimate = crate::run::dry_run(&options).map_err(classify)?;
         println!("rows:               {}", estimate.rows);
+        if estimate.repeats > 1 {
+            println!("repeats per row:    {}", estimate.repeats);
+        }
         println!("requests:           {}", estimate.requests);
         println!("prompt tokens:      {} (estimated)", estimate.prompt_tokens);
         println!(
@@ -174,6 +213,19 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         match estimate.cost {
             Some(cost) => println!("cost:               ${cost:.4} (at most)"),
             None => println!("cost:               unknown (no prices in the model profile)"),
+        }
+        if let Some(e) = &estimate.embeddings {
+            println!("embeddings model:   {}", e.model);
+            println!(
+                "texts to embed:     {} (not yet in their embeddings files)",
+                e.texts
+            );
+            println!("embedding requests: {}", e.requests);
+            println!("embedding tokens:   {} (estimated)", e.tokens);
+            match e.cost {
+                Some(cost) => println!("embedding cost:     ${cost:.4}"),
+                None => println!("embedding cost:     unknown (no prices in the model profile)"),
+            }
         }
         return Ok(ExitCode::SUCCESS);
     }
@@ -420,6 +472,14 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         request_timeout_secs: args.request_timeout,
         threads: args.threads,
         no_chat_template: false,
+        pick: None,
+        examples_where: None,
+        embeddings_model: None,
+        pool_embeddings: None,
+        row_embeddings: None,
+        repeats: None,
+        shuffle: None,
+        reduce: None,
     };
     let request = crate::run::judge::JudgeRequest {
         run_folder: args.run.clone(),

@@ -22,6 +22,31 @@ pub struct DefaultParameters {
 #[serde(deny_unknown_fields)]
 pub struct ExamplesSpec {
     pub count: usize,
+    /// How examples are chosen from the pool (`--pick` overrides): `random` (the default) or
+    /// `knn` (the pool rows nearest the row by embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<ExamplePick>,
+}
+
+/// How few-shot examples are chosen from their pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExamplePick {
+    /// A seeded order per subject (same subject first), shared by the subject's rows.
+    Random,
+    /// The k pool rows whose question embeddings are nearest the row's (cosine).
+    Knn,
+}
+
+impl std::str::FromStr for ExamplePick {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "random" => Ok(ExamplePick::Random),
+            "knn" => Ok(ExamplePick::Knn),
+            _ => Err(format!("unknown pick `{text}`: use knn or random")),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -36,6 +61,7 @@ struct FrontMatter {
     parameters: DefaultParameters,
     answer: Option<String>,
     examples: Option<ExamplesSpec>,
+    ensemble: Option<super::EnsembleSpec>,
 }
 
 /// A parsed program file.
@@ -50,6 +76,8 @@ pub struct ProgramFile {
     /// The capture whose selected option is the row's answer.
     pub answer_capture: String,
     pub examples: Option<ExamplesSpec>,
+    /// Repeats, choice shuffling and vote reduction the program asks for (flags override).
+    pub ensemble: Option<super::EnsembleSpec>,
     /// The Jinja body.
     pub body: String,
     /// Line of the file on which the body starts (1-based), so template errors point at the file.
@@ -94,6 +122,7 @@ impl ProgramFile {
             parameters: front.parameters,
             answer_capture: front.answer.unwrap_or_else(|| "answer".to_string()),
             examples: front.examples,
+            ensemble: front.ensemble,
             body: body.to_string(),
             body_first_line,
             sha256,

@@ -2,10 +2,14 @@
 
 use std::path::PathBuf;
 
+mod ensemble;
 mod file;
 mod render;
 
-pub use file::{DefaultParameters, ExamplesSpec, ProgramFile, list_programs, resolve_program};
+pub use ensemble::{EnsembleSpec, Reduce, Shuffle};
+pub use file::{
+    DefaultParameters, ExamplePick, ExamplesSpec, ProgramFile, list_programs, resolve_program,
+};
 pub use render::{Call, CallKind, Captures, Program, Step, split_messages};
 
 #[derive(Debug, thiserror::Error)]

@@ -116,10 +116,25 @@ pub fn read_manifest(folder: &Path) -> Result<RunManifest, RunError> {
 /// The ids already in `outputs.jsonl`. A torn last line (a crash mid-write) is cut off the
 /// file so appending goes on from a clean line boundary; a bad line elsewhere is an error.
 pub fn finished_ids(folder: &Path) -> Result<HashSet<String>, RunError> {
-    let path = folder.join(OUTPUTS_FILE);
     let mut ids = HashSet::new();
+    read_journal_lines(folder, OUTPUTS_FILE, |value| {
+        if let Some(id) = value.get("id").and_then(|v| v.as_str()) {
+            ids.insert(id.to_string());
+        }
+    })?;
+    Ok(ids)
+}
+
+/// Reads every complete JSON line of the journal file `name` in `folder` (none when it does
+/// not exist). A torn last line is cut off the file; a bad complete line is an error naming it.
+pub fn read_journal_lines(
+    folder: &Path,
+    name: &str,
+    mut each: impl FnMut(serde_json::Value),
+) -> Result<(), RunError> {
+    let path = folder.join(name);
     let Ok(file) = OpenOptions::new().read(true).write(true).open(&path) else {
-        return Ok(ids);
+        return Ok(());
     };
     let mut reader = BufReader::new(&file);
     let mut offset: u64 = 0;
@@ -138,9 +153,7 @@ pub fn finished_ids(folder: &Path) -> Result<HashSet<String>, RunError> {
         let parsed = serde_json::from_slice::<serde_json::Value>(&line);
         match (parsed, complete) {
             (Ok(value), _) => {
-                if let Some(id) = value.get("id").and_then(|v| v.as_str()) {
-                    ids.insert(id.to_string());
-                }
+                each(value);
                 offset += read as u64;
             }
             (Err(_), false) => {
@@ -158,7 +171,23 @@ pub fn finished_ids(folder: &Path) -> Result<HashSet<String>, RunError> {
             }
         }
     }
-    Ok(ids)
+    Ok(())
+}
+
+/// Appends one JSON line to the journal file `name` in `folder` (created when missing), in
+/// one write, flushed: the same crash guarantees as `outputs.jsonl`.
+pub fn append_journal_line(
+    folder: &Path,
+    name: &str,
+    value: &impl serde::Serialize,
+) -> Result<(), RunError> {
+    let path = folder.join(name);
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_error(&path))?;
+    Journal::append(&mut file, path.clone(), value)
 }
 
 #[cfg(test)]

@@ -14,6 +14,8 @@ use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 pub mod cache;
+pub mod embed;
+pub mod ensemble;
 pub mod journal;
 pub mod judge;
 mod models;
@@ -43,6 +45,9 @@ enum RowResult {
     Failed { id: String, failure: RowFailure },
     Invalid(crate::dataset::RowError),
 }
+use crate::examples::{ExampleFilter, ExamplePicker, KnnPicker};
+use crate::program::{ExamplePick, Reduce, Shuffle};
+use ensemble::{EnsemblePlan, EnsembleRunner};
 use rows::{ExamplePool, RowSelection, stratified_sample};
 
 #[derive(Debug, thiserror::Error)]
@@ -66,12 +71,21 @@ pub enum RunError {
     Backend(String),
     #[error("the run finished but could not be scored: {0}")]
     Score(#[from] crate::score::ScoreError),
+    #[error(transparent)]
+    Examples(#[from] crate::examples::ExamplesError),
+    #[error(
+        "cannot embed the examples and rows for --pick knn (the embeddings model is --embeddings-model, else the run's model): {0}"
+    )]
+    Embed(#[from] embed::EmbedError),
 }
 
 impl RunError {
     /// Errors found before anything was sent: the user must fix input or configuration.
     pub fn is_usage(&self) -> bool {
-        !matches!(self, RunError::Io { .. } | RunError::Score(_))
+        !matches!(
+            self,
+            RunError::Io { .. } | RunError::Score(_) | RunError::Embed(_)
+        )
     }
 }
 
@@ -106,6 +120,29 @@ pub struct RunOptions {
     pub request_timeout_secs: f64,
     pub threads: Option<usize>,
     pub no_chat_template: bool,
+    /// How examples are picked (default: the program's `examples.pick`, else random).
+    #[serde(default)]
+    pub pick: Option<ExamplePick>,
+    /// Which rows of a run folder given as `--examples` serve as examples.
+    #[serde(default)]
+    pub examples_where: Option<ExampleFilter>,
+    /// The model that embeds pool and rows for `--pick knn` (default: the run's model).
+    #[serde(default)]
+    pub embeddings_model: Option<String>,
+    /// The pool's embeddings file (default: under `results/embeddings/`, named by dataset
+    /// and model).
+    #[serde(default)]
+    pub pool_embeddings: Option<PathBuf>,
+    /// The evaluated rows' embeddings file (default: as for the pool).
+    #[serde(default)]
+    pub row_embeddings: Option<PathBuf>,
+    /// Repeats of each row (default: the program's `ensemble.repeats`).
+    #[serde(default)]
+    pub repeats: Option<u32>,
+    #[serde(default)]
+    pub shuffle: Option<Shuffle>,
+    #[serde(default)]
+    pub reduce: Option<Reduce>,
 }
 
 /// Settings a resumed run may change (everything else comes from its `run.json`).
@@ -144,6 +181,20 @@ pub struct DryRunEstimate {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub cost: Option<f64>,
+    /// Plays of each row (ensemble repeats; 1 otherwise).
+    pub repeats: u32,
+    /// Embeddings a `--pick knn` run still has to compute (pool and rows not in their files).
+    pub embeddings: Option<EmbeddingEstimate>,
+}
+
+/// The embedding part of a dry run.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbeddingEstimate {
+    pub model: String,
+    pub texts: u64,
+    pub requests: u64,
+    pub tokens: u64,
+    pub cost: Option<f64>,
 }
 
 /// Resolved before the first request.
@@ -151,9 +202,12 @@ struct Prepared {
     program: Arc<Program>,
     source: DatasetSource,
     selection: RowSelection,
-    examples: Option<ExamplePool>,
+    /// The example pool's rows, when the program shows examples.
+    pool: Option<Vec<Row>>,
+    pick: ExamplePick,
     shots: usize,
     resolved: ResolvedModel,
+    ensemble: Option<EnsemblePlan>,
 }
 
 fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
@@ -164,20 +218,29 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         .shots
         .or(program.file.examples.as_ref().map(|e| e.count))
         .unwrap_or(0);
-    let examples = match (&options.examples, shots) {
-        (Some(spec), _) => {
-            let examples_source = DatasetSource::resolve(spec, &options.datasets_dir)?;
-            let rows: Vec<Row> = examples_source.rows().filter_map(Result::ok).collect();
-            Some(ExamplePool::new(rows, options.seed))
-        }
+    let pool = match (&options.examples, shots) {
+        (Some(spec), _) => Some(crate::examples::load_pool(
+            spec,
+            &options.datasets_dir,
+            options.examples_where,
+        )?),
         (None, 0) => None,
         // Offline there is no dev split: by default examples are other rows of the dataset itself
         // (same subject, never the row under test).
-        (None, _) => Some(ExamplePool::new(
-            source.rows().filter_map(Result::ok).collect(),
-            options.seed,
-        )),
+        (None, _) => Some(source.rows().filter_map(Result::ok).collect()),
     };
+    let pick = options
+        .pick
+        .or(program.file.examples.as_ref().and_then(|e| e.pick))
+        .unwrap_or(ExamplePick::Random);
+    let ensemble = EnsemblePlan::resolve(
+        program.file.ensemble.as_ref(),
+        options.repeats,
+        options.shuffle,
+        options.reduce,
+        options.seed,
+    )
+    .map_err(RunError::Usage)?;
     let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
     let resolved = resolve_model(
         options.model.as_deref(),
@@ -204,9 +267,11 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         program: Arc::new(program),
         source,
         selection,
-        examples,
+        pool,
+        pick,
         shots,
         resolved,
+        ensemble,
     })
 }
 
@@ -238,50 +303,246 @@ fn default_run_id(program: &str, dataset: &str) -> String {
 }
 
 /// Counts what a run would send, without calling the model: each row's program is played with
-/// placeholder answers (first option, `max_tokens` of text).
+/// placeholder answers (first option, `max_tokens` of text), once per ensemble repeat with the
+/// repeat's choice order. A `--pick knn` run also counts the embeddings it still has to compute
+/// (its examples are then estimated with a random pick of the same size).
 pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
     let prepared = prepare(options)?;
     let counter = crate::backend::tokens::TokenCounter::for_model(match &prepared.resolved {
         ResolvedModel::Remote { model, .. } => model.as_deref(),
         ResolvedModel::Local { .. } => None,
     });
+    let repeats = prepared.ensemble.map(|p| p.repeats).unwrap_or(1);
     let mut estimate = DryRunEstimate {
         rows: 0,
         requests: 0,
         prompt_tokens: 0,
         completion_tokens: 0,
         cost: None,
+        repeats,
+        embeddings: None,
     };
+    let picker = prepared
+        .pool
+        .clone()
+        .map(|rows| ExamplePool::new(rows, options.seed));
     for row in selected_rows(&prepared, &HashSet::new()).filter_map(Result::ok) {
-        let examples = prepared
-            .examples
+        let examples = picker
             .as_ref()
             .map(|p| p.examples_for(&row, prepared.shots))
             .unwrap_or_default();
-        let context = row_context(&row, &examples);
-        let mut captures = crate::program::Captures::new();
         estimate.rows += 1;
-        while let crate::program::Step::Call(call) =
-            prepared.program.next_step(&context, &captures)?
-        {
-            estimate.requests += 1;
-            estimate.prompt_tokens += counter.count_messages(&call.messages);
-            let (value, completion) = match &call.kind {
-                crate::program::CallKind::Select { options, .. } => (options[0].clone(), 1),
-                crate::program::CallKind::Gen { max_tokens, .. } => {
-                    let n = max_tokens
-                        .or(prepared.program.file.parameters.max_tokens)
-                        .unwrap_or(256);
-                    (String::new(), u64::from(n))
-                }
+        for repeat in 0..repeats {
+            let shown = match &prepared.ensemble {
+                Some(plan) => ensemble::permuted_row(
+                    &row,
+                    &plan.permutation(&row.id, row.choices.len(), repeat),
+                ),
+                None => row.clone(),
             };
-            estimate.completion_tokens += completion;
-            captures.insert(call.capture.clone(), serde_json::Value::String(value));
+            let context = row_context(&shown, &examples);
+            let mut captures = crate::program::Captures::new();
+            while let crate::program::Step::Call(call) =
+                prepared.program.next_step(&context, &captures)?
+            {
+                estimate.requests += 1;
+                estimate.prompt_tokens += counter.count_messages(&call.messages);
+                let (value, completion) = match &call.kind {
+                    crate::program::CallKind::Select { options, .. } => (options[0].clone(), 1),
+                    crate::program::CallKind::Gen { max_tokens, .. } => {
+                        let n = max_tokens
+                            .or(prepared.program.file.parameters.max_tokens)
+                            .unwrap_or(256);
+                        (String::new(), u64::from(n))
+                    }
+                };
+                estimate.completion_tokens += completion;
+                captures.insert(call.capture.clone(), serde_json::Value::String(value));
+            }
         }
     }
     estimate.cost = model_prices(&prepared.resolved)
         .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens));
+    if prepared.pick == ExamplePick::Knn && prepared.pool.is_some() {
+        estimate.embeddings = Some(estimate_embeddings(&prepared, options)?);
+    }
     Ok(estimate)
+}
+
+/// Texts a knn run still has to embed (pool and rows not in their embeddings files), the
+/// requests and tokens that takes, and their cost.
+fn estimate_embeddings(
+    prepared: &Prepared,
+    options: &RunOptions,
+) -> Result<EmbeddingEstimate, RunError> {
+    let resolved = embeddings_model(options)?;
+    let runtime = tokio::runtime::Runtime::new().map_err(|source| RunError::Io {
+        path: PathBuf::from("."),
+        source,
+    })?;
+    let backend = runtime.block_on(build_backend(&resolved, options))?;
+    let identity = backend.identity();
+    let counter = crate::backend::tokens::TokenCounter::for_model(match &resolved {
+        ResolvedModel::Remote { model, .. } => model.as_deref(),
+        ResolvedModel::Local { .. } => None,
+    });
+    let rows: Vec<Row> = selected_rows(prepared, &HashSet::new())
+        .filter_map(Result::ok)
+        .collect();
+    let mut texts = 0u64;
+    let mut tokens = 0u64;
+    let mut requests = 0u64;
+    let (pool_path, rows_path) = embeddings_files(options, &identity);
+    // A text is embedded once per file (the pool and the rows may share one).
+    let mut seen: HashSet<(PathBuf, String)> = HashSet::new();
+    let mut count = |path: &Path, rows: &[Row]| -> Result<(), RunError> {
+        let table = crate::examples::vectors::VectorTable::read(path, &identity)
+            .map_err(|e| RunError::Embed(embed::EmbedError::File(e)))?;
+        let mut missing = 0u64;
+        for row in rows {
+            let text = embed::embedding_text(row);
+            let sha = crate::examples::vectors::text_sha256(text);
+            let stored = table
+                .as_ref()
+                .is_some_and(|t| t.get(&row.id, &sha).is_some());
+            if !stored && seen.insert((path.to_path_buf(), sha)) {
+                missing += 1;
+                tokens += counter.count(text);
+            }
+        }
+        // Pool and rows are embedded in passes of their own, each in batches.
+        texts += missing;
+        requests += missing.div_ceil(embed::EMBED_BATCH as u64);
+        Ok(())
+    };
+    count(&pool_path, prepared.pool.as_deref().unwrap_or_default())?;
+    count(&rows_path, &rows)?;
+    let cost = model_prices(&resolved).map(|p| p.cost(tokens, 0));
+    Ok(EmbeddingEstimate {
+        model: identity,
+        texts,
+        requests,
+        tokens,
+        cost,
+    })
+}
+
+/// The model `--pick knn` embeds with: `--embeddings-model`, else the run's model.
+fn embeddings_model(options: &RunOptions) -> Result<ResolvedModel, RunError> {
+    let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
+    Ok(resolve_model(
+        options
+            .embeddings_model
+            .as_deref()
+            .or(options.model.as_deref()),
+        &file,
+        QuotaOverrides {
+            rpm: options.rpm,
+            tpm: options.tpm,
+            max_in_flight: options.max_in_flight,
+        },
+    )?)
+}
+
+/// Where the embeddings of a dataset (or example run) by a model are kept: beside the
+/// results, `results/embeddings/` (or `embeddings/` in the parent of --results-dir).
+fn embeddings_path(options: &RunOptions, spec: &str, identity: &str) -> PathBuf {
+    let dir = match &options.results_dir {
+        Some(dir) => dir.parent().unwrap_or(Path::new(".")).join("embeddings"),
+        None => PathBuf::from(embed::DEFAULT_EMBEDDINGS_DIR),
+    };
+    embed::default_embeddings_path(&dir, spec, identity)
+}
+
+/// The embeddings files of a knn run, (pool, rows): `--pool-embeddings` / `--row-embeddings`,
+/// else named by dataset and model beside the results. A run folder's rows are its dataset's,
+/// so a CoT run over a split shares that split's file.
+fn embeddings_files(options: &RunOptions, identity: &str) -> (PathBuf, PathBuf) {
+    let pool_spec =
+        crate::examples::embeddings_spec(options.examples.as_deref().unwrap_or(&options.dataset));
+    (
+        options
+            .pool_embeddings
+            .clone()
+            .unwrap_or_else(|| embeddings_path(options, &pool_spec, identity)),
+        options
+            .row_embeddings
+            .clone()
+            .unwrap_or_else(|| embeddings_path(options, &options.dataset, identity)),
+    )
+}
+
+/// The examples picker of a run: the pool picked at random, or indexed by embeddings (pool
+/// and selected rows embedded now, or read back from their embeddings files).
+async fn build_picker(
+    prepared: &Prepared,
+    options: &RunOptions,
+    run_backend: &Arc<dyn Backend>,
+    show_progress: bool,
+) -> Result<Option<ExamplePicker>, RunError> {
+    let Some(pool) = prepared.pool.clone() else {
+        return Ok(None);
+    };
+    if prepared.pick == ExamplePick::Random {
+        return Ok(Some(ExamplePicker::Random(ExamplePool::new(
+            pool,
+            options.seed,
+        ))));
+    }
+    let embeddings_resolved = embeddings_model(options)?;
+    let backend = match &options.embeddings_model {
+        None => Arc::clone(run_backend),
+        Some(_) => build_backend(&embeddings_resolved, options).await?,
+    };
+    let identity = backend.identity();
+    let cache = (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir));
+    let retry = RetryPolicy {
+        max_retries: options.max_retries,
+        initial_interval: Duration::from_secs_f64(options.retry_interval_secs.max(0.0)),
+        ..RetryPolicy::default()
+    };
+    let concurrency = models::concurrency(&embeddings_resolved, options);
+    let (pool_path, rows_path) = embeddings_files(options, &identity);
+    let (pool_vectors, pool_stats) = embed::embed_rows(
+        backend.as_ref(),
+        cache.as_ref(),
+        retry,
+        concurrency,
+        &pool,
+        &pool_path,
+    )
+    .await?;
+    let rows: Vec<Row> = selected_rows(prepared, &HashSet::new())
+        .filter_map(Result::ok)
+        .collect();
+    let (row_vectors, row_stats) = embed::embed_rows(
+        backend.as_ref(),
+        cache.as_ref(),
+        retry,
+        concurrency,
+        &rows,
+        &rows_path,
+    )
+    .await?;
+    if show_progress {
+        eprintln!(
+            "embeddings ({identity}): pool {} rows ({} computed, {} from {}), rows {} ({} computed, {} from {})",
+            pool_stats.rows,
+            pool_stats.computed,
+            pool_stats.stored + pool_stats.cached,
+            pool_path.display(),
+            row_stats.rows,
+            row_stats.computed,
+            row_stats.stored + row_stats.cached,
+            rows_path.display()
+        );
+    }
+    let queries = rows.iter().map(|r| r.id.clone()).zip(row_vectors).collect();
+    Ok(Some(ExamplePicker::Knn(KnnPicker::new(
+        pool,
+        pool_vectors,
+        queries,
+    )?)))
 }
 
 fn model_prices(resolved: &ResolvedModel) -> Option<crate::config::Prices> {
@@ -372,6 +633,7 @@ pub async fn execute(
         }
     }
     let backend = build_backend(&prepared.resolved, &options).await?;
+    let picker = build_picker(&prepared, &options, &backend, show_progress).await?;
     let run_id = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -422,10 +684,22 @@ pub async fn execute(
     // Everything is checked: from here on, files are written and requests sent.
     let mut journal = Journal::open(&folder)?;
     journal::write_manifest(&folder, &manifest)?;
+    let ensemble = match prepared.ensemble {
+        Some(plan) => Some(EnsembleRunner::new(
+            plan,
+            &folder,
+            ensemble::finished_repeats(&folder)?,
+        )),
+        None => None,
+    };
     let status = schedule(
         &prepared,
         &options,
         backend,
+        Scheduled {
+            picker: picker.as_ref(),
+            ensemble: ensemble.as_ref(),
+        },
         &mut journal,
         &done,
         selected,
@@ -446,10 +720,18 @@ pub async fn execute(
     })
 }
 
+/// How each row is played: its examples' picker, and the ensemble runner when rows repeat.
+struct Scheduled<'a> {
+    picker: Option<&'a ExamplePicker>,
+    ensemble: Option<&'a EnsembleRunner>,
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn schedule(
     prepared: &Prepared,
     options: &RunOptions,
     backend: Arc<dyn Backend>,
+    scheduled: Scheduled<'_>,
     journal: &mut Journal,
     done: &HashSet<String>,
     selected: u64,
@@ -502,25 +784,30 @@ async fn schedule(
     let mut results = row_stream
         .map(|item| {
             let ctx = Arc::clone(&ctx);
-            let examples: Vec<Row> = match &item {
-                Ok(row) => prepared
-                    .examples
-                    .as_ref()
-                    .map(|p| {
-                        p.examples_for(row, prepared.shots)
-                            .into_iter()
-                            .cloned()
-                            .collect()
-                    })
-                    .unwrap_or_default(),
-                Err(_) => Vec::new(),
+            let picked: Vec<crate::examples::Picked> = match (&item, scheduled.picker) {
+                (Ok(row), Some(picker)) => picker.pick(row, prepared.shots),
+                _ => Vec::new(),
             };
+            let ensemble = scheduled.ensemble;
             async move {
                 match item {
                     Ok(row) => {
-                        let refs: Vec<&Row> = examples.iter().collect();
-                        match run_row(&ctx, &row, &refs).await {
-                            Ok(record) => RowResult::Finished(Box::new(record)),
+                        let refs: Vec<&Row> = picked.iter().map(|p| p.row).collect();
+                        let played = match ensemble {
+                            Some(runner) => runner.run_row(&ctx, &row, &refs).await,
+                            None => run_row(&ctx, &row, &refs).await,
+                        };
+                        match played {
+                            Ok(mut record) => {
+                                record.examples = picked
+                                    .iter()
+                                    .map(|p| record::PickedExample {
+                                        id: p.row.id.clone(),
+                                        similarity: p.similarity,
+                                    })
+                                    .collect();
+                                RowResult::Finished(Box::new(record))
+                            }
                             Err(failure) => RowResult::Failed {
                                 id: row.id,
                                 failure,

@@ -42,6 +42,9 @@ pub struct CallRecord {
     pub attempts: u32,
     pub rate_limited: u32,
     pub cached: bool,
+    /// The ensemble repeat that made the call (absent for repeat 0 and ordinary rows).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub repeat: Option<u32>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,6 +62,57 @@ pub struct OutputRecord {
     pub rate_limited: u32,
     pub model: String,
     pub finished_at: String,
+    /// The few-shot examples the row was shown, in prompt order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<PickedExample>,
+    /// Repeats, votes and their reduction, when the row was ensembled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleRecord>,
+}
+
+/// One few-shot example chosen for a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PickedExample {
+    pub id: String,
+    /// Cosine similarity of the example's embedding to the row's (`knn` picks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+}
+
+/// How an ensembled row was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleRecord {
+    pub shuffle: crate::program::Shuffle,
+    pub reduce: crate::program::Reduce,
+    /// Votes per choice of the row (dataset order).
+    pub votes: Vec<u32>,
+    /// The row's option probabilities, in dataset order: the vote shares (`mean`: the mean
+    /// option probabilities).
+    pub option_probs: Vec<f64>,
+    /// How the winner was found among tied choices, when there was a tie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_break: Option<String>,
+    pub repeats: Vec<RepeatRecord>,
+}
+
+/// One repeat of an ensembled row: what it was shown and what it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatRecord {
+    pub repeat: u32,
+    /// `permutation[i]` is the dataset index of the choice shown at position `i`.
+    pub permutation: Vec<usize>,
+    /// The option index the model chose among the shown options.
+    pub chosen: Option<usize>,
+    /// `chosen` mapped back to the dataset's choice order.
+    pub answer: Option<usize>,
+    /// The answer select's probabilities mapped back to the dataset's choice order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_probs: Option<Vec<f64>>,
+    pub outcome: Outcome,
+    pub captures: Map<String, Value>,
+    pub usage: Usage,
+    pub requests: u32,
+    pub cached: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -63,6 +63,8 @@ pub enum RowFailure {
     Program(#[from] ProgramError),
     #[error("row `{id}`: the program needs field `{field}`, which the row does not have")]
     MissingInput { id: String, field: String },
+    #[error("row `{id}`: {message}")]
+    Ensemble { id: String, message: String },
 }
 
 impl RowFailure {
@@ -84,15 +86,15 @@ impl RowFailure {
     }
 }
 
-struct Attempted<T> {
-    value: T,
-    attempts: u32,
-    rate_limited: u32,
-    latency: Duration,
-    cached: bool,
+pub(crate) struct Attempted<T> {
+    pub value: T,
+    pub attempts: u32,
+    pub rate_limited: u32,
+    pub latency: Duration,
+    pub cached: bool,
 }
 
-async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     policy: RetryPolicy,
     mut call: F,
 ) -> Result<Attempted<T>, RowFailure>
@@ -134,6 +136,7 @@ async fn cached_call<T, F, Fut>(
     ctx: &RowContext,
     kind: &str,
     request: &impl serde::Serialize,
+    repeat: u32,
     call: F,
 ) -> Result<Attempted<T>, RowFailure>
 where
@@ -141,10 +144,16 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, BackendError>>,
 {
-    let key = ctx
-        .cache
-        .as_ref()
-        .map(|_| ResponseCache::key(&ctx.backend.identity(), kind, request));
+    // Repeat 0 is the very request an ordinary run sends, so it shares that cache entry; later
+    // repeats carry their index, so repeats sampled at temperature > 0 get answers of their own.
+    let key = ctx.cache.as_ref().map(|_| match repeat {
+        0 => ResponseCache::key(&ctx.backend.identity(), kind, request),
+        _ => ResponseCache::key(
+            &ctx.backend.identity(),
+            kind,
+            &serde_json::json!({"request": request, "repeat": repeat}),
+        ),
+    });
     if let (Some(cache), Some(key)) = (&ctx.cache, &key)
         && let Some(value) = cache.get::<T>(key)
     {
@@ -182,15 +191,21 @@ pub fn row_context(row: &Row, examples: &[&Row]) -> Map<String, Value> {
     context
 }
 
-/// Runs a row to the end of its program.
-pub async fn run_row(
-    ctx: &RowContext,
-    row: &Row,
-    examples: &[&Row],
-) -> Result<OutputRecord, RowFailure> {
-    let program = &ctx.program;
-    let context = row_context(row, examples);
-    for field in &program.file.inputs {
+/// What one play of a program over a context produced.
+pub struct Played {
+    pub captures: Captures,
+    pub calls: Vec<CallRecord>,
+    /// `Some(chosen)` once the answer select was made (`chosen` is `None` when unparsed).
+    pub answer_choice: Option<Option<usize>>,
+    /// The options of the answer select, when it was made.
+    pub answer_options: Option<Vec<String>>,
+    pub refused: bool,
+}
+
+/// Checks that the row has every field the program reads.
+pub fn check_inputs(ctx: &RowContext, row: &Row) -> Result<(), RowFailure> {
+    let context = row_context(row, &[]);
+    for field in &ctx.program.file.inputs {
         if context.get(field).is_none_or(Value::is_null) {
             return Err(RowFailure::MissingInput {
                 id: row.id.clone(),
@@ -198,14 +213,26 @@ pub async fn run_row(
             });
         }
     }
+    Ok(())
+}
+
+/// Plays the program over `context` to its end: render, call, capture, render again.
+/// `repeat` is the ensemble repeat (0 for an ordinary row): it enters the cache key, and a
+/// sampled `gen` of a later repeat gets a seed of its own.
+pub async fn play_program(
+    ctx: &RowContext,
+    context: &Map<String, Value>,
+    repeat: u32,
+) -> Result<Played, RowFailure> {
+    let program = &ctx.program;
     let params = &program.file.parameters;
     let mut captures = Captures::new();
     let mut calls: Vec<CallRecord> = Vec::new();
     let mut answer_choice: Option<Option<usize>> = None;
+    let mut answer_options: Option<Vec<String>> = None;
     let mut refused = false;
-    let started = Instant::now();
     loop {
-        let Step::Call(call) = program.next_step(&context, &captures)? else {
+        let Step::Call(call) = program.next_step(context, &captures)? else {
             break;
         };
         match call.kind {
@@ -218,24 +245,26 @@ pub async fn run_row(
                     options: options.clone(),
                     temperature: temperature.or(params.temperature),
                 };
-                let attempted =
-                    match cached_call(ctx, "select", &request, || ctx.backend.select(&request))
-                        .await
-                    {
-                        Err(RowFailure::Backend {
-                            error: BackendError::ContentFilter(_),
-                            attempts,
-                        }) => {
-                            refused = true;
-                            calls.push(refused_call(&call.capture, "select", attempts));
-                            break;
-                        }
-                        other => other?,
-                    };
+                let attempted = match cached_call(ctx, "select", &request, repeat, || {
+                    ctx.backend.select(&request)
+                })
+                .await
+                {
+                    Err(RowFailure::Backend {
+                        error: BackendError::ContentFilter(_),
+                        attempts,
+                    }) => {
+                        refused = true;
+                        calls.push(refused_call(&call.capture, "select", attempts));
+                        break;
+                    }
+                    other => other?,
+                };
                 let reply: SelectReply = attempted.value;
                 let chosen_text = reply.chosen.and_then(|i| options.get(i).cloned());
                 if call.capture == program.file.answer_capture {
                     answer_choice = Some(reply.chosen);
+                    answer_options = Some(options.clone());
                 }
                 captures.insert(
                     call.capture.clone(),
@@ -254,6 +283,7 @@ pub async fn run_row(
                     attempts: attempted.attempts,
                     rate_limited: attempted.rate_limited,
                     cached: attempted.cached,
+                    repeat: (repeat > 0).then_some(repeat),
                 });
             }
             CallKind::Gen {
@@ -265,17 +295,27 @@ pub async fn run_row(
                 regex,
                 json_schema,
             } => {
+                let temperature = temperature.or(params.temperature);
+                let mut seed = seed.or(params.seed);
+                if repeat > 0 && temperature.is_some_and(|t| t > 0.0) {
+                    // Without a seed of its own, a sampled repeat on a seeded backend (the
+                    // local model) would draw exactly what repeat 0 drew.
+                    seed = Some(super::rows::derived_seed(
+                        seed.unwrap_or(0),
+                        &format!("repeat {repeat}"),
+                    ));
+                }
                 let request = GenRequest {
                     messages: call.messages,
                     max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
                     stop,
-                    temperature: temperature.or(params.temperature),
+                    temperature,
                     top_p: top_p.or(params.top_p),
-                    seed: seed.or(params.seed),
+                    seed,
                     regex,
                     json_schema,
                 };
-                let attempted = match cached_call(ctx, "gen", &request, || {
+                let attempted = match cached_call(ctx, "gen", &request, repeat, || {
                     ctx.backend.generate(&request)
                 })
                 .await
@@ -305,10 +345,51 @@ pub async fn run_row(
                     attempts: attempted.attempts,
                     rate_limited: attempted.rate_limited,
                     cached: attempted.cached,
+                    repeat: (repeat > 0).then_some(repeat),
                 });
             }
         }
     }
+    Ok(Played {
+        captures,
+        calls,
+        answer_choice,
+        answer_options,
+        refused,
+    })
+}
+
+/// The outcome of an answer index against the row's correct answer.
+pub fn outcome_of(refused: bool, answer_choice: Option<Option<usize>>, row: &Row) -> Outcome {
+    if refused {
+        return Outcome::Refused;
+    }
+    match (answer_choice, row.correct_answer) {
+        (None, _) | (_, None) => Outcome::Unscored,
+        (Some(None), Some(_)) => Outcome::Unparsed,
+        (Some(Some(i)), Some(correct)) if i == correct => Outcome::Correct,
+        (Some(Some(_)), Some(_)) => Outcome::Wrong,
+    }
+}
+
+/// Runs a row to the end of its program.
+pub async fn run_row(
+    ctx: &RowContext,
+    row: &Row,
+    examples: &[&Row],
+) -> Result<OutputRecord, RowFailure> {
+    let program = &ctx.program;
+    check_inputs(ctx, row)?;
+    let context = row_context(row, examples);
+    let started = Instant::now();
+    let played = play_program(ctx, &context, 0).await?;
+    let Played {
+        captures,
+        calls,
+        answer_choice,
+        refused,
+        ..
+    } = played;
     let answer = answer_choice.flatten().and_then(|index| {
         let option = captures
             .get(&program.file.answer_capture)?
@@ -320,16 +401,7 @@ pub async fn run_row(
             index,
         })
     });
-    let outcome = if refused {
-        Outcome::Refused
-    } else {
-        match (answer_choice, row.correct_answer) {
-            (None, _) | (_, None) => Outcome::Unscored,
-            (Some(None), Some(_)) => Outcome::Unparsed,
-            (Some(Some(i)), Some(correct)) if i == correct => Outcome::Correct,
-            (Some(Some(_)), Some(_)) => Outcome::Wrong,
-        }
-    };
+    let outcome = outcome_of(refused, answer_choice, row);
     let mut usage = Usage::default();
     for call in &calls {
         usage.add(call.usage);
@@ -348,6 +420,8 @@ pub async fn run_row(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: ctx.backend.identity(),
         finished_at: now_rfc3339(),
+        examples: Vec::new(),
+        ensemble: None,
     })
 }
 
@@ -365,5 +439,6 @@ fn refused_call(capture: &str, kind: &str, attempts: u32) -> CallRecord {
         attempts,
         rate_limited: 0,
         cached: false,
+        repeat: None,
     }
 }

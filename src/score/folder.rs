@@ -182,6 +182,18 @@ pub struct OutputRecord {
     pub model: Option<String>,
     #[serde(default)]
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    /// Present when the row was ensembled (repeats with shuffled choices).
+    #[serde(default)]
+    pub ensemble: Option<EnsembleRef>,
+}
+
+/// What the scorer reads of an ensembled row: its option probabilities (the vote shares), in
+/// the dataset's choice order. The answer calls of its repeats saw permuted choices, so their
+/// own probabilities are not aligned with `row.choices`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct EnsembleRef {
+    #[serde(default)]
+    pub option_probs: Vec<f64>,
 }
 
 fn one() -> u32 {
@@ -223,6 +235,9 @@ impl OutputRecord {
 
     /// Option probabilities of the answer call, aligned with `row.choices`.
     pub fn option_probs(&self) -> Option<&[f64]> {
+        if let Some(ensemble) = &self.ensemble {
+            return Some(ensemble.option_probs.as_slice()).filter(|p| !p.is_empty());
+        }
         self.answer_call()?.option_probs.as_deref()
     }
 

@@ -12,6 +12,8 @@ mod judge;
 mod judge_programs;
 mod local_backend;
 mod local_model_resolve;
+mod medprompt;
+mod medprompt_local;
 mod merge;
 mod mlflow;
 mod run_azureml_endpoint;
