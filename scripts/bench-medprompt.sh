@@ -17,8 +17,10 @@ COT_ROWS=${2:-8}
 POOL_COT_ROWS=${3:-20}
 THREADS=${4:-1}
 BIN=${EVALR:-target/debug/evalr}
-WORK=$(mktemp -d)
-trap 'rm -rf "$WORK"' EXIT
+# BENCH_DIR keeps the runs (to inspect them, or to tabulate a partial ladder).
+WORK=${BENCH_DIR:-$(mktemp -d)}
+mkdir -p "$WORK"
+[ -n "${BENCH_DIR:-}" ] || trap 'rm -rf "$WORK"' EXIT
 COMMON=(--model local --threads "$THREADS" --no-cache --quiet)
 
 # The rows: a stratified sample of the test split, and a pool sample of another seed with the
