@@ -29,5 +29,5 @@ scripts/install-default-model.sh
 
 if [ $want_test = 1 ]; then
     python3 -c "import mlflow, azure.ai.ml" 2>/dev/null ||
-        python3 -m pip install --quiet --disable-pip-version-check mlflow azure-ai-ml
+        python3 -m pip install --quiet --disable-pip-version-check mlflow azure-ai-ml azure-ai-evaluation
 fi

@@ -114,6 +114,22 @@ pub struct Profile {
     /// `kind = "azureml"`: a custom scoring script's request template and response pointer.
     #[serde(default, flatten)]
     pub format: EndpointFormat,
+    /// Run through the batch API (as `evalr run --batch`), with these limits.
+    #[serde(default, flatten)]
+    pub batch: BatchProfile,
+}
+
+/// A profile's batch settings (`batch = true`, `batch_max_requests`, ...); flags override them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct BatchProfile {
+    #[serde(default)]
+    pub batch: bool,
+    /// Requests per input file (the service's limit: 100,000 on Azure, 50,000 on OpenAI).
+    pub batch_max_requests: Option<u64>,
+    /// Bytes per input file (the service's limit: 200 MB).
+    pub batch_max_bytes: Option<u64>,
+    /// The deployment's enqueued-token quota: batches in flight never hold more tokens.
+    pub batch_enqueued_tokens: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -175,6 +191,7 @@ pub enum ResolvedModel {
         prices: Option<Prices>,
         deployments: Vec<ResolvedDeployment>,
         format: EndpointFormat,
+        batch: BatchProfile,
     },
     Local {
         spec: String,
@@ -241,6 +258,7 @@ pub fn resolve_model(
                 prices: None,
                 deployments: Vec::new(),
                 format: EndpointFormat::default(),
+                batch: BatchProfile::default(),
             };
             resolve_profile(&spec, &profile, overrides)
         }
@@ -257,6 +275,7 @@ pub fn resolve_model(
                 prices: None,
                 deployments: Vec::new(),
                 format: EndpointFormat::default(),
+                batch: BatchProfile::default(),
             };
             resolve_profile(&spec, &profile, overrides)
         }
@@ -279,6 +298,16 @@ fn is_reasoning_model(model: Option<&str>) -> bool {
         let m = m.to_ascii_lowercase();
         m.starts_with("o1") || m.starts_with("o3") || m.starts_with("o4") || m.starts_with("gpt-5")
     })
+}
+
+/// Resolves a profile that did not come from the config file (a program's own
+/// `model.configuration`), named `spec` in `run.json`.
+pub fn resolve_unlisted_profile(
+    spec: &str,
+    profile: &Profile,
+    overrides: QuotaOverrides,
+) -> Result<ResolvedModel, ConfigError> {
+    resolve_profile(spec, profile, overrides)
 }
 
 fn resolve_profile(
@@ -401,6 +430,7 @@ fn resolve_profile(
         prices: profile.prices,
         deployments,
         format: profile.format.clone(),
+        batch: profile.batch,
     })
 }
 

@@ -6,6 +6,7 @@
 
 pub mod azureml;
 pub mod backend;
+pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dataset;

@@ -30,6 +30,27 @@ pub enum Credential {
     None,
 }
 
+impl Credential {
+    /// Adds this credential's header to a request (an Entra ID token is fetched or refreshed).
+    pub async fn authorize(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder, BackendError> {
+        Ok(match self {
+            Credential::ApiKey(key) => request.header("api-key", key.expose()),
+            Credential::Bearer(token) => request.bearer_auth(token.expose()),
+            Credential::Entra { tokens, scope } => {
+                let token = tokens
+                    .token(scope)
+                    .await
+                    .map_err(|e| BackendError::Fatal(format!("no Entra ID token: {e}")))?;
+                request.bearer_auth(token)
+            }
+            Credential::None => request,
+        })
+    }
+}
+
 impl std::fmt::Debug for dyn TokenSource {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("TokenSource")
@@ -90,18 +111,7 @@ impl JsonEndpoint {
         for (name, value) in &self.headers {
             request = request.header(name, value);
         }
-        request = match &self.credential {
-            Credential::ApiKey(key) => request.header("api-key", key.expose()),
-            Credential::Bearer(token) => request.bearer_auth(token.expose()),
-            Credential::Entra { tokens, scope } => {
-                let token = tokens
-                    .token(scope)
-                    .await
-                    .map_err(|e| BackendError::Fatal(format!("no Entra ID token: {e}")))?;
-                request.bearer_auth(token)
-            }
-            Credential::None => request,
-        };
+        request = self.credential.authorize(request).await?;
         let response = request.send().await.map_err(|e| self.transport_error(e))?;
         let status = response.status();
         let headers = response.headers().clone();
@@ -128,32 +138,40 @@ impl JsonEndpoint {
     }
 
     fn status_error(&self, status: StatusCode, body: &str) -> BackendError {
-        let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
-        let code = parsed
-            .as_ref()
-            .and_then(|b| b.error.code.clone())
-            .unwrap_or_default();
-        let message = parsed
-            .map(|b| b.error.message)
-            .unwrap_or_else(|| body.chars().take(200).collect());
-        let url = self.url_for_errors();
-        if code == "content_filter" || message.contains("content management policy") {
-            return BackendError::ContentFilter(message);
+        error_for_status(&self.url_for_errors(), status.as_u16(), body)
+    }
+}
+
+/// The error an HTTP status and error body mean, for a request to `url` (no query string):
+/// shared by live requests and the lines of a batch output file, which carry the status and
+/// body the live request would have had.
+pub fn error_for_status(url: &str, status: u16, body: &str) -> BackendError {
+    let parsed: Option<ErrorBody> = serde_json::from_str(body).ok();
+    let code = parsed
+        .as_ref()
+        .and_then(|b| b.error.code.clone())
+        .unwrap_or_default();
+    let message = parsed
+        .map(|b| b.error.message)
+        .unwrap_or_else(|| body.chars().take(200).collect());
+    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if code == "content_filter" || message.contains("content management policy") {
+        return BackendError::ContentFilter(message);
+    }
+    match status.as_u16() {
+        429 => BackendError::RateLimited { retry_after: None },
+        401 | 403 => BackendError::Fatal(format!(
+            "{url} refused the credentials (HTTP {status}): check the API key or the identity's role assignment"
+        )),
+        404 => BackendError::Fatal(format!(
+            "{url} was not found (HTTP 404): check the endpoint, deployment name and api-version ({message})"
+        )),
+        408 | 409 | 500..=599 => {
+            BackendError::Transient(format!("{url} answered HTTP {status}: {message}"))
         }
-        match status.as_u16() {
-            401 | 403 => BackendError::Fatal(format!(
-                "{url} refused the credentials (HTTP {status}): check the API key or the identity's role assignment"
-            )),
-            404 => BackendError::Fatal(format!(
-                "{url} was not found (HTTP 404): check the endpoint, deployment name and api-version ({message})"
-            )),
-            408 | 409 | 500..=599 => {
-                BackendError::Transient(format!("{url} answered HTTP {status}: {message}"))
-            }
-            _ => BackendError::Fatal(format!(
-                "{url} rejected the request (HTTP {status}): {message}"
-            )),
-        }
+        _ => BackendError::Fatal(format!(
+            "{url} rejected the request (HTTP {status}): {message}"
+        )),
     }
 }
 

@@ -31,6 +31,8 @@ pub enum Role {
     System,
     User,
     Assistant,
+    /// OpenAI's newer name for system instructions (a Prompty role line).
+    Developer,
 }
 
 impl Role {
@@ -39,6 +41,7 @@ impl Role {
             Role::System => "system",
             Role::User => "user",
             Role::Assistant => "assistant",
+            Role::Developer => "developer",
         }
     }
 }
@@ -62,6 +65,10 @@ pub struct Capabilities {
     pub json_schema: bool,
     /// Can constrain `gen` with a regex (local model through llguidance).
     pub regex: bool,
+    /// Sends `presence_penalty`/`frequency_penalty` (a program's model settings).
+    pub penalties: bool,
+    /// Accepts `response_format: {type: json_object}`.
+    pub json_object: bool,
 }
 
 /// Which way a `select` was decided; recorded on every output row.
@@ -126,7 +133,7 @@ pub struct SelectReply {
 }
 
 /// A `gen(...)` call: free text, optionally constrained.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct GenRequest {
     pub messages: Vec<Message>,
     pub max_tokens: u32,
@@ -138,6 +145,15 @@ pub struct GenRequest {
     pub regex: Option<String>,
     /// The generated text must be JSON valid against this schema.
     pub json_schema: Option<serde_json::Value>,
+    // Settings only a program's `model:` section asks for; absent ones are left out of the
+    // serialized request so the cache keys of existing requests do not change.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_penalty: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub frequency_penalty: Option<f64>,
+    /// Any JSON object (`response_format: {type: json_object}`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub json_object: bool,
 }
 
 /// The answer to a `gen`.

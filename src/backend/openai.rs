@@ -47,11 +47,34 @@ pub struct ChatConfig {
     pub request_timeout: Duration,
 }
 
+/// Where a chat-completions body goes and its answer comes from: the service over HTTP for
+/// live runs, or the answers of a batch (`crate::batch`). Bodies are built, and answers read,
+/// by `ChatBackend` alone, so a batch line is exactly the request a live run sends.
+#[async_trait]
+pub trait ChatTransport: Send + Sync {
+    /// Sends one chat-completions body; `estimated_tokens` is what the quota is charged.
+    /// Returns the body of a successful answer.
+    async fn send(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError>;
+    /// The URL for messages (no query string, no secret).
+    fn url_for_errors(&self) -> String;
+}
+
+#[async_trait]
+impl ChatTransport for JsonEndpoint {
+    async fn send(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError> {
+        self.post(body, estimated_tokens).await
+    }
+    fn url_for_errors(&self) -> String {
+        JsonEndpoint::url_for_errors(self)
+    }
+}
+
 pub struct ChatBackend {
     config: ChatConfig,
-    http: JsonEndpoint,
-    /// The same deployment's (or server's) embeddings URL, under the same quota limiter.
-    embeddings_http: JsonEndpoint,
+    http: Arc<dyn ChatTransport>,
+    /// The same deployment's (or server's) embeddings URL, under the same quota limiter
+    /// (none for a backend whose chat bodies go to a batch).
+    embeddings_http: Option<JsonEndpoint>,
     tokens: TokenCounter,
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
@@ -86,23 +109,26 @@ impl ChatBackend {
             limiter,
             config.request_timeout,
         )?;
+        let mut backend = ChatBackend::with_transport(config, Arc::new(http));
+        backend.embeddings_http = Some(embeddings_http);
+        Ok(backend)
+    }
+
+    /// A backend whose bodies go through `transport` instead of straight to the service.
+    pub fn with_transport(config: ChatConfig, transport: Arc<dyn ChatTransport>) -> ChatBackend {
         let tokens = TokenCounter::for_model(config.model.as_deref().or(match &config.endpoint {
             ChatEndpoint::Azure { deployment, .. } => Some(deployment.as_str()),
             ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
         }));
-        Ok(ChatBackend {
+        ChatBackend {
             logprobs_work: AtomicBool::new(config.capabilities.logprobs && !config.reasoning),
             json_schema_works: AtomicBool::new(config.capabilities.json_schema),
             estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
-            http,
-            embeddings_http,
+            http: transport,
+            embeddings_http: None,
             tokens,
-        })
-    }
-
-    pub fn limiter(&self) -> &Arc<QuotaLimiter> {
-        self.http.limiter()
+        }
     }
 
     fn url_for_errors(&self) -> String {
@@ -160,7 +186,7 @@ impl ChatBackend {
         let prompt_estimate = self.tokens.count_messages(messages);
         let correction = f64::from_bits(self.estimate_correction.load(Ordering::Relaxed));
         let estimate = (prompt_estimate as f64 * correction).ceil() as u64 + u64::from(max_tokens);
-        let text = self.http.post(&body, estimate).await?;
+        let text = self.http.send(&body, estimate).await?;
         let completion: Completion = serde_json::from_str(&text).map_err(|e| {
             BackendError::InvalidResponse(format!(
                 "{} answered with a body that is not a chat completion ({e})",
@@ -380,6 +406,8 @@ impl Backend for ChatBackend {
             logprobs: self.logprobs_work.load(Ordering::Relaxed),
             json_schema: self.json_schema_works.load(Ordering::Relaxed),
             regex: false,
+            penalties: true,
+            json_object: true,
         }
     }
 
@@ -434,6 +462,16 @@ impl Backend for ChatBackend {
                 "response_format".into(),
                 json!({"type": "json_schema", "json_schema": {"name": "gen", "strict": true, "schema": schema}}),
             );
+        } else if request.json_object {
+            body.insert("response_format".into(), json!({"type": "json_object"}));
+        }
+        for (key, value) in [
+            ("presence_penalty", request.presence_penalty),
+            ("frequency_penalty", request.frequency_penalty),
+        ] {
+            if let Some(value) = value {
+                body.insert(key.into(), json!(value));
+            }
         }
         let completion = self
             .post(Value::Object(body), &request.messages, request.max_tokens)
@@ -458,8 +496,13 @@ impl Backend for ChatBackend {
             ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
             ChatEndpoint::Azure { .. } => None,
         };
-        super::embeddings::post_embeddings(&self.embeddings_http, model, &self.tokens, request)
-            .await
+        let Some(http) = &self.embeddings_http else {
+            return Err(BackendError::Fatal(format!(
+                "{} answers chat through a batch and cannot embed text: embed the rows in a live run (evalr embed) and pass them with --row-embeddings",
+                self.url_for_errors()
+            )));
+        };
+        super::embeddings::post_embeddings(http, model, &self.tokens, request).await
     }
 }
 
@@ -529,7 +572,8 @@ struct TopLogprob {
     logprob: f64,
 }
 
-fn chat_url(endpoint: &ChatEndpoint) -> String {
+/// The live chat-completions URL of an endpoint.
+pub fn chat_url(endpoint: &ChatEndpoint) -> String {
     match endpoint {
         ChatEndpoint::Azure {
             endpoint,

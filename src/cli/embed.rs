@@ -76,6 +76,7 @@ pub fn execute_embed(args: EmbedArgs) -> anyhow::Result<ExitCode> {
         request_timeout_secs: args.request_timeout,
         threads: args.threads,
         no_chat_template: false,
+        batch: Default::default(),
         pick: None,
         examples_where: None,
         embeddings_model: None,

@@ -12,8 +12,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub mod azureml;
+pub mod batch;
 pub mod datasets;
 pub mod embed;
+pub mod programs;
 pub mod run;
 pub mod score;
 
@@ -37,9 +39,9 @@ pub enum Command {
     Run(Box<run::RunArgs>),
     /// LLM-as-judge metrics (groundedness, coherence, fluency, relevance, similarity) over a run.
     Judge(Box<run::JudgeArgs>),
-    /// List programs, or render the exact messages of a row.
+    /// List, render and check programs (Prompty files).
     #[command(subcommand)]
-    Programs(run::ProgramsCommand),
+    Programs(programs::ProgramsCommand),
     /// Join the shard folders of a sharded run (`--shard K/N`) into one result folder.
     Merge(azureml::MergeArgs),
     /// Get an Entra ID token as a keyless backend would, and say which credential gave it.
@@ -52,6 +54,9 @@ pub enum Command {
     Compare(score::CompareArgs),
     /// Embed a dataset's questions (one vector per row id) into a parquet file.
     Embed(Box<embed::EmbedArgs>),
+    /// The batches of a batch run (`evalr run --batch`): status, cancel.
+    #[command(subcommand)]
+    Batch(batch::BatchCommand),
 }
 
 /// An error the user must fix before anything runs (exit code 2).
@@ -63,7 +68,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Datasets(command) => datasets::execute(command),
         Command::Run(args) => run::execute_run(*args),
-        Command::Programs(command) => run::execute_programs(command),
+        Command::Programs(command) => programs::execute(command),
         Command::Judge(args) => run::execute_judge(*args),
         Command::Merge(args) => azureml::merge(args),
         Command::AuthCheck(args) => azureml::auth_check(args),
@@ -71,6 +76,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::execute_score(args),
         Command::Compare(args) => score::execute_compare(args),
         Command::Embed(args) => embed::execute_embed(*args),
+        Command::Batch(command) => batch::execute(command),
     }
 }
 

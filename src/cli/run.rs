@@ -4,16 +4,15 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Args, Subcommand};
+use clap::Args;
 
 use super::UsageError;
-use crate::program::{CallKind, Program, ProgramFile, Step, list_programs, resolve_program};
 use crate::run::record::RunStatus;
 use crate::run::{ResumeOverrides, RunError, RunOptions};
 
 #[derive(Debug, Args)]
 pub struct RunArgs {
-    /// Program name (programs/NAME.prompty) or path to a .prompty file.
+    /// Program name (built in, or NAME.prompty in --programs-dir) or path to a .prompty file.
     #[arg(long, required_unless_present = "resume")]
     pub program: Option<String>,
     /// Dataset name (datasets/NAME.jsonl), a .jsonl file, or a folder of .jsonl files.
@@ -125,12 +124,34 @@ pub struct RunArgs {
     /// Count requests, tokens and cost without calling the model.
     #[arg(long)]
     pub dry_run: bool,
+    /// Send the requests through the batch API (Azure OpenAI global batch, OpenAI Batch API):
+    /// half the price, answers within 24 hours, resumable (see docs/batch.md).
+    #[arg(long)]
+    pub batch: bool,
+    /// What happens to a line that failed in its batch: `batch` sends it again in the next
+    /// round's batch, `live` sends it live at once (at the live price).
+    #[arg(long, value_name = "batch|live", default_value = "batch")]
+    pub batch_fallback: crate::batch::Fallback,
+    /// Requests per batch input file (overrides the profile's batch_max_requests; default 50000).
+    #[arg(long)]
+    pub batch_max_requests: Option<u64>,
+    /// Bytes per batch input file (overrides the profile's batch_max_bytes; default 200 MiB).
+    #[arg(long)]
+    pub batch_max_bytes: Option<u64>,
+    /// The deployment's enqueued-token quota: batches in flight never hold more estimated
+    /// tokens; the rest waits (overrides the profile's batch_enqueued_tokens).
+    #[arg(long)]
+    pub batch_enqueued_tokens: Option<u64>,
+    /// Seconds between two looks at running batches at first (grows to 60 while nothing changes).
+    #[arg(long)]
+    pub batch_poll_interval: Option<f64>,
     /// Finish an interrupted run: rows already in its outputs.jsonl are never sent again. Its
     /// run.json gives the options; --max-cost, --max-errors, --rpm, --tpm and --max-in-flight
     /// may be changed.
     #[arg(long, value_name = "RUN_FOLDER", conflicts_with_all = ["program", "dataset"])]
     pub resume: Option<PathBuf>,
-    #[arg(long, default_value = "programs")]
+    /// Folder of .prompty programs that add to or override the built-in ones.
+    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
     pub programs_dir: PathBuf,
     #[arg(long, default_value = "datasets")]
     pub datasets_dir: PathBuf,
@@ -183,6 +204,14 @@ impl RunArgs {
             repeats: self.repeats,
             shuffle: self.shuffle,
             reduce: self.reduce,
+            batch: crate::batch::BatchOptions {
+                enabled: self.batch,
+                fallback: self.batch_fallback,
+                max_requests: self.batch_max_requests,
+                max_bytes: self.batch_max_bytes,
+                enqueued_tokens: self.batch_enqueued_tokens,
+                poll_interval_secs: self.batch_poll_interval,
+            },
         }
     }
 }
@@ -211,6 +240,9 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             estimate.completion_tokens
         );
         match estimate.cost {
+            Some(cost) if estimate.batch => {
+                println!("cost:               ${cost:.4} (at most, at the batch rate)")
+            }
             Some(cost) => println!("cost:               ${cost:.4} (at most)"),
             None => println!("cost:               unknown (no prices in the model profile)"),
         }
@@ -290,115 +322,6 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
     })
 }
 
-#[derive(Debug, Subcommand)]
-pub enum ProgramsCommand {
-    /// List the programs in programs/.
-    List {
-        #[arg(long, default_value = "programs")]
-        programs_dir: PathBuf,
-    },
-    /// Print the exact messages a row's first call would send, with no model call.
-    Render {
-        #[arg(long)]
-        program: String,
-        #[arg(long)]
-        dataset: String,
-        /// Row number (0-based, in dataset order).
-        #[arg(long, default_value_t = 0)]
-        row: usize,
-        #[arg(long)]
-        examples: Option<String>,
-        #[arg(long)]
-        shots: Option<usize>,
-        #[arg(long, default_value_t = 0)]
-        seed: u64,
-        #[arg(long, default_value = "programs")]
-        programs_dir: PathBuf,
-        #[arg(long, default_value = "datasets")]
-        datasets_dir: PathBuf,
-    },
-}
-
-pub fn execute_programs(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
-    match command {
-        ProgramsCommand::List { programs_dir } => {
-            let names = list_programs(&programs_dir)
-                .with_context(|| format!("cannot list {}", programs_dir.display()))?;
-            for name in names {
-                let path = programs_dir.join(format!("{name}.prompty"));
-                let description = ProgramFile::load(&path)
-                    .map(|p| p.description)
-                    .unwrap_or_default();
-                println!("{name:<24} {description}");
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        ProgramsCommand::Render {
-            program,
-            dataset,
-            row,
-            examples,
-            shots,
-            seed,
-            programs_dir,
-            datasets_dir,
-        } => {
-            let usage = |e: &dyn std::fmt::Display| anyhow::Error::new(UsageError(e.to_string()));
-            let path = resolve_program(&program, &programs_dir).map_err(|e| usage(&e))?;
-            let program = Program::compile(ProgramFile::load(&path).map_err(|e| usage(&e))?)
-                .map_err(|e| usage(&e))?;
-            let source = crate::dataset::DatasetSource::resolve(&dataset, &datasets_dir)
-                .map_err(|e| usage(&e))?;
-            let the_row = source
-                .rows()
-                .nth(row)
-                .ok_or_else(|| usage(&format!("{dataset} has no row {row}")))?
-                .map_err(|e| usage(&e))?;
-            let shots = shots
-                .or(program.file.examples.as_ref().map(|e| e.count))
-                .unwrap_or(0);
-            let pool_rows: Vec<crate::dataset::Row> = match &examples {
-                Some(spec) => crate::dataset::DatasetSource::resolve(spec, &datasets_dir)
-                    .map_err(|e| usage(&e))?
-                    .rows()
-                    .filter_map(Result::ok)
-                    .collect(),
-                None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
-                None => Vec::new(),
-            };
-            let pool = crate::run::rows::ExamplePool::new(pool_rows, seed);
-            let chosen = pool.examples_for(&the_row, shots);
-            let context = crate::run::row_context(&the_row, &chosen);
-            let step = program
-                .next_step(&context, &Default::default())
-                .map_err(|e| usage(&e))?;
-            let (messages, call) = match step {
-                Step::Call(call) => (call.messages.clone(), Some(call)),
-                Step::Done(messages) => (messages, None),
-            };
-            for message in messages {
-                println!("--- {} ---\n{}", message.role.as_str(), message.content);
-            }
-            if let Some(call) = call {
-                match call.kind {
-                    CallKind::Select { options, .. } => {
-                        println!("--- select `{}` among {:?} ---", call.capture, options)
-                    }
-                    CallKind::Gen {
-                        max_tokens, stop, ..
-                    } => {
-                        println!(
-                            "--- gen `{}` (max_tokens {:?}, stop {:?}) ---",
-                            call.capture, max_tokens, stop
-                        )
-                    }
-                }
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
     /// The result folder of the run to judge.
@@ -437,7 +360,8 @@ pub struct JudgeArgs {
     pub request_timeout: f64,
     #[arg(long)]
     pub threads: Option<usize>,
-    #[arg(long, default_value = "programs")]
+    /// Folder of .prompty programs that add to or override the built-in ones.
+    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
     pub programs_dir: PathBuf,
     #[arg(long, short)]
     pub quiet: bool,
@@ -480,6 +404,7 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         repeats: None,
         shuffle: None,
         reduce: None,
+        batch: Default::default(),
     };
     let request = crate::run::judge::JudgeRequest {
         run_folder: args.run.clone(),

@@ -15,7 +15,12 @@ pub struct Row {
     pub dataset: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subject: Option<String>,
+    /// Empty when the row has none: rows of any shape are valid (a judge or RAG dataset of
+    /// `{query, response, context}` rows); only programs that read `question` need it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub question: String,
+    /// Empty when the row has none; accuracy needs it (and `correct_answer`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub choices: Vec<String>,
     /// Index into `choices`; `None` for rows that are not scored by accuracy (judge-only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -75,7 +80,7 @@ impl Row {
         let subject = optional_string(&mut object, "subject")?;
         let question = match object.shift_remove("question") {
             Some(Value::String(text)) => text,
-            None => return Err(FieldProblem::field("question", "missing")),
+            None | Some(Value::Null) => String::new(),
             Some(other) => {
                 return Err(FieldProblem::field(
                     "question",
@@ -105,7 +110,7 @@ impl Row {
                 }
                 choices
             }
-            None => return Err(FieldProblem::field("choices", "missing")),
+            None | Some(Value::Null) => Vec::new(),
             Some(other) => {
                 return Err(FieldProblem::field(
                     "choices",
@@ -115,6 +120,13 @@ impl Row {
         };
         let correct_answer = match object.shift_remove("correct_answer") {
             None | Some(Value::Null) => None,
+            // An answer index needs choices to point into (and `len() - 1` below needs one).
+            Some(Value::Number(_)) if choices.is_empty() => {
+                return Err(FieldProblem::field(
+                    "correct_answer",
+                    "the row has an answer index but no `choices` to index: add `choices` or drop `correct_answer`",
+                ));
+            }
             Some(Value::Number(number)) => match number.as_u64() {
                 Some(index) if (index as usize) < choices.len() && index <= usize::MAX as u64 => {
                     Some(index as usize)
@@ -178,6 +190,12 @@ impl Row {
         {
             hasher.update((part.len() as u64).to_le_bytes());
             hasher.update(part.as_bytes());
+        }
+        // A row without question and choices (judge, RAG) is identified by its other fields.
+        if self.question.is_empty() && self.choices.is_empty() {
+            let extra = serde_json::to_string(&self.extra).unwrap_or_default();
+            hasher.update((extra.len() as u64).to_le_bytes());
+            hasher.update(extra.as_bytes());
         }
         let digest = hex::encode(&hasher.finalize()[..8]);
         if occurrence <= 1 {
@@ -267,9 +285,18 @@ mod tests {
             p.message,
             "expected an index into `choices` (0..=1), found -1"
         );
+        // Rows of any shape: without question and choices a row is still a row.
+        let judge_row = Row::from_json_value(json!({"query": "q", "response": "r"})).unwrap();
+        assert!(judge_row.question.is_empty() && judge_row.choices.is_empty());
         assert_eq!(
-            problem(json!({"choices": ["a"]})).field.as_deref(),
-            Some("question")
+            judge_row.to_json(),
+            json!({"id": "", "query": "q", "response": "r"})
+        );
+        assert_ne!(
+            judge_row.content_id(1),
+            Row::from_json_value(json!({"query": "q2", "response": "r"}))
+                .unwrap()
+                .content_id(1)
         );
         assert_eq!(
             problem(json!({"question": 3, "choices": ["a"]})).message,

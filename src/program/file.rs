@@ -1,25 +1,20 @@
-//! Program files: Prompty-style YAML front matter plus a Jinja body.
+//! Program files: a Prompty file (v1 or v2 front matter, Jinja or mustache body) read into one
+//! typed description. Unknown keys are never an error (the spec forbids it); they are listed
+//! in `ignored` so that `evalr programs check` can say so.
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::ProgramError;
+use super::front_matter;
+use super::inputs::{InputSpec, parse_inputs};
+use super::settings::{DefaultParameters, ModelSection, parse_model};
 
-/// Parameters a program sets for its calls unless a call overrides them.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct DefaultParameters {
-    pub temperature: Option<f64>,
-    pub top_p: Option<f64>,
-    pub max_tokens: Option<u32>,
-    pub seed: Option<u64>,
-}
-
-/// How many few-shot examples a program wants from `--examples`.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, serde::Serialize)]
-#[serde(deny_unknown_fields)]
+/// How many few-shot examples a program wants from `--examples` (evalr's `examples:` key).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ExamplesSpec {
     pub count: usize,
     /// How examples are chosen from the pool (`--pick` overrides): `random` (the default) or
@@ -49,20 +44,49 @@ impl std::str::FromStr for ExamplePick {
     }
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FrontMatter {
-    name: Option<String>,
-    #[serde(default)]
-    description: String,
-    #[serde(default)]
-    inputs: Vec<String>,
-    #[serde(default)]
-    parameters: DefaultParameters,
-    answer: Option<String>,
-    examples: Option<ExamplesSpec>,
-    ensemble: Option<super::EnsembleSpec>,
+/// The template language of the body.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TemplateFormat {
+    #[default]
+    Jinja2,
+    Mustache,
 }
+
+/// Which Prompty version a file is written for. They differ in one rendering rule: v1
+/// runtimes turn markdown images in a message into image parts, v2 keeps them as text
+/// (spec §6.6).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    V1,
+    #[default]
+    V2,
+}
+
+/// Top-level keys the Prompty spec (v1 or v2) defines and evalr reads or knowingly passes
+/// over; anything else is reported by `programs check`.
+const KNOWN_KEYS: &[&str] = &[
+    "name",
+    "displayName",
+    "description",
+    "version",
+    "authors",
+    "tags",
+    "metadata",
+    "model",
+    "inputs",
+    "outputs",
+    "sample",
+    "template",
+    "kind",
+    "id",
+    // evalr's extensions.
+    "answer",
+    "examples",
+    "parameters",
+    "ensemble",
+];
 
 /// A parsed program file.
 #[derive(Debug, Clone)]
@@ -70,19 +94,159 @@ pub struct ProgramFile {
     pub name: String,
     pub description: String,
     pub path: PathBuf,
-    /// Row fields the program reads; checked against each row before any call.
-    pub inputs: Vec<String>,
+    pub dialect: Dialect,
+    /// Declared inputs: defaults fill a row's missing values; a required one with no value is
+    /// a row error.
+    pub inputs: Vec<InputSpec>,
+    /// Sample values (`sample:` of v1, inputs' `example`/`sample`), for `programs render`
+    /// without a dataset.
+    pub sample: Map<String, Value>,
+    /// The JSON schema of `outputs:`, when declared: a program without calls asks for JSON
+    /// valid against it.
+    pub outputs_schema: Option<Value>,
+    pub model: ModelSection,
+    pub format: TemplateFormat,
+    /// Request settings of the file (`model.parameters`/`model.options`, evalr's
+    /// `parameters`).
     pub parameters: DefaultParameters,
     /// The capture whose selected option is the row's answer.
     pub answer_capture: String,
     pub examples: Option<ExamplesSpec>,
-    /// Repeats, choice shuffling and vote reduction the program asks for (flags override).
+    /// Repeats, choice shuffling and vote reduction the program asks for (evalr's `ensemble:`
+    /// key; flags override).
     pub ensemble: Option<super::EnsembleSpec>,
-    /// The Jinja body.
+    /// Front matter keys evalr does not use, each with why (for `programs check`).
+    pub ignored: Vec<String>,
+    /// The template body.
     pub body: String,
     /// Line of the file on which the body starts (1-based), so template errors point at the file.
     pub body_first_line: usize,
     pub sha256: String,
+}
+
+fn front_matter_error(path: &Path, line: usize, message: impl Into<String>) -> ProgramError {
+    ProgramError::FrontMatter {
+        path: path.to_path_buf(),
+        line,
+        message: message.into(),
+    }
+}
+
+/// `${file:relative/path}` (spec §2.11): JSON or YAML by extension, else text; confined to the
+/// program's folder.
+fn resolve_file_reference(path: &Path, reference: &str) -> Result<Option<Value>, String> {
+    let Some(relative) = reference
+        .trim()
+        .strip_prefix("${file:")
+        .and_then(|r| r.strip_suffix('}'))
+    else {
+        return Ok(None);
+    };
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let relative_path = Path::new(relative.trim());
+    if relative_path.is_absolute()
+        || relative_path
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(format!(
+            "`{reference}` must name a file inside the program's folder"
+        ));
+    }
+    let target = folder.join(relative_path);
+    let text = std::fs::read_to_string(&target)
+        .map_err(|e| format!("`{reference}`: cannot read {}: {e}", target.display()))?;
+    let extension = target
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or_default();
+    let value = match extension {
+        "json" => serde_json::from_str(&text)
+            .map_err(|e| format!("`{reference}`: {}: {e}", target.display()))?,
+        "yaml" | "yml" => serde_yaml::from_str(&text)
+            .map_err(|e| format!("`{reference}`: {}: {e}", target.display()))?,
+        _ => Value::String(text),
+    };
+    Ok(Some(value))
+}
+
+fn template_format(value: Option<&Value>) -> Result<TemplateFormat, String> {
+    let kind = match value {
+        None | Some(Value::Null) => return Ok(TemplateFormat::Jinja2),
+        Some(Value::String(kind)) => kind.clone(),
+        Some(Value::Object(map)) => {
+            let format = map.get("format").or_else(|| map.get("type"));
+            match format {
+                Some(Value::String(kind)) => kind.clone(),
+                Some(Value::Object(f)) => f
+                    .get("kind")
+                    .and_then(Value::as_str)
+                    .unwrap_or("jinja2")
+                    .to_string(),
+                _ => "jinja2".to_string(),
+            }
+        }
+        Some(other) => return Err(format!("template must be a name or a map, found {other}")),
+    };
+    match kind.to_ascii_lowercase().as_str() {
+        "jinja2" | "jinja" | "nunjucks" => Ok(TemplateFormat::Jinja2),
+        "mustache" => Ok(TemplateFormat::Mustache),
+        other => Err(format!(
+            "template format `{other}` is not supported: use jinja2 or mustache"
+        )),
+    }
+}
+
+/// The JSON schema type of a Prompty property kind.
+fn json_type(kind: &str) -> &'static str {
+    match kind {
+        "integer" | "int" => "integer",
+        "float" | "number" => "number",
+        "boolean" | "bool" => "boolean",
+        "array" | "list" => "array",
+        "object" | "dict" => "object",
+        _ => "string",
+    }
+}
+
+/// `outputs:` (a v2 property list or a v1 map) as a strict JSON schema.
+fn outputs_schema(value: &Value) -> Result<Option<Value>, String> {
+    let outputs = parse_inputs(value).map_err(|e| e.replace("inputs", "outputs"))?;
+    if outputs.is_empty() {
+        return Ok(None);
+    }
+    let mut properties = Map::new();
+    for output in &outputs {
+        let mut property = Map::new();
+        property.insert("type".into(), Value::String(json_type(&output.kind).into()));
+        if let Some(description) = &output.description {
+            property.insert("description".into(), Value::String(description.clone()));
+        }
+        properties.insert(output.name.clone(), Value::Object(property));
+    }
+    Ok(Some(serde_json::json!({
+        "type": "object",
+        "properties": properties,
+        "required": outputs.iter().map(|o| o.name.clone()).collect::<Vec<_>>(),
+        "additionalProperties": false,
+    })))
+}
+
+/// v1 files are recognised by keys only v1 has.
+fn dialect(front: &Map<String, Value>) -> Dialect {
+    let model = front.get("model").and_then(Value::as_object);
+    let v1_model = model.is_some_and(|m| {
+        m.contains_key("configuration") || m.contains_key("parameters") || m.contains_key("api")
+    });
+    let v1_inputs = front
+        .get("inputs")
+        .and_then(Value::as_object)
+        .is_some_and(|m| m.values().any(|v| v.get("type").is_some()));
+    if v1_model || v1_inputs || front.contains_key("sample") {
+        Dialect::V1
+    } else {
+        Dialect::V2
+    }
 }
 
 impl ProgramFile {
@@ -95,127 +259,244 @@ impl ProgramFile {
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<ProgramFile, ProgramError> {
-        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
-        let (front, body, body_first_line) = split_front_matter(text);
-        let front: FrontMatter = match front {
+        let split = front_matter::split(text).map_err(|unclosed| {
+            front_matter_error(
+                path,
+                unclosed.line,
+                "the front matter opened here is never closed: end it with a line `---`",
+            )
+        })?;
+        let yaml_line = split.yaml_first_line;
+        let front: Map<String, Value> = match split.yaml {
             Some(yaml) if !yaml.trim().is_empty() => {
-                serde_yaml::from_str(yaml).map_err(|e| ProgramError::FrontMatter {
-                    path: path.to_path_buf(),
-                    // The YAML starts on line 2 of the file, after the opening `---`.
-                    line: e.location().map(|l| l.line() + 1).unwrap_or(1),
-                    message: e.to_string(),
-                })?
+                let value: Value = serde_yaml::from_str(yaml).map_err(|e| {
+                    front_matter_error(
+                        path,
+                        e.location()
+                            .map(|l| l.line() + yaml_line - 1)
+                            .unwrap_or(yaml_line),
+                        e.to_string(),
+                    )
+                })?;
+                match value {
+                    Value::Object(map) => map,
+                    Value::Null => Map::new(),
+                    other => {
+                        return Err(front_matter_error(
+                            path,
+                            yaml_line,
+                            format!("the front matter must be a map of keys, found {other}"),
+                        ));
+                    }
+                }
             }
-            _ => FrontMatter::default(),
+            _ => Map::new(),
         };
-        let name = front.name.unwrap_or_else(|| {
+        // Errors in a key point at the line the key is on.
+        let key_error = |key: &str, message: String| {
+            let line = split
+                .yaml
+                .and_then(|yaml| {
+                    yaml.lines()
+                        .position(|l| l.starts_with(&format!("{key}:")))
+                        .map(|i| i + yaml_line)
+                })
+                .unwrap_or(yaml_line);
+            front_matter_error(path, line, message)
+        };
+        let text_of = |key: &str| front.get(key).and_then(Value::as_str).map(str::to_string);
+
+        let mut inputs = parse_inputs(front.get("inputs").unwrap_or(&Value::Null))
+            .map_err(|e| key_error("inputs", e))?;
+        // Keep declaration order but one spec per name.
+        let mut seen = std::collections::HashSet::new();
+        inputs.retain(|i| seen.insert(i.name.clone()));
+
+        let mut sample = match front.get("sample") {
+            None | Some(Value::Null) => Map::new(),
+            Some(Value::Object(map)) => map.clone(),
+            Some(Value::String(reference)) => {
+                match resolve_file_reference(path, reference).map_err(|e| key_error("sample", e))? {
+                    Some(Value::Object(map)) => map,
+                    _ => {
+                        return Err(key_error(
+                            "sample",
+                            "sample must be a map of input values or `${file:sample.json}`".into(),
+                        ));
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(key_error(
+                    "sample",
+                    format!("sample must be a map of input values, found {other}"),
+                ));
+            }
+        };
+        for input in &inputs {
+            if let Some(value) = &input.sample {
+                sample
+                    .entry(input.name.clone())
+                    .or_insert_with(|| value.clone());
+            }
+        }
+
+        let model = parse_model(front.get("model").unwrap_or(&Value::Null))
+            .map_err(|e| key_error("model", e))?;
+        let mut parameters = model.parameters.clone();
+        // evalr's own older key: settings at the top level.
+        if let Some(value) = front.get("parameters") {
+            let map = value.as_object().ok_or_else(|| {
+                key_error("parameters", "parameters must be a map of settings".into())
+            })?;
+            parameters
+                .merge_from(map, "parameters.")
+                .map_err(|e| key_error("parameters", e))?;
+        }
+        let format =
+            template_format(front.get("template")).map_err(|e| key_error("template", e))?;
+        let outputs_schema = match front.get("outputs") {
+            None | Some(Value::Null) => None,
+            Some(value) => outputs_schema(value).map_err(|e| key_error("outputs", e))?,
+        };
+        let examples = match front.get("examples") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                serde_json::from_value::<ExamplesSpec>(value.clone()).map_err(|e| {
+                    key_error(
+                        "examples",
+                        format!("examples must be {{count: N, pick: knn|random}}: {e}"),
+                    )
+                })?,
+            ),
+        };
+        let ensemble = match front.get("ensemble") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                serde_json::from_value::<super::EnsembleSpec>(value.clone()).map_err(|e| {
+                    key_error(
+                        "ensemble",
+                        format!(
+                            "ensemble must be {{repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}}: {e}"
+                        ),
+                    )
+                })?,
+            ),
+        };
+        let mut ignored = Vec::new();
+        for key in front.keys() {
+            match key.as_str() {
+                "tools" => ignored.push(
+                    "tools: evalr does not call tools; the model is not told about them".into(),
+                ),
+                "base" => ignored.push("base: evalr does not inherit from a base file".into()),
+                key if KNOWN_KEYS.contains(&key) => {}
+                other => ignored.push(format!("{other}: not a Prompty key evalr reads")),
+            }
+        }
+        let name = text_of("name").unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
                 .unwrap_or_default()
         });
         Ok(ProgramFile {
             name,
-            description: front.description,
+            description: text_of("description")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
             path: path.to_path_buf(),
-            inputs: front.inputs,
-            parameters: front.parameters,
-            answer_capture: front.answer.unwrap_or_else(|| "answer".to_string()),
-            examples: front.examples,
-            ensemble: front.ensemble,
-            body: body.to_string(),
-            body_first_line,
+            dialect: dialect(&front),
+            inputs,
+            sample,
+            outputs_schema,
+            model,
+            format,
+            parameters,
+            answer_capture: text_of("answer").unwrap_or_else(|| "answer".to_string()),
+            examples,
+            ensemble,
+            ignored,
+            body: split.body.to_string(),
+            body_first_line: split.body_first_line,
             sha256,
         })
     }
 }
 
-/// Splits `---\nyaml\n---\nbody` into (yaml, body, first line of body).
-fn split_front_matter(text: &str) -> (Option<&str>, &str, usize) {
-    let mut lines = text.split_inclusive('\n');
-    let Some(first) = lines.next() else {
-        return (None, text, 1);
-    };
-    if first.trim_end() != "---" {
-        return (None, text, 1);
-    }
-    let mut offset = first.len();
-    let yaml_start = offset;
-    let mut line_no = 1;
-    for line in lines {
-        line_no += 1;
-        if line.trim_end() == "---" {
-            let yaml = &text[yaml_start..offset];
-            let body = &text[offset + line.len()..];
-            return (Some(yaml), body, line_no + 1);
-        }
-        offset += line.len();
-    }
-    // No closing `---`: treat the whole file as body so the template error points at it.
-    (None, text, 1)
-}
-
-/// Finds programs by name in a programs folder (`NAME` -> `programs/NAME.prompty`) or by path.
-pub fn resolve_program(spec: &str, programs_dir: &Path) -> Result<PathBuf, ProgramError> {
-    // A name (`zero_shot`, `judges/coherence`) first, then a path to a file.
-    let named = programs_dir.join(format!("{spec}.prompty"));
-    if !spec.ends_with(".prompty") && named.is_file() {
-        return Ok(named);
-    }
-    let as_path = Path::new(spec);
-    if as_path.is_file() {
-        return Ok(as_path.to_path_buf());
-    }
-    Err(ProgramError::NotFound {
-        spec: spec.to_string(),
-        available: list_programs(programs_dir).unwrap_or_default().join(", "),
-    })
-}
-
-/// Program names in a folder (recursively, `judges/coherence` for sub-folders), sorted.
-pub fn list_programs(programs_dir: &Path) -> std::io::Result<Vec<String>> {
-    fn walk(dir: &Path, prefix: &str, out: &mut Vec<String>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let entry = entry?;
-            let path = entry.path();
-            let file_name = entry.file_name().to_string_lossy().into_owned();
-            if path.is_dir() {
-                walk(&path, &format!("{prefix}{file_name}/"), out)?;
-            } else if let Some(stem) = file_name.strip_suffix(".prompty") {
-                out.push(format!("{prefix}{stem}"));
-            }
-        }
-        Ok(())
-    }
-    let mut names = Vec::new();
-    walk(programs_dir, "", &mut names)?;
-    names.sort();
-    Ok(names)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
-    fn parses_front_matter_and_body_line() {
+    fn parses_evalr_front_matter_and_body_line() {
         let text = "---\nname: t\ninputs: [question]\nparameters:\n  temperature: 0\n---\nuser:\n{{ question }}\n";
         let program = ProgramFile::parse(Path::new("t.prompty"), text).unwrap();
         assert_eq!(program.name, "t");
-        assert_eq!(program.inputs, vec!["question"]);
+        assert_eq!(program.inputs[0].name, "question");
+        assert!(program.inputs[0].required);
         assert_eq!(program.parameters.temperature, Some(0.0));
         assert_eq!(program.body, "user:\n{{ question }}\n");
         assert_eq!(program.body_first_line, 7);
         assert_eq!(program.answer_capture, "answer");
+        assert!(program.ignored.is_empty());
     }
 
     #[test]
-    fn unknown_front_matter_key_names_the_line() {
-        let text = "---\nname: t\ntemprature: 0\n---\nuser:\nhi\n";
-        let err = ProgramFile::parse(Path::new("p/t.prompty"), text).unwrap_err();
-        let message = err.to_string();
-        assert!(message.starts_with("p/t.prompty:3:"), "{message}");
-        assert!(message.contains("temprature"), "{message}");
+    fn evalr_examples_pick_and_ensemble_keys() {
+        let text = "---\nname: t\nexamples:\n  count: 3\n  pick: knn\nensemble:\n  repeats: 5\n  shuffle: plain-hunt\n  reduce: majority\n---\nuser:\nhi\n";
+        let program = ProgramFile::parse(Path::new("t.prompty"), text).unwrap();
+        let examples = program.examples.unwrap();
+        assert_eq!(examples.count, 3);
+        assert_eq!(examples.pick, Some(ExamplePick::Knn));
+        let ensemble = program.ensemble.unwrap();
+        assert_eq!(ensemble.repeats, Some(5));
+        assert_eq!(ensemble.shuffle, Some(super::super::Shuffle::PlainHunt));
+        assert_eq!(ensemble.reduce, Some(super::super::Reduce::Majority));
+        assert!(program.ignored.is_empty(), "{:?}", program.ignored);
+    }
+
+    #[test]
+    fn bad_ensemble_names_the_key_line() {
+        let text = "---\nname: t\nensemble:\n  repeats: 5\n  shufle: random\n---\nuser:\nhi\n";
+        let error = ProgramFile::parse(Path::new("t.prompty"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("t.prompty"), "{error}");
+        assert!(error.contains(":3"), "{error}");
+        assert!(error.contains("shufle"), "{error}");
+    }
+
+    #[test]
+    fn unknown_keys_are_not_errors_but_are_listed() {
+        let text = "---\nname: t\ntemprature: 0\ntools: []\n---\nuser:\nhi\n";
+        let program = ProgramFile::parse(Path::new("p/t.prompty"), text).unwrap();
+        assert_eq!(program.ignored.len(), 2);
+        assert!(
+            program.ignored[0].starts_with("temprature"),
+            "{:?}",
+            program.ignored
+        );
+    }
+
+    #[test]
+    fn bad_yaml_names_file_and_line() {
+        let text = "---\nname: t\ninputs: [a\n---\nuser:\nhi\n";
+        let err = ProgramFile::parse(Path::new("p/t.prompty"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p/t.prompty:"), "{err}");
+    }
+
+    #[test]
+    fn unclosed_front_matter_is_an_error_naming_the_file() {
+        let err = ProgramFile::parse(Path::new("p/t.prompty"), "---\nname: t\nuser:\nhi\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("p/t.prompty:1:"), "{err}");
+        assert!(err.contains("never closed"), "{err}");
     }
 
     #[test]
@@ -224,5 +505,42 @@ mod tests {
         assert_eq!(program.name, "x");
         assert_eq!(program.body, "user:\nhi");
         assert_eq!(program.body_first_line, 1);
+    }
+
+    #[test]
+    fn v1_file_with_sample_inputs_map_and_template_string() {
+        let text = "---\nname: Basic\ndescription: A basic prompt\nauthors: [me]\nmodel:\n  api: chat\n  configuration:\n    type: azure_openai\n    azure_deployment: gpt-35-turbo\n  parameters:\n    max_tokens: 3000\nsample:\n  firstName: Jane\ninputs:\n  firstName:\n    type: string\ntemplate: jinja2\n---\nsystem:\nHi {{firstName}}\n";
+        let program = ProgramFile::parse(Path::new("basic.prompty"), text).unwrap();
+        assert_eq!(program.dialect, Dialect::V1);
+        assert_eq!(program.sample["firstName"], json!("Jane"));
+        assert_eq!(program.parameters.max_tokens, Some(3000));
+        assert_eq!(program.format, TemplateFormat::Jinja2);
+        assert!(program.ignored.is_empty(), "{:?}", program.ignored);
+    }
+
+    #[test]
+    fn v2_file_with_template_format_and_outputs() {
+        let text = "---\nname: s\nmodel:\n  id: gpt-4o\n  options:\n    temperature: 0\ninputs:\n  - name: q\n    kind: string\n    example: why?\noutputs:\n  - name: score\n    kind: integer\n  - name: reason\n    kind: string\ntemplate:\n  format:\n    kind: mustache\n  parser:\n    kind: prompty\n---\nuser:\n{{q}}\n";
+        let program = ProgramFile::parse(Path::new("s.prompty"), text).unwrap();
+        assert_eq!(program.dialect, Dialect::V2);
+        assert_eq!(program.format, TemplateFormat::Mustache);
+        assert_eq!(program.sample["q"], json!("why?"));
+        let schema = program.outputs_schema.unwrap();
+        assert_eq!(schema["properties"]["score"]["type"], json!("integer"));
+        assert_eq!(schema["required"], json!(["score", "reason"]));
+    }
+
+    #[test]
+    fn sample_from_a_file_reference() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("sample.json"), r#"{"q": "from file"}"#).unwrap();
+        let path = dir.path().join("p.prompty");
+        let program =
+            ProgramFile::parse(&path, "---\nsample: ${file:sample.json}\n---\n{{q}}").unwrap();
+        assert_eq!(program.sample["q"], json!("from file"));
+        let err = ProgramFile::parse(&path, "---\nsample: ${file:../x.json}\n---\n{{q}}")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("inside the program's folder"), "{err}");
     }
 }

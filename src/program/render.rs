@@ -5,19 +5,29 @@
 //! the first marker: that conversation is exactly what the model sees at that call. The run
 //! makes the call, stores the capture and renders again. Re-rendering costs microseconds
 //! against a model call, and branches on a capture (`{% if answer == "A" %}`) come out right.
+//!
+//! A program with no call at all runs as a Prompty file runs: one completion of the whole
+//! conversation, captured as `output` (JSON against the `outputs:` schema when there is one).
+//!
+//! Every value the template prints is wrapped in markers carrying a nonce made when the
+//! program is compiled (a row cannot know it), so the splitter can tell template text from
+//! data: role boundaries come from the template alone (see `roles.rs`).
 
 use minijinja::value::{Kwargs, Rest};
 use minijinja::{Environment, ErrorKind, State, UndefinedBehavior, Value};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
-use super::{ProgramError, ProgramFile};
+use super::roles::{MarkedText, ParsedMessage, ParsedRole, split_marked};
+use super::settings::ResponseFormat;
+use super::{ProgramError, ProgramFile, TemplateFormat};
 use crate::backend::{Message, Role};
 
-const MARKER_START: char = '\u{1}';
-const MARKER_END: char = '\u{2}';
 const CAPTURES_KEY: &str = "__evalr_captures";
 const TEMPLATE_NAME: &str = "program";
+/// The capture of a program without calls: the whole completion.
+pub const OUTPUT_CAPTURE: &str = "output";
 
 /// What a call asks of the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -68,13 +78,41 @@ pub enum Step {
 /// Captures known so far, in the order they were made.
 pub type Captures = Map<String, serde_json::Value>;
 
+/// The markers of one compiled program.
+#[derive(Debug, Clone)]
+struct Markers {
+    value_open: String,
+    value_close: String,
+    call_open: String,
+    call_close: String,
+    thread_open: String,
+    thread_close: String,
+}
+
+impl Markers {
+    fn new() -> Markers {
+        let nonce: u64 = rand::rng().random();
+        let nonce = format!("{nonce:016x}");
+        // Private-use characters around a random nonce: a row would have to guess the nonce
+        // to forge a boundary.
+        Markers {
+            value_open: format!("\u{F8F0}{nonce}\u{F8F1}"),
+            value_close: format!("\u{F8F2}{nonce}\u{F8F1}"),
+            call_open: format!("\u{F8F3}{nonce}\u{F8F1}"),
+            call_close: format!("\u{F8F4}{nonce}\u{F8F1}"),
+            thread_open: format!("\u{F8F5}{nonce}\u{F8F1}"),
+            thread_close: format!("\u{F8F6}{nonce}\u{F8F1}"),
+        }
+    }
+}
+
 /// A program compiled once and rendered for every row.
 pub struct Program {
     pub file: ProgramFile,
     env: Environment<'static>,
-    /// Capture names the body mentions, so a branch on a capture not made yet sees `none`
-    /// instead of failing under strict undefined checks.
-    capture_names: Vec<String>,
+    markers: Markers,
+    /// The body has `select(`/`gen(` calls; without any, the program is one completion.
+    has_calls: bool,
 }
 
 impl std::fmt::Debug for Program {
@@ -85,41 +123,113 @@ impl std::fmt::Debug for Program {
 
 impl Program {
     pub fn compile(file: ProgramFile) -> Result<Program, ProgramError> {
+        let markers = Markers::new();
         let mut env = Environment::new();
-        // A misspelt row field must fail loudly, not render as an empty string.
-        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Undefined variables render as empty strings, as in every Prompty runtime; safety
+        // comes from declared inputs and `evalr programs check`.
+        env.set_undefined_behavior(UndefinedBehavior::Lenient);
         env.set_keep_trailing_newline(true);
-        env.add_function("select", select_function);
-        env.add_function("gen", gen_function);
+        let call_open = markers.call_open.clone();
+        let (open, close) = (markers.value_open.clone(), markers.value_close.clone());
+        env.set_formatter(move |out, state, value| {
+            if let Some(text) = value.as_str()
+                && value.is_safe()
+                && text.starts_with(call_open.as_str())
+            {
+                out.write_str(text)?;
+                return Ok(());
+            }
+            out.write_str(&open)?;
+            minijinja::escape_formatter(out, state, value)?;
+            out.write_str(&close)?;
+            Ok(())
+        });
+        let call_markers = (markers.call_open.clone(), markers.call_close.clone());
+        let (select_markers, gen_markers) = (call_markers.clone(), call_markers);
+        env.add_function(
+            "select",
+            move |state: &State, name: String, positional: Rest<Value>, kwargs: Kwargs| {
+                select_function(state, name, positional, kwargs, &select_markers)
+            },
+        );
+        env.add_function("gen", move |state: &State, name: String, kwargs: Kwargs| {
+            gen_function(state, name, kwargs, &gen_markers)
+        });
         env.add_global(
             "letters",
             Value::from_serialize(('A'..='Z').map(|c| c.to_string()).collect::<Vec<_>>()),
         );
-        env.add_template_owned(TEMPLATE_NAME, file.body.clone())
-            .map_err(|e| template_error(&file, &e))?;
-        let call_pattern =
-            regex::Regex::new(r#"\b(?:select|gen)\(\s*["']([^"']+)["']"#).expect("constant regex");
-        let capture_names = call_pattern
-            .captures_iter(&file.body)
-            .map(|c| c[1].to_string())
-            .collect();
+        if file.format == TemplateFormat::Jinja2 {
+            env.add_template_owned(TEMPLATE_NAME, file.body.clone())
+                .map_err(|e| template_error(&file, &e))?;
+        }
+        let call_pattern = regex::Regex::new(r#"\b(?:select|gen)\s*\("#).expect("constant regex");
+        let has_calls = file.format == TemplateFormat::Jinja2 && call_pattern.is_match(&file.body);
         Ok(Program {
             file,
             env,
-            capture_names,
+            markers,
+            has_calls,
         })
     }
 
-    /// Renders with `context` (row fields, `row`, `examples`...) and the captures so far, and
-    /// returns the first open call or the finished conversation.
+    /// Whether the program is one plain completion (no `select`/`gen`).
+    pub fn is_plain_completion(&self) -> bool {
+        !self.has_calls
+    }
+
+    /// Capture names of the body's calls (a branch may read them before they are made).
+    pub fn capture_names(&self) -> Vec<String> {
+        let pattern =
+            regex::Regex::new(r#"\b(?:select|gen)\(\s*["']([^"']+)["']"#).expect("constant regex");
+        let mut names: Vec<String> = pattern
+            .captures_iter(&self.file.body)
+            .map(|c| c[1].to_string())
+            .collect();
+        if self.is_plain_completion() {
+            names.push(OUTPUT_CAPTURE.to_string());
+        }
+        names
+    }
+
+    /// Variables the body reads from its context (for `programs check`).
+    pub fn undeclared_variables(&self) -> Vec<String> {
+        match self.file.format {
+            TemplateFormat::Jinja2 => self
+                .env
+                .get_template(TEMPLATE_NAME)
+                .map(|t| {
+                    let mut names: Vec<String> =
+                        t.undeclared_variables(false).into_iter().collect();
+                    names.sort();
+                    names
+                })
+                .unwrap_or_default(),
+            TemplateFormat::Mustache => super::mustache::variables(&self.file.body),
+        }
+    }
+
+    /// Renders with `context` (row fields, `evalr`...) and the captures so far, and returns
+    /// the first open call or the finished conversation.
     pub fn next_step(
         &self,
         context: &Map<String, serde_json::Value>,
         captures: &Captures,
     ) -> Result<Step, ProgramError> {
         let mut vars = context.clone();
-        for name in &self.capture_names {
-            vars.insert(name.clone(), serde_json::Value::Null);
+        // Thread inputs render as markers and become messages after the split (spec §6.7).
+        let mut threads = Vec::new();
+        for input in self.file.inputs.iter().filter(|i| i.is_thread()) {
+            if let Some(value) = vars.get_mut(&input.name) {
+                let marker = format!(
+                    "{}{}{}",
+                    self.markers.thread_open,
+                    threads.len(),
+                    self.markers.thread_close
+                );
+                threads.push((input.name.clone(), std::mem::take(value)));
+                *value = serde_json::Value::String(marker);
+            }
         }
         for (name, value) in captures {
             vars.insert(name.clone(), value.clone());
@@ -128,39 +238,216 @@ impl Program {
             CAPTURES_KEY.to_string(),
             serde_json::Value::Object(captures.clone()),
         );
-        let template = self
-            .env
-            .get_template(TEMPLATE_NAME)
-            .map_err(|e| template_error(&self.file, &e))?;
-        let text = template
-            .render(Value::from_serialize(&vars))
-            .map_err(|e| template_error(&self.file, &e))?;
-        match text.find(MARKER_START) {
-            None => Ok(Step::Done(split_messages(&text))),
+        let text = match self.file.format {
+            TemplateFormat::Jinja2 => {
+                let template = self
+                    .env
+                    .get_template(TEMPLATE_NAME)
+                    .map_err(|e| template_error(&self.file, &e))?;
+                template
+                    .render(Value::from_serialize(&vars))
+                    .map_err(|e| template_error(&self.file, &e))?
+            }
+            TemplateFormat::Mustache => super::mustache::render(
+                &self.file.body,
+                &vars,
+                &self.markers.value_open,
+                &self.markers.value_close,
+            )
+            .map_err(|message| ProgramError::Template {
+                path: self.file.path.clone(),
+                line: self.file.body_first_line,
+                message,
+            })?,
+        };
+        match text.find(&self.markers.call_open) {
+            None => {
+                let messages = self.messages(&text, &threads)?;
+                if self.is_plain_completion() && !captures.contains_key(OUTPUT_CAPTURE) {
+                    return Ok(Step::Call(self.completion_call(messages)));
+                }
+                Ok(Step::Done(messages))
+            }
             Some(start) => {
-                let rest = &text[start + MARKER_START.len_utf8()..];
-                let end = rest
-                    .find(MARKER_END)
-                    .ok_or_else(|| ProgramError::Template {
-                        path: self.file.path.clone(),
-                        line: self.file.body_first_line,
-                        message: "a select/gen call was cut by a filter; print calls unmodified"
-                            .into(),
-                    })?;
+                let rest = &text[start + self.markers.call_open.len()..];
+                let end =
+                    rest.find(&self.markers.call_close)
+                        .ok_or_else(|| ProgramError::Template {
+                            path: self.file.path.clone(),
+                            line: self.file.body_first_line,
+                            message:
+                                "a select/gen call was cut by a filter; print calls unmodified"
+                                    .into(),
+                        })?;
                 let call: PendingCall =
                     serde_json::from_str(&rest[..end]).map_err(|e| ProgramError::Template {
                         path: self.file.path.clone(),
                         line: self.file.body_first_line,
                         message: format!("internal call marker unreadable: {e}"),
                     })?;
+                let mut messages = self.messages(&text[..start], &threads)?;
+                // `assistant:` right before a call opens the model's turn: no text of its own
+                // to continue, so it is not sent as an empty message.
+                if messages
+                    .last()
+                    .is_some_and(|m| m.role == Role::Assistant && m.content.trim().is_empty())
+                {
+                    messages.pop();
+                }
                 Ok(Step::Call(Call {
                     capture: call.capture,
                     kind: call.kind,
-                    messages: conversation_before_call(&text[..start]),
+                    messages,
                 }))
             }
         }
     }
+
+    /// The one call of a program without `select`/`gen`: the file's settings, JSON when the
+    /// file declares `outputs:` or asks for a JSON response format.
+    fn completion_call(&self, messages: Vec<Message>) -> Call {
+        let p = &self.file.parameters;
+        let json_schema = match (&p.response_format, &self.file.outputs_schema) {
+            (Some(ResponseFormat::JsonSchema { schema }), _) => Some(schema.clone()),
+            (_, Some(schema)) => Some(schema.clone()),
+            _ => None,
+        };
+        Call {
+            capture: OUTPUT_CAPTURE.to_string(),
+            kind: CallKind::Gen {
+                max_tokens: p.max_tokens,
+                stop: p.stop.clone(),
+                temperature: p.temperature,
+                top_p: p.top_p,
+                seed: p.seed,
+                regex: None,
+                json_schema,
+            },
+            messages,
+        }
+    }
+
+    /// Rendered text (with value markers) to messages: split at the template's role lines,
+    /// threads expanded in place.
+    fn messages(
+        &self,
+        text: &str,
+        threads: &[(String, serde_json::Value)],
+    ) -> Result<Vec<Message>, ProgramError> {
+        let marked =
+            MarkedText::from_wrapped(text, &self.markers.value_open, &self.markers.value_close);
+        let mut out = Vec::new();
+        for parsed in split_marked(&marked) {
+            self.expand(parsed, threads, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn expand(
+        &self,
+        parsed: ParsedMessage,
+        threads: &[(String, serde_json::Value)],
+        out: &mut Vec<Message>,
+    ) -> Result<(), ProgramError> {
+        let error = |message: String| ProgramError::Template {
+            path: self.file.path.clone(),
+            line: self.file.body_first_line,
+            message,
+        };
+        let role = match parsed.role {
+            ParsedRole::System => Role::System,
+            ParsedRole::User => Role::User,
+            ParsedRole::Assistant => Role::Assistant,
+            ParsedRole::Developer => Role::Developer,
+            ParsedRole::Tool => {
+                return Err(error(
+                    "a `function:`/`tool:` message needs tool calling, which evalr does not do; remove it or make it a user message".into(),
+                ));
+            }
+        };
+        let mut rest = parsed.content.as_str();
+        let open = &self.markers.thread_open;
+        let close = &self.markers.thread_close;
+        let mut emitted_any = false;
+        while let Some(at) = rest.find(open.as_str()) {
+            let after = &rest[at + open.len()..];
+            let Some(end) = after.find(close.as_str()) else {
+                break;
+            };
+            let index: usize = after[..end].parse().unwrap_or(usize::MAX);
+            let before = rest[..at].trim_matches(['\n', '\r']);
+            if !before.trim().is_empty() {
+                out.push(Message {
+                    role,
+                    content: before.to_string(),
+                });
+            }
+            if let Some((name, value)) = threads.get(index) {
+                out.extend(thread_messages(name, value).map_err(error)?);
+            }
+            emitted_any = true;
+            rest = &after[end + close.len()..];
+        }
+        let tail = if emitted_any {
+            rest.trim_matches(['\n', '\r'])
+        } else {
+            rest
+        };
+        if !emitted_any || !tail.trim().is_empty() {
+            out.push(Message {
+                role,
+                content: tail.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// A thread input's value: a list of `{role, content}` messages (content a string, or a list
+/// of text parts).
+fn thread_messages(name: &str, value: &serde_json::Value) -> Result<Vec<Message>, String> {
+    let items = match value {
+        serde_json::Value::Null => return Ok(Vec::new()),
+        serde_json::Value::Array(items) => items,
+        other => {
+            return Err(format!(
+                "thread input `{name}` must be a list of {{role, content}} messages, found {other}"
+            ));
+        }
+    };
+    items
+        .iter()
+        .enumerate()
+        .map(|(i, item)| {
+            let role = match item.get("role").and_then(|r| r.as_str()) {
+                Some("system") => Role::System,
+                Some("user") => Role::User,
+                Some("assistant") => Role::Assistant,
+                Some("developer") => Role::Developer,
+                other => {
+                    return Err(format!(
+                        "thread input `{name}`[{i}]: role {other:?} is not system, user, assistant or developer"
+                    ));
+                }
+            };
+            let content = match item.get("content") {
+                Some(serde_json::Value::String(text)) => text.clone(),
+                Some(serde_json::Value::Array(parts)) => parts
+                    .iter()
+                    .filter_map(|p| p.get("text").or_else(|| p.get("value")))
+                    .filter_map(|t| t.as_str())
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                None | Some(serde_json::Value::Null) => String::new(),
+                Some(other) => {
+                    return Err(format!(
+                        "thread input `{name}`[{i}]: content must be text, found {other}"
+                    ));
+                }
+            };
+            Ok(Message { role, content })
+        })
+        .collect()
 }
 
 #[derive(Serialize, Deserialize)]
@@ -176,11 +463,12 @@ fn known_capture(state: &State, name: &str) -> Option<Value> {
     (!value.is_undefined()).then_some(value)
 }
 
-fn marker(call: &PendingCall) -> Result<Value, minijinja::Error> {
+fn marker(call: &PendingCall, markers: &(String, String)) -> Result<Value, minijinja::Error> {
     let json = serde_json::to_string(call)
         .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
     Ok(Value::from_safe_string(format!(
-        "{MARKER_START}{json}{MARKER_END}"
+        "{}{json}{}",
+        markers.0, markers.1
     )))
 }
 
@@ -209,6 +497,7 @@ fn select_function(
     name: String,
     positional: Rest<Value>,
     kwargs: Kwargs,
+    markers: &(String, String),
 ) -> Result<Value, minijinja::Error> {
     let options_value: Option<Value> = kwargs.get("options")?;
     let temperature: Option<f64> = kwargs.get("temperature")?;
@@ -231,17 +520,25 @@ fn select_function(
     if let Some(value) = known_capture(state, &name) {
         return Ok(value);
     }
-    marker(&PendingCall {
-        capture: name,
-        kind: CallKind::Select {
-            options,
-            temperature,
+    marker(
+        &PendingCall {
+            capture: name,
+            kind: CallKind::Select {
+                options,
+                temperature,
+            },
         },
-    })
+        markers,
+    )
 }
 
 /// `gen(name, max_tokens=, stop=, temperature=, top_p=, seed=, regex=, json_schema=)`.
-fn gen_function(state: &State, name: String, kwargs: Kwargs) -> Result<Value, minijinja::Error> {
+fn gen_function(
+    state: &State,
+    name: String,
+    kwargs: Kwargs,
+    markers: &(String, String),
+) -> Result<Value, minijinja::Error> {
     let max_tokens: Option<u32> = kwargs.get("max_tokens")?;
     let stop: Option<Value> = kwargs.get("stop")?;
     let temperature: Option<f64> = kwargs.get("temperature")?;
@@ -261,70 +558,37 @@ fn gen_function(state: &State, name: String, kwargs: Kwargs) -> Result<Value, mi
         .map(|v| serde_json::to_value(&v))
         .transpose()
         .map_err(|e| minijinja::Error::new(ErrorKind::InvalidOperation, e.to_string()))?;
-    marker(&PendingCall {
-        capture: name,
-        kind: CallKind::Gen {
-            max_tokens,
-            stop,
-            temperature,
-            top_p,
-            seed,
-            regex,
-            json_schema,
+    marker(
+        &PendingCall {
+            capture: name,
+            kind: CallKind::Gen {
+                max_tokens,
+                stop,
+                temperature,
+                top_p,
+                seed,
+                regex,
+                json_schema,
+            },
         },
-    })
+        markers,
+    )
 }
 
-fn role_of_line(line: &str) -> Option<Role> {
-    match line.trim().to_ascii_lowercase().as_str() {
-        "system:" => Some(Role::System),
-        "user:" => Some(Role::User),
-        "assistant:" => Some(Role::Assistant),
-        _ => None,
-    }
-}
-
-/// The conversation a call sees: the messages before its marker, where the last one keeps its
-/// trailing spaces. "Answer: " then an option "B" is the text "Answer: B", which a local model
-/// scores as the token " B" the way it would read it; chat APIs ignore the difference.
-fn conversation_before_call(text: &str) -> Vec<Message> {
-    let mut messages = split_messages(text);
-    if let Some(last) = messages.last_mut() {
-        let tail = text.trim_end_matches(['\n', '\r']);
-        let spaces = tail.len() - tail.trim_end().len();
-        if tail.trim_end().ends_with(last.content.as_str()) && spaces > 0 {
-            last.content.push_str(&tail[tail.len() - spaces..]);
-        }
-    }
-    messages
-}
-
-/// Splits rendered text into messages at lines `system:`, `user:`, `assistant:`. Text before
-/// the first role line is a system message. Contents are trimmed; empty messages dropped.
+/// Splits template-only text into messages (no values, so every role line counts).
 pub fn split_messages(text: &str) -> Vec<Message> {
-    let mut messages = Vec::new();
-    let mut role = Role::System;
-    let mut content = String::new();
-    let flush = |role: Role, content: &mut String, messages: &mut Vec<Message>| {
-        let trimmed = content.trim();
-        if !trimmed.is_empty() {
-            messages.push(Message {
-                role,
-                content: trimmed.to_string(),
-            });
-        }
-        content.clear();
-    };
-    for line in text.split_inclusive('\n') {
-        if let Some(next) = role_of_line(line) {
-            flush(role, &mut content, &mut messages);
-            role = next;
-        } else {
-            content.push_str(line);
-        }
-    }
-    flush(role, &mut content, &mut messages);
-    messages
+    split_marked(&MarkedText::literal(text))
+        .into_iter()
+        .map(|m| Message {
+            role: match m.role {
+                ParsedRole::System => Role::System,
+                ParsedRole::User => Role::User,
+                ParsedRole::Assistant => Role::Assistant,
+                ParsedRole::Developer | ParsedRole::Tool => Role::Developer,
+            },
+            content: m.content,
+        })
+        .collect()
 }
 
 fn template_error(file: &ProgramFile, error: &minijinja::Error) -> ProgramError {
@@ -344,116 +608,4 @@ fn template_error(file: &ProgramFile, error: &minijinja::Error) -> ProgramError 
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::path::Path;
-
-    fn program(body: &str) -> Program {
-        let text = format!("---\nname: t\n---\n{body}");
-        Program::compile(ProgramFile::parse(Path::new("programs/t.prompty"), &text).unwrap())
-            .unwrap()
-    }
-
-    fn context() -> Map<String, serde_json::Value> {
-        serde_json::json!({"question": "2+2?", "choices": ["3", "4"]})
-            .as_object()
-            .unwrap()
-            .clone()
-    }
-
-    #[test]
-    fn stops_at_first_open_call_with_the_conversation_so_far() {
-        let p = program(
-            "system:\nBe brief.\nuser:\n{{ question }}\n{% for c in choices %}{{ letters[loop.index0] }}. {{ c }}\n{% endfor %}assistant:\nAnswer: {{ select(\"answer\", options=letters[:choices|length]) }}\n",
-        );
-        let Step::Call(call) = p.next_step(&context(), &Captures::new()).unwrap() else {
-            panic!("expected a call")
-        };
-        assert_eq!(call.capture, "answer");
-        assert_eq!(
-            call.kind,
-            CallKind::Select {
-                options: vec!["A".into(), "B".into()],
-                temperature: None
-            }
-        );
-        assert_eq!(
-            call.messages,
-            vec![
-                Message {
-                    role: Role::System,
-                    content: "Be brief.".into()
-                },
-                Message {
-                    role: Role::User,
-                    content: "2+2?\nA. 3\nB. 4".into()
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: "Answer: ".into()
-                },
-            ]
-        );
-    }
-
-    #[test]
-    fn known_captures_fill_in_and_branches_follow_them() {
-        let p = program(
-            "user:\n{{ question }}\nassistant:\n{{ gen(\"why\", max_tokens=5, stop=\"\\n\") }}\nSo: {{ select(\"answer\", [\"A\", \"B\"]) }}\n{% if answer == \"B\" %}user:\nSure?\nassistant:\n{{ select(\"sure\", options=[\"yes\", \"no\"]) }}{% endif %}",
-        );
-        let mut captures = Captures::new();
-        let Step::Call(first) = p.next_step(&context(), &captures).unwrap() else {
-            panic!()
-        };
-        assert_eq!(first.capture, "why");
-        assert!(
-            matches!(first.kind, CallKind::Gen { max_tokens: Some(5), ref stop, .. } if stop == &vec!["\n".to_string()])
-        );
-        captures.insert("why".into(), "it is 4".into());
-        let Step::Call(second) = p.next_step(&context(), &captures).unwrap() else {
-            panic!()
-        };
-        assert_eq!(second.capture, "answer");
-        assert_eq!(second.messages.last().unwrap().content, "it is 4\nSo: ");
-        captures.insert("answer".into(), "A".into());
-        assert!(matches!(
-            p.next_step(&context(), &captures).unwrap(),
-            Step::Done(_)
-        ));
-        captures.insert("answer".into(), "B".into());
-        let Step::Call(third) = p.next_step(&context(), &captures).unwrap() else {
-            panic!()
-        };
-        assert_eq!(third.capture, "sure");
-    }
-
-    #[test]
-    fn template_errors_name_file_and_line() {
-        let text = "---\nname: t\n---\nuser:\n{{ question }}\n{{ qestion }}\n";
-        let p =
-            Program::compile(ProgramFile::parse(Path::new("programs/t.prompty"), text).unwrap())
-                .unwrap();
-        let err = p
-            .next_step(&context(), &Captures::new())
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("programs/t.prompty:6:"), "{err}");
-
-        let bad = "---\nname: t\n---\nuser:\n{% if %}\n";
-        let err = Program::compile(ProgramFile::parse(Path::new("b.prompty"), bad).unwrap())
-            .unwrap_err()
-            .to_string();
-        assert!(err.starts_with("b.prompty:5:"), "{err}");
-    }
-
-    #[test]
-    fn text_before_any_role_is_system_and_empty_messages_drop() {
-        assert_eq!(
-            split_messages("Hello\nuser:\n\nassistant:\n  \n"),
-            vec![Message {
-                role: Role::System,
-                content: "Hello".into()
-            }]
-        );
-    }
-}
+mod tests;

@@ -16,12 +16,24 @@ pub const DEFAULT_CACHE_DIR: &str = "results/.cache";
 #[derive(Debug, Clone)]
 pub struct ResponseCache {
     dir: PathBuf,
+    /// A read-only view answers from the cache but stores nothing (batch runs play a row
+    /// several times and store its answers once, when it finishes).
+    writes: bool,
 }
 
 impl ResponseCache {
     pub fn new(dir: &Path) -> ResponseCache {
         ResponseCache {
             dir: dir.to_path_buf(),
+            writes: true,
+        }
+    }
+
+    /// The same cache, read-only.
+    pub fn read_only(&self) -> ResponseCache {
+        ResponseCache {
+            dir: self.dir.clone(),
+            writes: false,
         }
     }
 
@@ -44,6 +56,9 @@ impl ResponseCache {
     }
 
     pub fn put<T: Serialize>(&self, key: &str, value: &T) -> std::io::Result<()> {
+        if !self.writes {
+            return Ok(());
+        }
         let path = self.path(key);
         let parent = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent)?;

@@ -30,7 +30,7 @@ use super::journal::{append_journal_line, read_journal_lines};
 use super::record::{
     AnswerRecord, CallRecord, EnsembleRecord, Outcome, OutputRecord, RepeatRecord, now_rfc3339,
 };
-use super::row::{RowContext, RowFailure, check_inputs, outcome_of, play_program, row_context};
+use super::row::{RowContext, RowFailure, input_context, outcome_of, play_program};
 use super::rows::derived_seed;
 use crate::backend::Usage;
 use crate::dataset::Row;
@@ -199,7 +199,8 @@ impl EnsembleRunner {
         row: &Row,
         examples: &[&Row],
     ) -> Result<OutputRecord, RowFailure> {
-        check_inputs(ctx, row)?;
+        // A row missing a required input fails before any repeat is sent.
+        input_context(ctx, row, examples)?;
         let started = Instant::now();
         let mut done: HashMap<u32, JournaledRepeat> = self
             .finished
@@ -219,7 +220,7 @@ impl EnsembleRunner {
             }
             let permutation = self.plan.permutation(&row.id, row.choices.len(), repeat);
             let shown = permuted_row(row, &permutation);
-            let context = row_context(&shown, examples);
+            let context = input_context(ctx, &shown, examples)?;
             let played = play_program(ctx, &context, repeat).await?;
             if played.refused {
                 // A refusal refuses the row: the remaining repeats would send the same content.
@@ -352,6 +353,7 @@ impl EnsembleRunner {
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             model: ctx.backend.identity(),
             finished_at: now_rfc3339(),
+            batch: false,
             examples: Vec::new(),
             ensemble: Some(EnsembleRecord {
                 shuffle: self.plan.shuffle,
@@ -393,6 +395,7 @@ impl EnsembleRunner {
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             model: ctx.backend.identity(),
             finished_at: now_rfc3339(),
+            batch: false,
             examples: Vec::new(),
             ensemble: Some(EnsembleRecord {
                 shuffle: self.plan.shuffle,

@@ -24,20 +24,19 @@ pub mod record;
 mod row;
 pub mod rows;
 
-pub use models::build_backend;
-pub use row::{RetryPolicy, row_context};
+pub use models::{build_backend, chat_setup};
+pub use row::{RetryPolicy, RowContext, RowFailure, row_context, run_row};
 
 use crate::backend::Backend;
 use crate::config::{ConfigError, ConfigFile, QuotaOverrides, ResolvedModel, resolve_model};
 use crate::dataset::{DatasetError, DatasetSource, Row};
-use crate::program::{Program, ProgramError, ProgramFile, resolve_program};
+use crate::program::{Program, ProgramError, load_program};
 use cache::ResponseCache;
 use journal::Journal;
 use record::{
     DatasetInfo, ErrorKind, ErrorRecord, ModelInfo, ProgramInfo, RunManifest, RunStatus, ShardInfo,
     now_rfc3339,
 };
-use row::{RowContext, RowFailure, run_row};
 
 /// How one row ended.
 enum RowResult {
@@ -77,6 +76,8 @@ pub enum RunError {
         "cannot embed the examples and rows for --pick knn (the embeddings model is --embeddings-model, else the run's model): {0}"
     )]
     Embed(#[from] embed::EmbedError),
+    #[error("batch: {0}")]
+    Batch(#[from] crate::batch::BatchError),
 }
 
 impl RunError {
@@ -84,7 +85,7 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         !matches!(
             self,
-            RunError::Io { .. } | RunError::Score(_) | RunError::Embed(_)
+            RunError::Io { .. } | RunError::Score(_) | RunError::Embed(_) | RunError::Batch(_)
         )
     }
 }
@@ -143,6 +144,9 @@ pub struct RunOptions {
     pub shuffle: Option<Shuffle>,
     #[serde(default)]
     pub reduce: Option<Reduce>,
+    /// `--batch` and its limits (absent from the run.json of older runs).
+    #[serde(default)]
+    pub batch: crate::batch::BatchOptions,
 }
 
 /// Settings a resumed run may change (everything else comes from its `run.json`).
@@ -185,6 +189,8 @@ pub struct DryRunEstimate {
     pub repeats: u32,
     /// Embeddings a `--pick knn` run still has to compute (pool and rows not in their files).
     pub embeddings: Option<EmbeddingEstimate>,
+    /// The run would go through batches: `cost` is at the batch rate.
+    pub batch: bool,
 }
 
 /// The embedding part of a dry run.
@@ -211,8 +217,7 @@ struct Prepared {
 }
 
 fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
-    let program_path = resolve_program(&options.program, &options.programs_dir)?;
-    let program = Program::compile(ProgramFile::load(&program_path)?)?;
+    let program = Program::compile(load_program(&options.program, &options.programs_dir)?)?;
     let source = DatasetSource::resolve(&options.dataset, &options.datasets_dir)?;
     let shots = options
         .shots
@@ -242,15 +247,19 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
     )
     .map_err(RunError::Usage)?;
     let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
-    let resolved = resolve_model(
-        options.model.as_deref(),
-        &file,
-        QuotaOverrides {
-            rpm: options.rpm,
-            tpm: options.tpm,
-            max_in_flight: options.max_in_flight,
-        },
-    )?;
+    let overrides = QuotaOverrides {
+        rpm: options.rpm,
+        tpm: options.tpm,
+        max_in_flight: options.max_in_flight,
+    };
+    // The program's own model comes after --model and EVALR_MODEL, before the config file's
+    // default: it is what the file runs against in any Prompty runtime.
+    let explicit =
+        options.model.is_some() || std::env::var("EVALR_MODEL").is_ok_and(|v| !v.trim().is_empty());
+    let resolved = match models::program_model(&program, overrides).filter(|_| !explicit) {
+        Some(resolved) => resolved?,
+        None => resolve_model(options.model.as_deref(), &file, overrides)?,
+    };
     let mut selection = RowSelection {
         subjects: options
             .subjects
@@ -273,6 +282,53 @@ fn prepare(options: &RunOptions) -> Result<Prepared, RunError> {
         resolved,
         ensemble,
     })
+}
+
+/// A model setting the program asks for and the backend cannot send is refused before any
+/// request, never dropped silently.
+fn check_program_settings(
+    program: &Program,
+    capabilities: crate::backend::Capabilities,
+) -> Result<(), RunError> {
+    let p = &program.file.parameters;
+    let path = program.file.path.display();
+    if !p.unknown.is_empty() {
+        return Err(RunError::Usage(format!(
+            "{path}: evalr cannot send the model settings {}; remove them from the file",
+            p.unknown.join(", ")
+        )));
+    }
+    // A zero penalty changes nothing (azure-ai-evaluation's judges write `0`): only a real one
+    // needs a backend that sends it.
+    let penalty = |v: Option<f64>| v.is_some_and(|v| v != 0.0);
+    if (penalty(p.presence_penalty) || penalty(p.frequency_penalty)) && !capabilities.penalties {
+        return Err(RunError::Usage(format!(
+            "{path}: presence_penalty/frequency_penalty cannot be honoured by this model's backend; remove them or use a chat API model"
+        )));
+    }
+    use crate::program::ResponseFormat;
+    let wants_schema = matches!(p.response_format, Some(ResponseFormat::JsonSchema { .. }))
+        || (program.is_plain_completion() && program.file.outputs_schema.is_some());
+    // Chat APIs take a schema in `response_format` whether or not the profile says selects
+    // may use one (as `gen(..., json_schema=...)` does); only backends with no JSON mode
+    // at all refuse.
+    if wants_schema && !capabilities.json_schema && !capabilities.json_object {
+        return Err(RunError::Usage(format!(
+            "{path}: the program asks for JSON against a schema, which this model's backend does not support"
+        )));
+    }
+    // A backend with schemas but no JSON mode (the embedded model) gets the schema of any
+    // object instead: the same constraint (see `run_row`).
+    if p.response_format == Some(ResponseFormat::JsonObject)
+        && !wants_schema
+        && !capabilities.json_object
+        && !capabilities.json_schema
+    {
+        return Err(RunError::Usage(format!(
+            "{path}: response_format json_object cannot be honoured by this model's backend; use a chat API model, or declare `outputs:` for a JSON schema"
+        )));
+    }
+    Ok(())
 }
 
 /// The run's folder: `--results-dir` as given, else `results/<run-id>`; a shard writes into
@@ -321,6 +377,10 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
         cost: None,
         repeats,
         embeddings: None,
+        batch: options.batch.wanted(&match &prepared.resolved {
+            ResolvedModel::Remote { batch, .. } => *batch,
+            ResolvedModel::Local { .. } => Default::default(),
+        }),
     };
     let picker = prepared
         .pool
@@ -331,6 +391,11 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
             .as_ref()
             .map(|p| p.examples_for(&row, prepared.shots))
             .unwrap_or_default();
+        // A row that lacks a required input fails without a request: nothing to count.
+        let mut context = row_context(&row, &examples);
+        if crate::program::complete_inputs(&prepared.program.file.inputs, &mut context).is_err() {
+            continue;
+        }
         estimate.rows += 1;
         for repeat in 0..repeats {
             let shown = match &prepared.ensemble {
@@ -340,7 +405,9 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
                 ),
                 None => row.clone(),
             };
-            let context = row_context(&shown, &examples);
+            let mut context = row_context(&shown, &examples);
+            // Checked above on the dataset's order; the shown order has the same fields.
+            let _ = crate::program::complete_inputs(&prepared.program.file.inputs, &mut context);
             let mut captures = crate::program::Captures::new();
             while let crate::program::Step::Call(call) =
                 prepared.program.next_step(&context, &captures)?
@@ -361,8 +428,13 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
             }
         }
     }
+    let factor = if estimate.batch {
+        crate::score::prices::batch_factor()
+    } else {
+        1.0
+    };
     estimate.cost = model_prices(&prepared.resolved)
-        .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens));
+        .map(|p| p.cost(estimate.prompt_tokens, estimate.completion_tokens) * factor);
     if prepared.pick == ExamplePick::Knn && prepared.pool.is_some() {
         estimate.embeddings = Some(estimate_embeddings(&prepared, options)?);
     }
@@ -583,7 +655,7 @@ pub async fn execute(
     resume: Option<(&Path, ResumeOverrides)>,
     show_progress: bool,
 ) -> Result<RunReport, RunError> {
-    let (options, folder, started_at, done) = match resume {
+    let (options, folder, started_at, done, ledger) = match resume {
         Some((folder, overrides)) => {
             let manifest = journal::read_manifest(folder)?;
             let mut options: RunOptions =
@@ -593,7 +665,13 @@ pub async fn execute(
                 })?;
             overrides.apply(&mut options);
             let done = journal::finished_ids(folder)?;
-            (options, folder.to_path_buf(), manifest.started_at, done)
+            (
+                options,
+                folder.to_path_buf(),
+                manifest.started_at,
+                done,
+                manifest.batch,
+            )
         }
         None => {
             let run_id = options
@@ -608,7 +686,7 @@ pub async fn execute(
                     folder.display()
                 )));
             }
-            (options, folder, now_rfc3339(), HashSet::new())
+            (options, folder, now_rfc3339(), HashSet::new(), None)
         }
     };
     let prepared = prepare(&options)?;
@@ -632,7 +710,26 @@ pub async fn execute(
             });
         }
     }
+    let batch_profile = match &prepared.resolved {
+        ResolvedModel::Remote { batch, .. } => *batch,
+        ResolvedModel::Local { .. } => Default::default(),
+    };
+    // A batch run checks its model and credentials here too, before anything is sent.
+    let batched = options.batch.wanted(&batch_profile) || ledger.is_some();
+    if batched && prepared.ensemble.is_some() {
+        // A batch answers each request once, in rounds; repeats journaled per repeat
+        // (repeats.jsonl) are not part of its ledger.
+        return Err(RunError::Usage(
+            "--batch does not run ensembles: drop --repeats (or the program's `ensemble:`), or run without --batch".into(),
+        ));
+    }
+    let chat = if batched {
+        Some(chat_setup(&prepared.resolved, &options).await?)
+    } else {
+        None
+    };
     let backend = build_backend(&prepared.resolved, &options).await?;
+    check_program_settings(&prepared.program, backend.capabilities())?;
     let picker = build_picker(&prepared, &options, &backend, show_progress).await?;
     let run_id = folder
         .file_name()
@@ -680,6 +777,7 @@ pub async fn execute(
             .map(|(index, count)| ShardInfo { index, count }),
         started_at,
         finished_at: None,
+        batch: ledger.clone(),
     };
     // Everything is checked: from here on, files are written and requests sent.
     let mut journal = Journal::open(&folder)?;
@@ -692,20 +790,37 @@ pub async fn execute(
         )),
         None => None,
     };
-    let status = schedule(
-        &prepared,
-        &options,
-        backend,
-        Scheduled {
-            picker: picker.as_ref(),
-            ensemble: ensemble.as_ref(),
-        },
-        &mut journal,
-        &done,
-        selected,
-        show_progress,
-    )
-    .await?;
+    let status = match chat {
+        Some((chat, quota)) => {
+            schedule_batch(
+                &prepared,
+                &options,
+                (chat, quota, batch_profile),
+                picker.as_ref(),
+                &mut journal,
+                &mut manifest,
+                &done,
+                show_progress,
+            )
+            .await?
+        }
+        None => {
+            schedule(
+                &prepared,
+                &options,
+                backend,
+                Scheduled {
+                    picker: picker.as_ref(),
+                    ensemble: ensemble.as_ref(),
+                },
+                &mut journal,
+                &done,
+                selected,
+                show_progress,
+            )
+            .await?
+        }
+    };
     journal.sync()?;
     manifest.status = status;
     manifest.finished_at = Some(now_rfc3339());
@@ -724,6 +839,72 @@ pub async fn execute(
 struct Scheduled<'a> {
     picker: Option<&'a ExamplePicker>,
     ensemble: Option<&'a EnsembleRunner>,
+}
+
+#[allow(clippy::too_many_arguments)]
+/// A batch run (`--batch`): invalid rows are journaled as in a live run, the others go to
+/// `crate::batch`, which records its batches in `run.json` as they change.
+async fn schedule_batch(
+    prepared: &Prepared,
+    options: &RunOptions,
+    (chat, quota, profile): (
+        crate::backend::openai::ChatConfig,
+        crate::limiter::QuotaConfig,
+        crate::config::BatchProfile,
+    ),
+    picker: Option<&ExamplePicker>,
+    journal: &mut Journal,
+    manifest: &mut RunManifest,
+    done: &HashSet<String>,
+    show_progress: bool,
+) -> Result<RunStatus, RunError> {
+    let mut rows = Vec::new();
+    for item in selected_rows(prepared, done) {
+        match item {
+            Ok(row) => {
+                let examples: Vec<Row> = picker
+                    .map(|p| {
+                        p.pick(&row, prepared.shots)
+                            .into_iter()
+                            .map(|picked| picked.row.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.push((row, examples));
+            }
+            Err(invalid) => journal.append_error(&ErrorRecord {
+                id: None,
+                file: Some(invalid.file.display().to_string()),
+                line: Some(invalid.line),
+                kind: ErrorKind::InvalidRow,
+                error: invalid.to_string(),
+                attempts: 0,
+                at: now_rfc3339(),
+            })?,
+        }
+    }
+    let folder = journal.folder().to_path_buf();
+    let ledger = manifest.batch.clone().unwrap_or_default();
+    let run_id = manifest.run_id.clone();
+    let mut save = |ledger: &crate::batch::ledger::BatchLedger| {
+        manifest.batch = Some(ledger.clone());
+        journal::write_manifest(&folder, manifest)
+    };
+    crate::batch::run_batched(crate::batch::BatchJob {
+        rows,
+        program: Arc::clone(&prepared.program),
+        chat,
+        quota,
+        options,
+        profile,
+        folder: &folder,
+        run_id,
+        journal,
+        ledger,
+        save: &mut save,
+        show_progress,
+    })
+    .await
 }
 
 #[allow(clippy::too_many_arguments)]

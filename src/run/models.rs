@@ -11,8 +11,8 @@ use crate::backend::openai::{ChatBackend, ChatConfig, ChatEndpoint};
 use crate::backend::pool::DeploymentPool;
 use crate::backend::{Backend, Capabilities};
 use crate::config::ConfigError;
-use crate::config::{ProviderKind, ResolvedModel};
-use crate::limiter::QuotaLimiter;
+use crate::config::{ProviderKind, ResolvedDeployment, ResolvedModel};
+use crate::limiter::{QuotaConfig, QuotaLimiter};
 
 /// The Entra ID token source for keyless Azure deployments, checked by fetching a token now:
 /// a credential problem is a configuration error before the first request, not a failed row.
@@ -29,6 +29,101 @@ async fn entra_tokens(
             "no API key for model `{spec}`: set {key_env} (the key of {endpoint}), or sign in for Entra ID (az login, a managed identity, or AZURE_CLIENT_ID/AZURE_TENANT_ID/AZURE_CLIENT_SECRET) - {error}"
         )))),
     }
+}
+
+/// The credential of one deployment: its key, else an Entra ID token (one token source shared
+/// by the deployments of a model, checked once).
+async fn credential_for(
+    kind: ProviderKind,
+    spec: &str,
+    deployment: &ResolvedDeployment,
+    entra: &mut Option<Arc<dyn TokenSource>>,
+) -> Result<Credential, RunError> {
+    Ok(match (kind, &deployment.key) {
+        (ProviderKind::Azure, Some(key)) => Credential::ApiKey(key.clone()),
+        (ProviderKind::Azure | ProviderKind::Azureml, None) => {
+            let scope = if kind == ProviderKind::Azure {
+                identity::COGNITIVE_SERVICES_SCOPE
+            } else {
+                identity::AZUREML_SCOPE
+            };
+            if entra.is_none() {
+                let key_env = deployment
+                    .key_env
+                    .as_deref()
+                    .unwrap_or("AZURE_OPENAI_API_KEY");
+                *entra = Some(entra_tokens(spec, &deployment.url_base, key_env, scope).await?);
+            }
+            Credential::Entra {
+                tokens: Arc::clone(entra.as_ref().expect("set above")),
+                scope,
+            }
+        }
+        (_, Some(key)) => Credential::Bearer(key.clone()),
+        (_, None) => Credential::None,
+    })
+}
+
+fn chat_endpoint(
+    kind: ProviderKind,
+    deployment: &ResolvedDeployment,
+    model: &Option<String>,
+) -> ChatEndpoint {
+    match kind {
+        ProviderKind::Azure => ChatEndpoint::Azure {
+            endpoint: deployment.url_base.clone(),
+            deployment: deployment.deployment.clone().unwrap_or_default(),
+            api_version: deployment.api_version.clone().unwrap_or_default(),
+        },
+        _ => ChatEndpoint::OpenAi {
+            base_url: deployment.url_base.clone(),
+            model: model.clone().unwrap_or_default(),
+        },
+    }
+}
+
+/// The chat configuration of a model's first deployment and that deployment's quota, for
+/// batch runs (a batch goes to one resource; the others of a pool are not used).
+pub async fn chat_setup(
+    resolved: &ResolvedModel,
+    options: &RunOptions,
+) -> Result<(ChatConfig, QuotaConfig), RunError> {
+    let ResolvedModel::Remote {
+        kind: kind @ (ProviderKind::Azure | ProviderKind::Openai),
+        spec,
+        model,
+        reasoning,
+        logprobs,
+        json_schema,
+        deployments,
+        ..
+    } = resolved
+    else {
+        return Err(RunError::Usage(
+            "--batch needs an Azure OpenAI or OpenAI model (a profile of kind azure or openai, azure:DEPLOYMENT or openai:MODEL); AzureML endpoints and the local model have no batch API".into(),
+        ));
+    };
+    let Some(deployment) = deployments.first() else {
+        return Err(RunError::Usage(format!("model `{spec}` has no deployment")));
+    };
+    let mut entra = None;
+    let credential = credential_for(*kind, spec, deployment, &mut entra).await?;
+    let config = ChatConfig {
+        endpoint: chat_endpoint(*kind, deployment, model),
+        credential,
+        model: model.clone(),
+        reasoning: *reasoning,
+        capabilities: Capabilities {
+            exact_loglikelihood: false,
+            logprobs: *logprobs,
+            json_schema: *json_schema,
+            regex: false,
+            penalties: true,
+            json_object: true,
+        },
+        request_timeout: Duration::from_secs_f64(options.request_timeout_secs.max(0.1)),
+    };
+    Ok((config, deployment.quota))
 }
 
 pub async fn build_backend(
@@ -51,42 +146,8 @@ pub async fn build_backend(
             let mut entra: Option<Arc<dyn TokenSource>> = None;
             let mut members: Vec<(Box<dyn Backend>, u32)> = Vec::new();
             for deployment in deployments {
-                let endpoint = match kind {
-                    ProviderKind::Azure => ChatEndpoint::Azure {
-                        endpoint: deployment.url_base.clone(),
-                        deployment: deployment.deployment.clone().unwrap_or_default(),
-                        api_version: deployment.api_version.clone().unwrap_or_default(),
-                    },
-                    _ => ChatEndpoint::OpenAi {
-                        base_url: deployment.url_base.clone(),
-                        model: model.clone().unwrap_or_default(),
-                    },
-                };
-                let credential = match (kind, &deployment.key) {
-                    (ProviderKind::Azure, Some(key)) => Credential::ApiKey(key.clone()),
-                    (ProviderKind::Azure | ProviderKind::Azureml, None) => {
-                        let scope = if *kind == ProviderKind::Azure {
-                            identity::COGNITIVE_SERVICES_SCOPE
-                        } else {
-                            identity::AZUREML_SCOPE
-                        };
-                        if entra.is_none() {
-                            let key_env = deployment
-                                .key_env
-                                .as_deref()
-                                .unwrap_or("AZURE_OPENAI_API_KEY");
-                            entra = Some(
-                                entra_tokens(spec, &deployment.url_base, key_env, scope).await?,
-                            );
-                        }
-                        Credential::Entra {
-                            tokens: Arc::clone(entra.as_ref().expect("set above")),
-                            scope,
-                        }
-                    }
-                    (_, Some(key)) => Credential::Bearer(key.clone()),
-                    (_, None) => Credential::None,
-                };
+                let endpoint = chat_endpoint(*kind, deployment, model);
+                let credential = credential_for(*kind, spec, deployment, &mut entra).await?;
                 // Shards of one run share each deployment's quota.
                 let quota = deployment.quota.split(shard_count);
                 let timeout = Duration::from_secs_f64(options.request_timeout_secs.max(0.1));
@@ -125,6 +186,8 @@ pub async fn build_backend(
                             logprobs: *logprobs,
                             json_schema: *json_schema,
                             regex: false,
+                            penalties: true,
+                            json_object: true,
                         },
                         request_timeout: Duration::from_secs_f64(
                             options.request_timeout_secs.max(0.1),
@@ -190,4 +253,68 @@ async fn local_backend(spec: &str, _options: &RunOptions) -> Result<Arc<dyn Back
     Err(RunError::Config(ConfigError::Missing(format!(
         "`{spec}`: this evalr was built without the embedded model (feature `local`); rebuild with default features, or pass --model azure:DEPLOYMENT, openai:MODEL or a profile"
     ))))
+}
+
+/// The model a program names in its own `model.configuration` (v1) / `connection` (v2),
+/// used when neither `--model` nor `EVALR_MODEL` says otherwise. `${env:VAR}` settings are
+/// read now; the API key is only ever passed on as its variable's name, so its value cannot
+/// reach `run.json`, a log or an error. `None` when the program names no service.
+pub fn program_model(
+    program: &crate::program::Program,
+    overrides: crate::config::QuotaOverrides,
+) -> Option<Result<ResolvedModel, RunError>> {
+    use crate::config::{DeploymentConfig, EndpointFormat, Profile};
+    use crate::program::{ServiceKind, Setting};
+    let connection = program.file.model.connection.as_ref()?;
+    let path = program.file.path.display().to_string();
+    let resolve = |setting: &Option<Setting>, what: &str| -> Result<Option<String>, RunError> {
+        match setting {
+            None => Ok(None),
+            Some(setting) => setting.resolve().map(Some).map_err(|var| {
+                RunError::Config(ConfigError::Missing(format!(
+                    "{path} names its model's {what} as ${{env:{var}}}, which is not set: set {var}, or pass --model"
+                )))
+            }),
+        }
+    };
+    let result = (|| {
+        let kind = match &connection.kind {
+            ServiceKind::AzureOpenAi => ProviderKind::Azure,
+            ServiceKind::OpenAi => ProviderKind::Openai,
+            ServiceKind::Other(other) => {
+                return Err(RunError::Usage(format!(
+                    "{path} names a `{other}` model, which evalr cannot call: pass --model"
+                )));
+            }
+        };
+        let api_key_env = match &connection.api_key {
+            Some(Setting::Env { var, .. }) => Some(var.clone()),
+            _ => None,
+        };
+        let model = resolve(&connection.model, "model")?;
+        let deployment = resolve(&connection.deployment, "deployment")?;
+        let profile = Profile {
+            kind,
+            deployment: DeploymentConfig {
+                endpoint: resolve(&connection.endpoint, "endpoint")?,
+                deployment: deployment.clone().or_else(|| model.clone()),
+                api_version: resolve(&connection.api_version, "api_version")?,
+                api_key_env,
+                ..Default::default()
+            },
+            base_url: None,
+            model: model.or(deployment),
+            path: None,
+            reasoning: false,
+            logprobs: None,
+            json_schema: None,
+            prices: None,
+            deployments: Vec::new(),
+            format: EndpointFormat::default(),
+            batch: Default::default(),
+        };
+        let spec = format!("program:{}", program.file.name);
+        crate::config::resolve_unlisted_profile(&spec, &profile, overrides).map_err(RunError::from)
+    })();
+    Some(result)
 }

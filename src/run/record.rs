@@ -62,6 +62,10 @@ pub struct OutputRecord {
     pub rate_limited: u32,
     pub model: String,
     pub finished_at: String,
+    /// Every request of the row was answered by a batch (`evalr run --batch`): the report
+    /// prices it at the batch rate.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub batch: bool,
     /// The few-shot examples the row was shown, in prompt order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub examples: Vec<PickedExample>,
@@ -192,6 +196,9 @@ pub struct RunManifest {
     pub shard: Option<ShardInfo>,
     pub started_at: String,
     pub finished_at: Option<String>,
+    /// A batch run's batches: input files, file and batch ids, states (see `crate::batch`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::ledger::BatchLedger>,
 }
 
 pub fn now_rfc3339() -> String {

@@ -37,7 +37,7 @@ impl Default for RetryPolicy {
 impl RetryPolicy {
     /// Exponential backoff with "equal jitter": half the interval fixed, half random, so that
     /// rows failing together do not retry together.
-    fn backoff(&self, attempt: u32) -> Duration {
+    pub fn backoff(&self, attempt: u32) -> Duration {
         let exp = self.initial_interval.as_secs_f64()
             * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
         let capped = exp.min(self.max_interval.as_secs_f64());
@@ -61,7 +61,9 @@ pub enum RowFailure {
     Backend { error: BackendError, attempts: u32 },
     #[error("{0}")]
     Program(#[from] ProgramError),
-    #[error("row `{id}`: the program needs field `{field}`, which the row does not have")]
+    #[error(
+        "row `{id}`: the program's required input `{field}` has no value in the row and no default"
+    )]
     MissingInput { id: String, field: String },
     #[error("row `{id}`: {message}")]
     Ensemble { id: String, message: String },
@@ -173,22 +175,13 @@ where
     Ok(attempted)
 }
 
-/// The template context of a row: its fields at top level (schema keys always present),
-/// `row` for the whole row, and `examples`.
+/// The template context of a row: its fields at top level, as the dataset has them, and
+/// evalr's helpers under `evalr.` (see `program::template_context`).
 pub fn row_context(row: &Row, examples: &[&Row]) -> Map<String, Value> {
-    let mut context = match row.to_json() {
-        Value::Object(map) => map,
-        _ => Map::new(),
-    };
-    for key in ["dataset", "subject", "correct_answer"] {
-        context.entry(key).or_insert(Value::Null);
-    }
-    context.insert("row".into(), row.to_json());
-    context.insert(
-        "examples".into(),
-        Value::Array(examples.iter().map(|r| r.to_json()).collect()),
-    );
-    context
+    crate::program::template_context(
+        &row.to_json(),
+        examples.iter().map(|r| r.to_json()).collect(),
+    )
 }
 
 /// What one play of a program over a context produced.
@@ -202,18 +195,21 @@ pub struct Played {
     pub refused: bool,
 }
 
-/// Checks that the row has every field the program reads.
-pub fn check_inputs(ctx: &RowContext, row: &Row) -> Result<(), RowFailure> {
-    let context = row_context(row, &[]);
-    for field in &ctx.program.file.inputs {
-        if context.get(field).is_none_or(Value::is_null) {
-            return Err(RowFailure::MissingInput {
-                id: row.id.clone(),
-                field: field.clone(),
-            });
+/// The row's template context with the program's inputs completed: a missing input takes its
+/// default, a required one without a default fails the row.
+pub fn input_context(
+    ctx: &RowContext,
+    row: &Row,
+    examples: &[&Row],
+) -> Result<Map<String, Value>, RowFailure> {
+    let mut context = row_context(row, examples);
+    crate::program::complete_inputs(&ctx.program.file.inputs, &mut context).map_err(|input| {
+        RowFailure::MissingInput {
+            id: row.id.clone(),
+            field: input.name.clone(),
         }
-    }
-    Ok(())
+    })?;
+    Ok(context)
 }
 
 /// Plays the program over `context` to its end: render, call, capture, render again.
@@ -295,6 +291,17 @@ pub async fn play_program(
                 regex,
                 json_schema,
             } => {
+                let capabilities = ctx.backend.capabilities();
+                let wants_object = json_schema.is_none()
+                    && params.response_format == Some(crate::program::ResponseFormat::JsonObject);
+                // A backend with schemas but no JSON mode (the embedded model) gets the schema
+                // of any object: the same constraint.
+                let (json_object, json_schema) =
+                    if wants_object && !capabilities.json_object && capabilities.json_schema {
+                        (false, Some(serde_json::json!({"type": "object"})))
+                    } else {
+                        (wants_object, json_schema)
+                    };
                 let temperature = temperature.or(params.temperature);
                 let mut seed = seed.or(params.seed);
                 if repeat > 0 && temperature.is_some_and(|t| t > 0.0) {
@@ -308,12 +315,20 @@ pub async fn play_program(
                 let request = GenRequest {
                     messages: call.messages,
                     max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
-                    stop,
+                    // The file's stop sequences apply to a call that names none.
+                    stop: if stop.is_empty() {
+                        params.stop.clone()
+                    } else {
+                        stop
+                    },
                     temperature,
                     top_p: top_p.or(params.top_p),
                     seed,
                     regex,
+                    json_object,
                     json_schema,
+                    presence_penalty: params.presence_penalty,
+                    frequency_penalty: params.frequency_penalty,
                 };
                 let attempted = match cached_call(ctx, "gen", &request, repeat, || {
                     ctx.backend.generate(&request)
@@ -379,8 +394,7 @@ pub async fn run_row(
     examples: &[&Row],
 ) -> Result<OutputRecord, RowFailure> {
     let program = &ctx.program;
-    check_inputs(ctx, row)?;
-    let context = row_context(row, examples);
+    let context = input_context(ctx, row, examples)?;
     let started = Instant::now();
     let played = play_program(ctx, &context, 0).await?;
     let Played {
@@ -420,6 +434,7 @@ pub async fn run_row(
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: ctx.backend.identity(),
         finished_at: now_rfc3339(),
+        batch: false,
         examples: Vec::new(),
         ensemble: None,
     })

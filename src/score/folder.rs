@@ -168,6 +168,9 @@ pub struct OutputRecord {
     pub answer: Option<AnswerRef>,
     #[serde(rename = "outcome")]
     pub recorded_outcome: Outcome,
+    /// Answered by batches: priced at the batch rate.
+    #[serde(default)]
+    pub batch: bool,
     #[serde(default)]
     pub calls: Vec<CallRecord>,
     #[serde(default)]

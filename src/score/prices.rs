@@ -42,6 +42,8 @@ impl Price {
 struct Table {
     source: String,
     currency: String,
+    #[serde(default = "half")]
+    batch_factor: f64,
     models: BTreeMap<String, Entry>,
 }
 
@@ -49,6 +51,15 @@ struct Table {
 struct Entry {
     input: f64,
     output: f64,
+}
+
+fn half() -> f64 {
+    0.5
+}
+
+/// What batch tokens cost relative to live ones (Azure OpenAI Global Batch, OpenAI Batch API).
+pub fn batch_factor() -> f64 {
+    default_table().map_or(half(), |t| t.batch_factor)
 }
 
 fn default_table() -> Option<Table> {

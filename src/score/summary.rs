@@ -107,6 +107,13 @@ pub struct Cost {
     pub per_row: f64,
     /// Total cost / correct rows; `None` with no correct row.
     pub per_correct: Option<f64>,
+    /// Rows answered by batches, priced at the batch rate (`prices::batch_factor`).
+    #[serde(skip_serializing_if = "is_zero")]
+    pub batch_rows: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -220,6 +227,7 @@ pub fn summarise_folder_with(
     let mut judged = JudgedAccumulator::default();
     let mut latencies: Vec<f64> = Vec::new();
     let (mut prompt, mut completion) = (0u64, 0u64);
+    let (mut batch_rows, mut batch_prompt, mut batch_completion) = (0u64, 0u64, 0u64);
     let mut retries = Retries {
         requests: 0,
         retries: 0,
@@ -261,6 +269,11 @@ pub fn summarise_folder_with(
         latencies.push(record.latency_ms);
         prompt += record.usage.prompt_tokens;
         completion += record.usage.completion_tokens;
+        if record.batch {
+            batch_rows += 1;
+            batch_prompt += record.usage.prompt_tokens;
+            batch_completion += record.usage.completion_tokens;
+        }
         // Retries are counted per call: a chain-of-thought row makes two calls in two attempts.
         let extra_attempts: u64 = record
             .calls
@@ -309,7 +322,9 @@ pub fn summarise_folder_with(
         )),
     };
     let cost = price.map(|price| {
-        let total_cost = price.cost(prompt, completion);
+        // Rows answered by batches cost the batch rate; the others (live) the full one.
+        let total_cost = price.cost(prompt - batch_prompt, completion - batch_completion)
+            + price.cost(batch_prompt, batch_completion) * prices::batch_factor();
         Cost {
             currency: price.currency.clone(),
             input_per_mtok: price.input_per_mtok,
@@ -322,6 +337,7 @@ pub fn summarise_folder_with(
                 total_cost / outputs as f64
             },
             per_correct: (total.correct > 0).then(|| total_cost / total.correct as f64),
+            batch_rows,
         }
     });
     let end = folder.run.finished_at.or(last_finished);

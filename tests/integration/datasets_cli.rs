@@ -85,9 +85,9 @@ fn malformed_lines_name_file_line_and_field() {
             "2: field `correct_answer`: 1 is out of range: there are 1 choices (valid: 0..=0)",
         ),
         (
-            "missing.jsonl",
-            br#"{"id":"a","choices":["x"]}"#,
-            "2: field `question`: missing",
+            "question.jsonl",
+            br#"{"id":"a","question":["q"],"choices":["x"]}"#,
+            "2: field `question`: expected a string, found an array",
         ),
         (
             "utf8.jsonl",

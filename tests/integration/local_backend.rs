@@ -460,6 +460,7 @@ fn gen_request(messages: Vec<Message>, max_tokens: u32) -> GenRequest {
         seed: None,
         regex: None,
         json_schema: None,
+        ..Default::default()
     }
 }
 

@@ -4,6 +4,7 @@
 mod common;
 
 mod azureml_yaml;
+mod batch;
 mod compare_cli;
 mod datasets_cli;
 mod datasets_fetch;
@@ -16,6 +17,8 @@ mod medprompt;
 mod medprompt_local;
 mod merge;
 mod mlflow;
+mod prompty;
+mod prompty_conformance;
 mod run_azureml_endpoint;
 mod run_local;
 mod run_remote;

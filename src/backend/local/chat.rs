@@ -98,7 +98,14 @@ impl ChatFormat {
         };
         let chat = head
             .iter()
-            .map(|m| LlamaChatMessage::new(m.role.as_str().to_string(), m.content.clone()))
+            .map(|m| {
+                // Chat templates of local models know `system`, not OpenAI's `developer`.
+                let role = match m.role {
+                    Role::Developer => Role::System,
+                    other => other,
+                };
+                LlamaChatMessage::new(role.as_str().to_string(), m.content.clone())
+            })
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| format!("a message cannot be passed to llama.cpp: {e}"))?;
         let mut text = if chat.is_empty() {

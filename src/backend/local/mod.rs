@@ -304,6 +304,8 @@ impl Backend for LocalBackend {
             logprobs: false,
             json_schema: true,
             regex: true,
+            penalties: false,
+            json_object: false,
         }
     }
 

@@ -1,0 +1,402 @@
+//! `evalr programs list|render|check`.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use serde_json::{Map, Value};
+
+use super::UsageError;
+use crate::program::{
+    CallKind, Program, ProgramOrigin, Step, complete_inputs, list_programs, load_program,
+    template_context,
+};
+
+/// Where programs are looked up by name (after the built-in ones are overridden).
+#[derive(Debug, Args)]
+pub struct ProgramsDir {
+    /// Folder of .prompty programs that add to or override the built-in ones.
+    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
+    pub programs_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ProgramsCommand {
+    /// List the programs (built in and in the programs folder); files that fail to load are
+    /// listed with their error.
+    List {
+        #[command(flatten)]
+        dir: ProgramsDir,
+    },
+    /// Print the exact messages a row's first call would send, with no model call. Without
+    /// --dataset, the program's `sample` values (and --input) are the row.
+    Render {
+        /// Program name or path to a .prompty file.
+        #[arg(value_name = "PROGRAM", required_unless_present = "program")]
+        file: Option<String>,
+        #[arg(long, conflicts_with = "file")]
+        program: Option<String>,
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Row number (0-based, in dataset order).
+        #[arg(long, default_value_t = 0)]
+        row: usize,
+        /// Start from the program's `sample` values even with --dataset (the row wins).
+        #[arg(long)]
+        sample: bool,
+        /// An input value, KEY=VALUE (VALUE read as JSON when it parses, else as text);
+        /// repeatable; overrides the row and the sample.
+        #[arg(long = "input", value_name = "KEY=VALUE", value_parser = parse_input)]
+        inputs: Vec<(String, Value)>,
+        #[arg(long)]
+        examples: Option<String>,
+        #[arg(long)]
+        shots: Option<usize>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[command(flatten)]
+        dir: ProgramsDir,
+        #[arg(long, default_value = "datasets")]
+        datasets_dir: PathBuf,
+    },
+    /// Check a program: front matter keys evalr ignores, and with --dataset, the template
+    /// variables no row or input default provides, required inputs rows lack, and rows that
+    /// fail to render. Exit 1 when a problem is found.
+    Check {
+        /// Program name or path to a .prompty file.
+        program: String,
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Check at most N rows.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[command(flatten)]
+        dir: ProgramsDir,
+        #[arg(long, default_value = "datasets")]
+        datasets_dir: PathBuf,
+    },
+}
+
+fn parse_input(text: &str) -> Result<(String, Value), String> {
+    let (key, value) = text
+        .split_once('=')
+        .ok_or_else(|| format!("`{text}` is not KEY=VALUE"))?;
+    let value = serde_json::from_str(value).unwrap_or_else(|_| Value::String(value.to_string()));
+    Ok((key.trim().to_string(), value))
+}
+
+fn usage(e: &dyn std::fmt::Display) -> anyhow::Error {
+    anyhow::Error::new(UsageError(e.to_string()))
+}
+
+pub fn execute(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
+    match command {
+        ProgramsCommand::List { dir } => list(&dir),
+        ProgramsCommand::Render {
+            file,
+            program,
+            dataset,
+            row,
+            sample,
+            inputs,
+            examples,
+            shots,
+            seed,
+            dir,
+            datasets_dir,
+        } => {
+            let spec = file.or(program).unwrap_or_default();
+            render(RenderRequest {
+                spec,
+                dataset,
+                row,
+                sample,
+                inputs,
+                examples,
+                shots,
+                seed,
+                dir,
+                datasets_dir,
+            })
+        }
+        ProgramsCommand::Check {
+            program,
+            dataset,
+            limit,
+            dir,
+            datasets_dir,
+        } => check(&program, dataset.as_deref(), limit, &dir, &datasets_dir),
+    }
+}
+
+fn list(dir: &ProgramsDir) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for entry in list_programs(&dir.programs_dir) {
+        let origin = match &entry.origin {
+            ProgramOrigin::BuiltIn => "built in".to_string(),
+            ProgramOrigin::Folder(path) => path.display().to_string(),
+        };
+        let line = match &entry.program {
+            Ok(program) => format!(
+                "{:<28} {:<10} {}",
+                entry.name,
+                origin_label(&origin),
+                program.description
+            ),
+            Err(error) => format!(
+                "{:<28} {:<10} ERROR: {error}",
+                entry.name,
+                origin_label(&origin)
+            ),
+        };
+        // A closed pipe (`| head`) is a normal end.
+        if writeln!(out, "{line}").is_err() {
+            break;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn origin_label(origin: &str) -> &str {
+    if origin == "built in" {
+        "built-in"
+    } else {
+        "folder"
+    }
+}
+
+struct RenderRequest {
+    spec: String,
+    dataset: Option<String>,
+    row: usize,
+    sample: bool,
+    inputs: Vec<(String, Value)>,
+    examples: Option<String>,
+    shots: Option<usize>,
+    seed: u64,
+    dir: ProgramsDir,
+    datasets_dir: PathBuf,
+}
+
+fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
+    let program = Program::compile(
+        load_program(&request.spec, &request.dir.programs_dir).map_err(|e| usage(&e))?,
+    )
+    .map_err(|e| usage(&e))?;
+    let mut context = match &request.dataset {
+        Some(dataset) => {
+            let source = crate::dataset::DatasetSource::resolve(dataset, &request.datasets_dir)
+                .map_err(|e| usage(&e))?;
+            let the_row = source
+                .rows()
+                .nth(request.row)
+                .ok_or_else(|| usage(&format!("{dataset} has no row {}", request.row)))?
+                .map_err(|e| usage(&e))?;
+            let shots = request
+                .shots
+                .or(program.file.examples.as_ref().map(|e| e.count))
+                .unwrap_or(0);
+            let pool_rows: Vec<crate::dataset::Row> = match &request.examples {
+                Some(spec) => crate::dataset::DatasetSource::resolve(spec, &request.datasets_dir)
+                    .map_err(|e| usage(&e))?
+                    .rows()
+                    .filter_map(Result::ok)
+                    .collect(),
+                None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
+                None => Vec::new(),
+            };
+            let pool = crate::run::rows::ExamplePool::new(pool_rows, request.seed);
+            let chosen = pool.examples_for(&the_row, shots);
+            let mut context = crate::run::row_context(&the_row, &chosen);
+            if request.sample {
+                for (key, value) in &program.file.sample {
+                    context.entry(key.clone()).or_insert_with(|| value.clone());
+                }
+            }
+            context
+        }
+        None => {
+            if program.file.sample.is_empty() && request.inputs.is_empty() {
+                return Err(usage(&format!(
+                    "{} has no `sample:` values: pass --dataset D, or --input KEY=VALUE for its inputs",
+                    program.file.path.display()
+                )));
+            }
+            template_context(&Value::Object(program.file.sample.clone()), Vec::new())
+        }
+    };
+    for (key, value) in request.inputs {
+        context.insert(key, value);
+    }
+    complete_inputs(&program.file.inputs, &mut context).map_err(|input| {
+        usage(&format!(
+            "the program's required input `{}` has no value: give it with --input {}=VALUE",
+            input.name, input.name
+        ))
+    })?;
+    let step = program
+        .next_step(&context, &Default::default())
+        .map_err(|e| usage(&e))?;
+    let (messages, call) = match step {
+        Step::Call(call) => (call.messages.clone(), Some(call)),
+        Step::Done(messages) => (messages, None),
+    };
+    let mut out = String::new();
+    for message in messages {
+        out.push_str(&format!(
+            "--- {} ---\n{}\n",
+            message.role.as_str(),
+            message.content
+        ));
+    }
+    if let Some(call) = call {
+        match call.kind {
+            CallKind::Select { options, .. } => out.push_str(&format!(
+                "--- select `{}` among {:?} ---\n",
+                call.capture, options
+            )),
+            CallKind::Gen {
+                max_tokens,
+                stop,
+                json_schema,
+                ..
+            } => {
+                let what = if program.is_plain_completion() {
+                    "completion"
+                } else {
+                    "gen"
+                };
+                out.push_str(&format!(
+                    "--- {what} `{}` (max_tokens {:?}, stop {:?}{}) ---\n",
+                    call.capture,
+                    max_tokens,
+                    stop,
+                    if json_schema.is_some() {
+                        ", JSON schema"
+                    } else {
+                        ""
+                    }
+                ))
+            }
+        }
+    }
+    // A closed pipe (`| head`) is a normal end.
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(out.as_bytes());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(
+    spec: &str,
+    dataset: Option<&str>,
+    limit: Option<usize>,
+    dir: &ProgramsDir,
+    datasets_dir: &std::path::Path,
+) -> anyhow::Result<ExitCode> {
+    let program = Program::compile(load_program(spec, &dir.programs_dir).map_err(|e| usage(&e))?)
+        .map_err(|e| usage(&e))?;
+    let file = &program.file;
+    let path = file.path.display();
+    let mut problems = 0usize;
+    println!(
+        "{path}: loads ({} Prompty, {} template, {})",
+        match file.dialect {
+            crate::program::Dialect::V1 => "v1",
+            crate::program::Dialect::V2 => "v2",
+        },
+        match file.format {
+            crate::program::TemplateFormat::Jinja2 => "jinja2",
+            crate::program::TemplateFormat::Mustache => "mustache",
+        },
+        if program.is_plain_completion() {
+            "one completion captured as `output`".to_string()
+        } else {
+            "select/gen calls".to_string()
+        }
+    );
+    for ignored in &file.ignored {
+        println!("warning: ignored key {ignored}");
+    }
+    if !file.parameters.unknown.is_empty() {
+        println!(
+            "warning: model settings evalr cannot send (a run refuses them): {}",
+            file.parameters.unknown.join(", ")
+        );
+    }
+    let used = program.undeclared_variables();
+    println!("template variables: {}", used.join(", "));
+    let Some(dataset) = dataset else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    let source =
+        crate::dataset::DatasetSource::resolve(dataset, datasets_dir).map_err(|e| usage(&e))?;
+    // Names provided by something other than rows: evalr's namespace, globals, calls'
+    // captures and input defaults.
+    let mut provided: BTreeSet<String> = ["evalr", "row", "examples", "letters", "select", "gen"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    provided.extend(program.capture_names());
+    provided.extend(
+        file.inputs
+            .iter()
+            .filter(|i| i.default.is_some())
+            .map(|i| i.name.clone()),
+    );
+    let mut seen_in_rows: BTreeSet<String> = BTreeSet::new();
+    let mut missing_required: Map<String, Value> = Map::new();
+    let mut render_failures = 0usize;
+    let mut rows = 0usize;
+    for item in source.rows().take(limit.unwrap_or(usize::MAX)) {
+        let row = match item {
+            Ok(row) => row,
+            Err(error) => {
+                println!("problem: {error}");
+                problems += 1;
+                continue;
+            }
+        };
+        rows += 1;
+        let mut context = crate::run::row_context(&row, &[]);
+        if let Value::Object(fields) = row.to_json() {
+            seen_in_rows.extend(fields.keys().cloned());
+        }
+        if let Err(input) = complete_inputs(&file.inputs, &mut context) {
+            let count = missing_required
+                .entry(input.name.clone())
+                .or_insert(Value::from(0u64));
+            *count = Value::from(count.as_u64().unwrap_or(0) + 1);
+            continue;
+        }
+        if let Err(error) = program.next_step(&context, &Default::default()) {
+            if render_failures == 0 {
+                println!("problem: row `{}` does not render: {error}", row.id);
+            }
+            render_failures += 1;
+        }
+    }
+    for name in &used {
+        if !provided.contains(name) && !seen_in_rows.contains(name) {
+            println!(
+                "problem: the template uses `{name}`, which no row of {dataset} and no input default provides (it renders empty)"
+            );
+            problems += 1;
+        }
+    }
+    for (name, count) in &missing_required {
+        println!("problem: {count} rows have no value for the required input `{name}`");
+        problems += 1;
+    }
+    if render_failures > 0 {
+        println!("problem: {render_failures} rows fail to render");
+        problems += 1;
+    }
+    println!("{rows} rows checked, {problems} problems");
+    Ok(if problems == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}

@@ -1,0 +1,115 @@
+//! evalr renders the messages Microsoft's own Prompty runtime renders.
+//!
+//! The official Rust runtime (the `prompty` crate, 2.1.0) is the reference peer: each case
+//! is a v2 Prompty file with inputs, loaded and prepared by `prompty::prepare` (its Jinja and
+//! mustache renderers and its role-marker parser) and by evalr's loader and renderer; the
+//! roles and texts of the messages must be equal. Cases are v2 files without `select`/`gen`
+//! (the runtime knows neither) and without `${env:...}` (its loader resolves them eagerly).
+
+use std::path::Path;
+
+use evalr::program::{Program, ProgramFile, Step, complete_inputs, template_context};
+use serde_json::{Value, json};
+
+fn evalr_messages(path: &Path, text: &str, inputs: &Value) -> Vec<(String, String)> {
+    let program = Program::compile(ProgramFile::parse(path, text).unwrap()).unwrap();
+    let mut context = template_context(inputs, Vec::new());
+    complete_inputs(&program.file.inputs, &mut context).unwrap();
+    let messages = match program.next_step(&context, &Default::default()).unwrap() {
+        Step::Call(call) => call.messages,
+        Step::Done(messages) => messages,
+    };
+    messages
+        .into_iter()
+        .map(|m| (m.role.as_str().to_string(), m.content))
+        .collect()
+}
+
+fn runtime_messages(path: &Path, text: &str, inputs: &Value) -> Vec<(String, String)> {
+    prompty::register_defaults();
+    let agent = prompty::load_from_string(text, path).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let messages = runtime
+        .block_on(prompty::prepare(&agent, Some(inputs)))
+        .unwrap();
+    messages
+        .into_iter()
+        .map(|m| (m.role.to_string(), m.text_content()))
+        .collect()
+}
+
+fn assert_same(name: &str, text: &str, inputs: Value) {
+    let path = Path::new("tests/fixtures/prompty").join(name);
+    let ours = evalr_messages(&path, text, &inputs);
+    let theirs = runtime_messages(&path, text, &inputs);
+    assert_eq!(ours, theirs, "{name}");
+}
+
+fn fixture(name: &str) -> String {
+    std::fs::read_to_string(Path::new("tests/fixtures/prompty").join(name)).unwrap()
+}
+
+#[test]
+fn v2_fixture_with_a_thread_input() {
+    assert_same(
+        "v2_chat.prompty",
+        &fixture("v2_chat.prompty"),
+        json!({
+            "question": "And in Germany?",
+            "conversation": [
+                {"role": "user", "content": "What is the capital of France?"},
+                {"role": "assistant", "content": "Paris."}
+            ]
+        }),
+    );
+}
+
+/// The runtime's loader wants `items` on array inputs and rejects the spec's own shorthand
+/// `template: mustache` (spec §2.8); evalr accepts both, so the runtime gets the long forms.
+fn long_forms(text: &str) -> String {
+    text.replace(
+        "template: mustache",
+        "template:\n  format:\n    kind: mustache\n  parser:\n    kind: prompty",
+    )
+    .replace(
+        "    kind: array",
+        "    kind: array\n    items:\n      kind: string",
+    )
+}
+
+#[test]
+fn mustache_fixture() {
+    assert_same(
+        "mustache.prompty",
+        &long_forms(&fixture("mustache.prompty")),
+        json!({"name": "Ann & Bo", "items": ["milk", "eggs"]}),
+    );
+}
+
+#[test]
+fn json_outputs_fixture() {
+    assert_same(
+        "json_outputs.prompty",
+        &fixture("json_outputs.prompty"),
+        json!({"question": "Capital of France?"}),
+    );
+}
+
+#[test]
+fn role_line_forms_blank_edges_indentation_and_empty_messages() {
+    let text = "---\nname: forms\ninputs:\n  - name: who\n    kind: string\n    default: you\n---\nPreamble is system.\n\n# USER:\n\n\n  Indented {{ who }}.\n\n\nassistant :\nDEVELOPER:\nRules.\n  user:\nlast{{ undefined_variable }}\n";
+    assert_same("forms.prompty", text, json!({}));
+}
+
+#[test]
+fn jinja_loops_conditionals_and_filters() {
+    let text = "---\nname: loops\ninputs:\n  - name: items\n    kind: array\n  - name: flag\n    kind: boolean\n---\nsystem:\n{% for i in items %}{{ loop.index }}. {{ i | upper }}\n{% endfor %}{% if flag %}flag on{% else %}flag off{% endif %}\nuser:\n{{ items | join(\", \") }} ({{ items | length }}) {{ missing | default(\"fallback\") }}\n";
+    assert_same(
+        "loops.prompty",
+        &long_forms(text),
+        json!({"items": ["a", "b"], "flag": true}),
+    );
+}
