@@ -288,6 +288,15 @@ impl ChatServer {
         self.shared.seen.lock().expect("lock").clone()
     }
 
+    /// From now on, answers `answered` more requests and then holds every later one unanswered
+    /// (until `stop_hanging`), like `hang_from` counted from this moment.
+    pub fn hang_after(&self, answered: u64) {
+        let received = self.shared.counter.load(Ordering::SeqCst);
+        self.shared
+            .hang_from
+            .store(received + answered + 1, Ordering::SeqCst);
+    }
+
     /// Answers normally again after `hang_from`.
     pub fn stop_hanging(&self) {
         self.shared.hang_from.store(u64::MAX, Ordering::SeqCst);
