@@ -158,6 +158,7 @@ impl AzureMlBackend {
             Usage {
                 prompt_tokens,
                 completion_tokens,
+                ..Usage::default()
             },
         ))
     }

@@ -5,15 +5,15 @@
 //! response cache live in `run`; quota lives in `limiter`.
 
 pub mod azureml;
+pub mod embeddings;
 pub mod http;
 pub mod identity;
 pub mod openai;
 pub mod pool;
-mod secret;
 pub mod select_match;
 pub mod tokens;
 
-pub use secret::Secret;
+pub use crate::secret::Secret;
 
 use std::time::Duration;
 
@@ -87,10 +87,22 @@ pub enum SelectPath {
 }
 
 /// Token counts of one call, as the service reports them (or the local tokenizer counts).
+/// Every field defaults to 0 when absent, so results and caches written before a field
+/// existed still read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    #[serde(default)]
     pub prompt_tokens: u64,
+    #[serde(default)]
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those served from the service's prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`), billed at the cached input rate.
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Of `completion_tokens`, those a reasoning model spent thinking
+    /// (`usage.completion_tokens_details.reasoning_tokens`), billed as output.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -100,6 +112,8 @@ impl Usage {
     pub fn add(&mut self, other: Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
+        self.cached_prompt_tokens += other.cached_prompt_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
     }
 }
 
@@ -165,6 +179,20 @@ pub struct GenReply {
     pub requests: u32,
 }
 
+/// Texts to embed, one vector each.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmbedRequest {
+    pub inputs: Vec<String>,
+}
+
+/// The vectors of an `EmbedRequest`, in the order of its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedReply {
+    pub vectors: Vec<Vec<f32>>,
+    pub usage: Usage,
+    pub requests: u32,
+}
+
 /// Why a call failed. `run` decides on retries from `is_retryable`.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -178,11 +206,22 @@ pub enum BackendError {
     ContentFilter(String),
     #[error("the service returned an answer evalr cannot read: {0}")]
     InvalidResponse(String),
+    /// The service refused this request as malformed (HTTP 400, 422, ...). Callers decide by
+    /// `status` (e.g. a 400 to structured output means the deployment lacks it), never by
+    /// the message's text.
+    #[error("{message}")]
+    Rejected { status: u16, message: String },
     #[error("{0}")]
     Fatal(String),
 }
 
 impl BackendError {
+    /// An error that will fail every request of the run the same way (bad key, unknown
+    /// deployment, a request shape the service rejects).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, BackendError::Fatal(_) | BackendError::Rejected { .. })
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
@@ -206,5 +245,13 @@ pub trait Backend: Send + Sync {
     /// What each deployment's quota limiter learned (remote backends), for the run's results.
     fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
         Vec::new()
+    }
+    /// Embeds texts (an embeddings deployment, `/v1/embeddings`, or the local model's pooled
+    /// hidden states). Backends without embeddings say so.
+    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedReply, BackendError> {
+        Err(BackendError::Fatal(format!(
+            "{} cannot embed text: pass --embeddings-model with an embeddings deployment (azure:DEPLOYMENT, openai:MODEL) or `local`",
+            self.identity()
+        )))
     }
 }

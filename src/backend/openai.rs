@@ -80,6 +80,9 @@ impl ChatTransport for JsonEndpoint {
 pub struct ChatBackend {
     config: ChatConfig,
     http: Arc<dyn ChatTransport>,
+    /// The same deployment's (or server's) embeddings URL, under the same quota limiter
+    /// (none for a backend whose chat bodies go to a batch).
+    embeddings_http: Option<JsonEndpoint>,
     tokens: TokenCounter,
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
@@ -104,10 +107,19 @@ impl ChatBackend {
             chat_url(&config.endpoint),
             config.credential.clone(),
             Vec::new(),
+            Arc::clone(&limiter),
+            config.request_timeout,
+        )?;
+        let embeddings_http = JsonEndpoint::new(
+            super::embeddings::embeddings_url(&config.endpoint),
+            config.credential.clone(),
+            Vec::new(),
             limiter,
             config.request_timeout,
         )?;
-        Ok(ChatBackend::with_transport(config, Arc::new(http)))
+        let mut backend = ChatBackend::with_transport(config, Arc::new(http));
+        backend.embeddings_http = Some(embeddings_http);
+        Ok(backend)
     }
 
     /// A backend whose bodies go through `transport` instead of straight to the service.
@@ -122,12 +134,22 @@ impl ChatBackend {
             estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
             http: transport,
+            embeddings_http: None,
             tokens,
         }
     }
 
     fn url_for_errors(&self) -> String {
         self.http.url_for_errors()
+    }
+
+    /// The tokens of the longest option (at least 1): what an answer naming it takes.
+    fn longest_option(&self, options: &[String]) -> u64 {
+        options
+            .iter()
+            .map(|o| self.tokens.count(o))
+            .max()
+            .unwrap_or(1)
     }
 
     fn base_body(&self, messages: &[Message], max_tokens: u32) -> serde_json::Map<String, Value> {
@@ -295,12 +317,7 @@ impl ChatBackend {
         &self,
         request: &SelectRequest,
     ) -> Result<Result<SelectReply, Usage>, BackendError> {
-        let longest = request
-            .options
-            .iter()
-            .map(|o| self.tokens.count(o))
-            .max()
-            .unwrap_or(1);
+        let longest = self.longest_option(&request.options);
         let max_tokens = (longest + 16) as u32;
         let mut body = self.base_body(&request.messages, max_tokens);
         self.set_sampling(&mut body, request.temperature, None);
@@ -314,7 +331,7 @@ impl ChatBackend {
             .post(Value::Object(body), &request.messages, max_tokens)
             .await
         {
-            Err(BackendError::Fatal(message)) if message.contains("HTTP 400") => {
+            Err(BackendError::Rejected { status: 400, .. }) => {
                 // The deployment does not support structured outputs: stop asking it.
                 self.json_schema_works.store(false, Ordering::Relaxed);
                 return Ok(Err(Usage::default()));
@@ -349,12 +366,7 @@ impl ChatBackend {
         &self,
         request: &SelectRequest,
     ) -> Result<SelectReply, BackendError> {
-        let longest = request
-            .options
-            .iter()
-            .map(|o| self.tokens.count(o))
-            .max()
-            .unwrap_or(1);
+        let longest = self.longest_option(&request.options);
         // Reasoning models spend hidden reasoning tokens out of the same budget.
         let max_tokens = if self.config.reasoning {
             REASONING_SELECT_BUDGET
@@ -493,6 +505,23 @@ impl Backend for ChatBackend {
             requests: 1,
         })
     }
+
+    async fn embed(
+        &self,
+        request: &super::EmbedRequest,
+    ) -> Result<super::EmbedReply, BackendError> {
+        let model = match &self.config.endpoint {
+            ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
+            ChatEndpoint::Azure { .. } => None,
+        };
+        let Some(http) = &self.embeddings_http else {
+            return Err(BackendError::Fatal(format!(
+                "{} answers chat through a batch and cannot embed text: embed the rows in a live run (evalr embed) and pass them with --row-embeddings",
+                self.url_for_errors()
+            )));
+        };
+        super::embeddings::post_embeddings(http, model, &self.tokens, request).await
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -508,6 +537,14 @@ impl Completion {
             .map(|u| Usage {
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
+                cached_prompt_tokens: u
+                    .prompt_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.cached_tokens),
+                reasoning_tokens: u
+                    .completion_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.reasoning_tokens),
             })
             .unwrap_or_default()
     }
@@ -519,6 +556,24 @@ struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// `{"cached_tokens": N}`: prompt tokens served from the prompt cache (billed lower).
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+    /// `{"reasoning_tokens": N}`: completion tokens a reasoning model spent thinking.
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionTokensDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
 }
 
 #[derive(Debug, Deserialize)]
@@ -561,19 +616,25 @@ struct TopLogprob {
     logprob: f64,
 }
 
-/// The live chat-completions URL of an endpoint.
-pub fn chat_url(endpoint: &ChatEndpoint) -> String {
+/// The URL of an operation (`chat/completions`, `embeddings`) of an endpoint: under the
+/// deployment with the api-version on Azure, under the base URL elsewhere.
+pub fn operation_url(endpoint: &ChatEndpoint, operation: &str) -> String {
     match endpoint {
         ChatEndpoint::Azure {
             endpoint,
             deployment,
             api_version,
         } => format!(
-            "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
+            "{}/openai/deployments/{deployment}/{operation}?api-version={api_version}",
             endpoint.trim_end_matches('/')
         ),
         ChatEndpoint::OpenAi { base_url, .. } => {
-            format!("{}/chat/completions", base_url.trim_end_matches('/'))
+            format!("{}/{operation}", base_url.trim_end_matches('/'))
         }
     }
+}
+
+/// The live chat-completions URL of an endpoint.
+pub fn chat_url(endpoint: &ChatEndpoint) -> String {
+    operation_url(endpoint, "chat/completions")
 }
