@@ -87,8 +87,8 @@ pub struct ChatBackend {
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
     json_schema_works: AtomicBool,
-    /// Reported prompt tokens / estimated prompt tokens, smoothed (f64 bits): corrects the
-    /// estimate the token bucket uses when our tokenizer is not the service's.
+    /// Reported prompt tokens / estimated prompt tokens, smoothed (f64 bits; NaN until the
+    /// first answer with `usage`): corrects the length estimate the quota is charged.
     estimate_correction: AtomicU64,
 }
 
@@ -131,7 +131,7 @@ impl ChatBackend {
         ChatBackend {
             logprobs_work: AtomicBool::new(config.capabilities.logprobs && !config.reasoning),
             json_schema_works: AtomicBool::new(config.capabilities.json_schema),
-            estimate_correction: AtomicU64::new(1.0f64.to_bits()),
+            estimate_correction: AtomicU64::new(f64::NAN.to_bits()),
             config,
             http: transport,
             embeddings_http: None,
@@ -200,9 +200,12 @@ impl ChatBackend {
         messages: &[Message],
         max_tokens: u32,
     ) -> Result<Completion, BackendError> {
-        let prompt_estimate = self.tokens.count_messages(messages);
+        // The quota is charged an estimate from the text's length, corrected by what the
+        // service counted on earlier answers: no tokenizer has to be built for it.
+        let prompt_estimate = TokenCounter::estimate_messages(messages);
         let correction = f64::from_bits(self.estimate_correction.load(Ordering::Relaxed));
-        let estimate = (prompt_estimate as f64 * correction).ceil() as u64 + u64::from(max_tokens);
+        let factor = if correction.is_nan() { 1.0 } else { correction };
+        let estimate = (prompt_estimate as f64 * factor).ceil() as u64 + u64::from(max_tokens);
         let text = self.http.send(&body, estimate).await?;
         let completion: Completion = serde_json::from_str(&text).map_err(|e| {
             BackendError::InvalidResponse(format!(
@@ -220,9 +223,14 @@ impl ChatBackend {
             && usage.prompt_tokens > 0
             && prompt_estimate > 0
         {
-            // Exponential moving average: one odd request does not swing the estimate.
+            // The first answer sets the ratio; then an exponential moving average, so that one
+            // odd request does not swing the estimate.
             let observed = usage.prompt_tokens as f64 / prompt_estimate as f64;
-            let updated = 0.9 * correction + 0.1 * observed;
+            let updated = if correction.is_nan() {
+                observed
+            } else {
+                0.9 * correction + 0.1 * observed
+            };
             self.estimate_correction
                 .store(updated.clamp(0.25, 4.0).to_bits(), Ordering::Relaxed);
         }
@@ -637,4 +645,102 @@ pub fn operation_url(endpoint: &ChatEndpoint, operation: &str) -> String {
 /// The live chat-completions URL of an endpoint.
 pub fn chat_url(endpoint: &ChatEndpoint) -> String {
     operation_url(endpoint, "chat/completions")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::backend::Role;
+
+    /// Answers every body with one token and its top logprobs, and keeps what it was sent.
+    struct Recorder {
+        sent: Mutex<Vec<(Value, u64)>>,
+    }
+
+    #[async_trait]
+    impl ChatTransport for Recorder {
+        async fn send(&self, body: &Value, estimated_tokens: u64) -> Result<String, BackendError> {
+            self.sent
+                .lock()
+                .unwrap()
+                .push((body.clone(), estimated_tokens));
+            let top = |t: &str, lp: f64| json!({"token": t, "logprob": lp});
+            Ok(json!({
+                "choices": [{
+                    "index": 0,
+                    "finish_reason": "stop",
+                    "message": {"role": "assistant", "content": "B"},
+                    "logprobs": {"content": [{
+                        "token": "B", "logprob": -0.1,
+                        "top_logprobs": [top("B", -0.1), top("A", -2.0), top("C", -3.0), top("D", -4.0)]
+                    }]}
+                }],
+                "usage": {"prompt_tokens": 30, "completion_tokens": 1, "total_tokens": 31}
+            })
+            .to_string())
+        }
+        fn url_for_errors(&self) -> String {
+            "http://127.0.0.1/test".into()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_letters_select_sends_the_bias_without_building_the_encoding() {
+        let transport = Arc::new(Recorder {
+            sent: Mutex::new(Vec::new()),
+        });
+        let backend = ChatBackend::with_transport(
+            ChatConfig {
+                endpoint: ChatEndpoint::Azure {
+                    endpoint: "http://127.0.0.1".into(),
+                    deployment: "gpt-4o".into(),
+                    api_version: "2024-10-21".into(),
+                },
+                credential: Credential::None,
+                model: None,
+                reasoning: false,
+                capabilities: Capabilities {
+                    logprobs: true,
+                    ..Default::default()
+                },
+                request_timeout: Duration::from_secs(5),
+            },
+            transport.clone(),
+        );
+        let request = SelectRequest {
+            messages: vec![
+                Message {
+                    role: Role::User,
+                    // 80 characters: 20 tokens by length, + 4 for the message, + 3 for the reply.
+                    content: "x".repeat(80),
+                },
+                Message {
+                    role: Role::Assistant,
+                    content: "Answer:".into(),
+                },
+            ],
+            options: [" A", " B", " C", " D"].map(String::from).to_vec(),
+            temperature: None,
+        };
+        let reply = backend.select(&request).await.unwrap();
+        assert_eq!(reply.chosen, Some(1));
+        assert_eq!(reply.path, SelectPath::Logprobs);
+        let sent = transport.sent.lock().unwrap().clone();
+        // o200k_base ids of " A", " B", " C", " D".
+        assert_eq!(
+            sent[0].0["logit_bias"],
+            json!({"355": 100, "418": 100, "363": 100, "415": 100})
+        );
+        assert!(
+            !backend.tokens.tokenizer_loaded(),
+            "a letters select built the whole encoding before its first request"
+        );
+        // Charged by length (20 + 4, 2 + 4, + 3) plus max_tokens 1; the answer's usage (30
+        // prompt tokens) then corrects the next estimate by 30/33.
+        assert_eq!(sent[0].1, 33 + 1);
+        backend.select(&request).await.unwrap();
+        assert_eq!(transport.sent.lock().unwrap()[1].1, 30 + 1);
+    }
 }

@@ -524,6 +524,79 @@ mod tests {
         assert!((rate - 10.0).abs() < 1.5, "rate {rate}");
     }
 
+    /// Microsoft's Azure OpenAI API Simulator: at most `limit` requests in any `window`
+    /// (sliding), `remaining` = limit - requests in the window (this one included).
+    struct SlidingWindow {
+        limit: usize,
+        window: Duration,
+        admitted: VecDeque<Instant>,
+    }
+
+    impl SlidingWindow {
+        fn arrive(&mut self, now: Instant) -> Option<f64> {
+            while self
+                .admitted
+                .front()
+                .is_some_and(|t| now.saturating_duration_since(*t) >= self.window)
+            {
+                self.admitted.pop_front();
+            }
+            (self.admitted.len() < self.limit).then(|| {
+                self.admitted.push_back(now);
+                (self.limit - self.admitted.len()) as f64
+            })
+        }
+    }
+
+    #[test]
+    #[ignore = "known failure (issue 16): a sliding window is learned at ~6% of its rate; see BENCHMARKS.md"]
+    fn a_sliding_window_is_learned_up_to_its_rate() {
+        // 6 requests per 10 s (the simulator's 6,000 TPM deployment), answered at once, with
+        // several requests always waiting (not idle: no probes). Its remaining count does not
+        // refill smoothly: a burst's slots all come back when the burst leaves the window, and
+        // the pace must learn that rate (0.6/s) rather than stay at its first guess.
+        let mut service = SlidingWindow {
+            limit: 6,
+            window: Duration::from_secs(10),
+            admitted: VecDeque::new(),
+        };
+        let mut learner = HeaderLearner::default();
+        let t0 = Instant::now();
+        let mut now = t0;
+        let (mut admitted, mut limited) = (0, 0);
+        while now < t0 + Duration::from_secs(300) {
+            match learner.try_send(1.0, now, 1.0, false, Duration::from_secs(1)) {
+                Ok(seq) => match service.arrive(now) {
+                    Some(remaining) => {
+                        admitted += 1;
+                        learner.answered(seq, now, &headers(remaining, 1e6), now);
+                    }
+                    None => {
+                        limited += 1;
+                        learner.rate_limited(seq, now, now);
+                        now += Duration::from_secs(1);
+                    }
+                },
+                Err(wait) => now += wait.max(Duration::from_millis(1)),
+            }
+        }
+        // The bound is 180 in 300 s. Today 18 are admitted: the first slope is taken while the
+        // count has not yet refilled (a sliding window gives a burst's slots back only when
+        // the burst leaves the window), so the rate falls to its floor (capacity / 600 s); the
+        // bucket is then found full, which clears the slope unmeasured, and the gap set at
+        // each send from the empty-looking count (100 s) outlives the refill the answer
+        // reports. Taking a raise-only refill sample before clearing gives 93; also clearing
+        // the gap on each answer gives 24 (it bursts, and the floor sample wins). Not fixed.
+        assert!(
+            admitted >= 150,
+            "admitted {admitted} of 180 ({limited} 429s)"
+        );
+        assert!(
+            limited * 20 <= admitted,
+            "{limited} 429s for {admitted} admitted"
+        );
+    }
+
     #[test]
     fn reset_headers_give_the_rate_directly() {
         let mut learner = HeaderLearner::default();
