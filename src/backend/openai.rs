@@ -137,12 +137,7 @@ impl ChatBackend {
         }
         body.insert(
             "messages".into(),
-            Value::Array(
-                messages
-                    .iter()
-                    .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-                    .collect(),
-            ),
+            Value::Array(messages.iter().map(Message::to_wire).collect()),
         );
         let key = if self.config.reasoning {
             "max_completion_tokens"
@@ -414,6 +409,7 @@ impl Backend for ChatBackend {
             regex: false,
             penalties: true,
             json_object: true,
+            images: true,
         }
     }
 

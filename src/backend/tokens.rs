@@ -11,6 +11,10 @@ use super::Message;
 /// Per-message overhead of the chat format (role and separators), as OpenAI documents it.
 const TOKENS_PER_MESSAGE: u64 = 4;
 const TOKENS_PER_REPLY: u64 = 3;
+/// An image's cost before the service says: OpenAI's published price of a 1024x1024 image at
+/// high detail (85 + 4 tiles of 170). The image's size is not read; the `usage` correction
+/// catches up after the first answers.
+const TOKENS_PER_IMAGE: u64 = 765;
 
 #[derive(Clone, Copy)]
 pub struct TokenCounter {
@@ -61,7 +65,11 @@ impl TokenCounter {
     pub fn count_messages(&self, messages: &[Message]) -> u64 {
         messages
             .iter()
-            .map(|m| TOKENS_PER_MESSAGE + self.count(&m.content))
+            .map(|m| {
+                TOKENS_PER_MESSAGE
+                    + self.count(&m.content)
+                    + TOKENS_PER_IMAGE * m.images().count() as u64
+            })
             .sum::<u64>()
             + TOKENS_PER_REPLY
     }
@@ -85,10 +93,7 @@ mod tests {
         let other = TokenCounter::for_model(Some("llama-3"));
         assert!(!other.knows_tokens());
         assert_eq!(other.count("12345678"), 2);
-        let messages = [Message {
-            role: Role::User,
-            content: "hello world".into(),
-        }];
+        let messages = [Message::text(Role::User, "hello world")];
         assert_eq!(gpt4o.count_messages(&messages), 4 + 2 + 3);
     }
 }

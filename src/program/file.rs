@@ -69,6 +69,9 @@ pub struct ProgramFile {
     pub description: String,
     pub path: PathBuf,
     pub dialect: Dialect,
+    /// v1 files: markdown images are image parts unless `template.options.disable_image_parsing`
+    /// says not (the v1 runtime's switch).
+    pub markdown_images: bool,
     /// Declared inputs: defaults fill a row's missing values; a required one with no value is
     /// a row error.
     pub inputs: Vec<InputSpec>,
@@ -363,6 +366,12 @@ impl ProgramFile {
                 .to_string(),
             path: path.to_path_buf(),
             dialect: dialect(&front),
+            markdown_images: !front
+                .get("template")
+                .and_then(|t| t.get("options"))
+                .and_then(|o| o.get("disable_image_parsing"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             inputs,
             sample,
             outputs_schema,

@@ -10,9 +10,11 @@
 use std::path::PathBuf;
 
 mod catalog;
+mod content;
 mod context;
 mod file;
 mod front_matter;
+mod images;
 mod inputs;
 mod mustache;
 mod render;
