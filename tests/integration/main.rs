@@ -19,6 +19,7 @@ mod merge;
 mod mlflow;
 mod prompty;
 mod prompty_conformance;
+mod prompty_images;
 mod quota;
 mod run_azureml_endpoint;
 mod run_local;

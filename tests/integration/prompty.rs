@@ -60,7 +60,7 @@ fn sent_messages(server: &ChatServer) -> Vec<Vec<(String, String)>> {
 fn render_v1_file_from_its_sample_with_defaults_roles_and_indentation() {
     assert_eq!(
         stdout_of(&["programs", "render", &fixture("v1_chat.prompty")]),
-        "--- system ---\nYou are a helpful assistant speaking with Jane.\n    Keep this indented line.\n\nContext: no context given\n--- user ---\nWhat is the capital of France?\n--- completion `output` (max_tokens Some(64), stop [\"###\"]) ---\n"
+        "--- system ---\nYou are a helpful assistant speaking with Jane.\n    Keep this indented line.\n\nContext: no context given\n--- user [name=jane] ---\nWhat is the capital of France?\n--- completion `output` (max_tokens Some(64), stop [\"###\"]) ---\n"
     );
     // --input overrides the sample; values are JSON when they parse, else text.
     let out = stdout_of(&[
