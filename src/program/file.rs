@@ -353,6 +353,17 @@ impl ProgramFile {
                 other => ignored.push(format!("{other}: not a Prompty key evalr reads")),
             }
         }
+        let dialect = dialect(&front);
+        // The v1 runtimes' front matter pattern eats the whitespace after the closing `---`
+        // (`---\s*(.+)`): blank lines there start no empty system message in a v1 file.
+        let (body, body_first_line) = match dialect {
+            Dialect::V1 if split.yaml.is_some() => {
+                let body = split.body.trim_start();
+                let skipped = &split.body[..split.body.len() - body.len()];
+                (body, split.body_first_line + skipped.matches('\n').count())
+            }
+            _ => (split.body, split.body_first_line),
+        };
         let name = text_of("name").unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -365,7 +376,7 @@ impl ProgramFile {
                 .trim()
                 .to_string(),
             path: path.to_path_buf(),
-            dialect: dialect(&front),
+            dialect,
             markdown_images: !front
                 .get("template")
                 .and_then(|t| t.get("options"))
@@ -381,8 +392,8 @@ impl ProgramFile {
             answer_capture: text_of("answer").unwrap_or_else(|| "answer".to_string()),
             examples,
             ignored,
-            body: split.body.to_string(),
-            body_first_line: split.body_first_line,
+            body: body.to_string(),
+            body_first_line,
             sha256,
         })
     }
@@ -454,6 +465,18 @@ mod tests {
         assert_eq!(program.parameters.max_tokens, Some(3000));
         assert_eq!(program.format, TemplateFormat::Jinja2);
         assert!(program.ignored.is_empty(), "{:?}", program.ignored);
+    }
+
+    #[test]
+    fn v1_body_starts_after_the_blank_lines_that_follow_the_front_matter() {
+        let text = "---\nmodel:\n  api: chat\n---\n\n\n  system:\nhi\n";
+        let program = ProgramFile::parse(Path::new("v1.prompty"), text).unwrap();
+        assert_eq!(program.body, "system:\nhi\n");
+        assert_eq!(program.body_first_line, 7);
+        // v2 keeps them (its runtimes do): they make an empty system message there.
+        let text = "---\nname: v2\n---\n\nsystem:\nhi\n";
+        let program = ProgramFile::parse(Path::new("v2.prompty"), text).unwrap();
+        assert_eq!(program.body, "\nsystem:\nhi\n");
     }
 
     #[test]

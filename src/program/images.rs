@@ -4,9 +4,13 @@
 //! image evalr sends - v1 markdown images, `kind: image` inputs, image parts of thread
 //! messages:
 //! - an `http(s)://` URL or a `data:image/...` URL is sent as it is;
-//! - anything else is a local image file, read relative to the program file's folder (an
-//!   absolute path as it is) and sent inline as a base64 `data:` URL, since the service
-//!   cannot read the user's disk.
+//! - anything else is a local image file, read relative to the program file's folder and sent
+//!   inline as a base64 `data:` URL, since the service cannot read the user's disk.
+//!
+//! A local image must lie inside the program's folder (no absolute path, no way out by `..`
+//! or a link), as azure-ai-evaluation's Prompty runtime requires and as evalr's `${file:}`
+//! does: a row value that fills an image's path must not be able to send any file of the
+//! machine to a model. (The v1 runtime also read absolute paths.)
 //!
 //! Beyond the v1 rule: the spec lets an image input hold base64 data (§2.7 "URL or base64"),
 //! so a value that is base64 of a PNG, JPEG, GIF or WebP image becomes a data URL of that
@@ -62,6 +66,32 @@ fn data_url(media_type: &str, bytes: &[u8]) -> String {
     )
 }
 
+/// A local image's path, checked to lie inside the program's folder.
+fn contained(source: &str, folder: &Path) -> Result<std::path::PathBuf, String> {
+    let outside = || {
+        format!(
+            "`{}`: a local image must be a file inside the program's folder ({}); give an http(s) or data: URL for any other image",
+            shorten(source),
+            folder.display()
+        )
+    };
+    let relative = Path::new(source);
+    if relative.is_absolute() {
+        return Err(outside());
+    }
+    let folder = folder
+        .canonicalize()
+        .map_err(|e| format!("cannot read the program's folder {}: {e}", folder.display()))?;
+    let path = folder
+        .join(relative)
+        .canonicalize()
+        .map_err(|e| format!("cannot read image {}: {e}", folder.join(relative).display()))?;
+    if !path.starts_with(&folder) {
+        return Err(outside());
+    }
+    Ok(path)
+}
+
 /// Base64 text of an image (whitespace allowed, as in wrapped base64), as a data URL.
 fn base64_image(text: &str) -> Option<String> {
     if text.len() < 16
@@ -96,18 +126,13 @@ pub fn image_url(source: &str, detail: Option<String>, folder: &Path) -> Result<
     } else if let Some(url) = base64_image(source) {
         url
     } else {
-        let path = Path::new(source);
-        let path = if path.is_absolute() {
-            path.to_path_buf()
-        } else {
-            folder.join(path)
-        };
-        let media_type = media_type_of_file(&path).ok_or_else(|| {
+        let media_type = media_type_of_file(Path::new(source)).ok_or_else(|| {
             format!(
                 "`{}` is not an image evalr can send: give an http(s) or data: URL, or a .png, .jpg, .jpeg, .gif or .webp file",
                 shorten(source)
             )
         })?;
+        let path = contained(source, folder)?;
         let size = std::fs::metadata(&path)
             .map_err(|e| format!("cannot read image {}: {e}", path.display()))?
             .len();
@@ -236,9 +261,19 @@ mod tests {
         let inlined = url("cat.png").unwrap();
         let encoded = base64::engine::general_purpose::STANDARD.encode(PNG_1X1);
         assert_eq!(inlined, format!("data:image/png;base64,{encoded}"));
-        // An absolute path is read as it is.
+        // Only files inside the program's folder are read.
         let absolute = dir.path().join("cat.png");
-        assert_eq!(url(absolute.to_str().unwrap()).unwrap(), inlined);
+        let err = url(absolute.to_str().unwrap()).unwrap_err();
+        assert!(err.contains("inside the program's folder"), "{err}");
+        let inner = dir.path().join("inner");
+        std::fs::create_dir(&inner).unwrap();
+        let err = image_url("../cat.png", None, &inner).unwrap_err();
+        assert!(err.contains("inside the program's folder"), "{err}");
+        assert_eq!(
+            image_url("./sub/../cat.png", None, dir.path()).ok(),
+            None,
+            "a missing folder on the way is an error"
+        );
         // Base64 of an image becomes a data URL of its type.
         assert_eq!(
             url(&encoded).unwrap(),
