@@ -244,3 +244,64 @@ fn v1_thread_section_sends_the_thread_then_the_question_with_names() {
     let outputs = read_jsonl(&folder.join("outputs.jsonl"));
     assert_eq!(outputs[0]["captures"]["output"], json!("Berlin"));
 }
+
+/// evalr's messages for a program file and a row, as the chat API receives them.
+fn evalr_wire_messages(path: &Path, row: &Value) -> Value {
+    use evalr::program::{Program, ProgramFile, Step, complete_inputs, template_context};
+    let program = Program::compile(ProgramFile::load(path).unwrap()).unwrap();
+    let mut context = template_context(row, Vec::new());
+    complete_inputs(&program.file.inputs, &mut context).unwrap();
+    let messages = match program.next_step(&context, &Default::default()).unwrap() {
+        Step::Call(call) => call.messages,
+        Step::Done(messages) => messages,
+    };
+    Value::Array(messages.iter().map(|m| m.to_wire()).collect())
+}
+
+/// azure-ai-evaluation's own Prompty runtime (promptflow's, `AsyncPrompty.render`) on the
+/// same file and row (it wants a model configuration, as its evaluators pass one; nothing is
+/// sent); `detail: auto` (its default, the service's too) is dropped.
+fn package_wire_messages(path: &Path, row: &Value) -> Value {
+    let script = "import json, sys\nfrom azure.ai.evaluation._legacy.prompty import AsyncPrompty\nprompty = AsyncPrompty.load(sys.argv[1], model={'configuration': {'type': 'azure_openai', 'azure_deployment': 'unused', 'azure_endpoint': 'http://127.0.0.1:9'}})\nmessages = prompty.render(**json.loads(sys.argv[2]))\nfor m in messages:\n    if isinstance(m['content'], list):\n        for p in m['content']:\n            if p.get('image_url', {}).get('detail') == 'auto':\n                del p['image_url']['detail']\nprint(json.dumps(messages))\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(row.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "azure-ai-evaluation's runtime failed (pip install azure-ai-evaluation): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// A v1 file's markdown images, rendered by evalr and by azure-ai-evaluation's Prompty runtime
+/// (the one its judges run on): the same messages and parts, local images inlined alike.
+/// Where they differ by design: markdown inside a row value is an image for that runtime (it
+/// cannot tell a value from the template) and text for evalr.
+#[test]
+fn v1_markdown_images_render_as_azure_ai_evaluations_runtime_renders_them() {
+    let path = Path::new(runs::REPO).join(fixture("v1_vision.prompty"));
+    for image in ["images/red.png", "https://example.test/blue.png"] {
+        let row = json!({"question": "What colour is it?", "image": image});
+        assert_eq!(
+            evalr_wire_messages(&path, &row),
+            package_wire_messages(&path, &row),
+            "{image}"
+        );
+    }
+    let row = json!({"question": "See ![x](https://evil.test/x.png)", "image": "images/red.png"});
+    let ours = evalr_wire_messages(&path, &row);
+    let theirs = package_wire_messages(&path, &row);
+    assert_eq!(ours[1]["content"].as_array().unwrap().len(), 4);
+    assert_eq!(
+        ours[1]["content"][0]["text"],
+        json!("See ![x](https://evil.test/x.png)")
+    );
+    assert_eq!(
+        theirs[1]["content"][1]["image_url"]["url"],
+        json!("https://evil.test/x.png")
+    );
+}
