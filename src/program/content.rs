@@ -5,7 +5,10 @@
 //! take images only from the user, so an image in another role's message is sent as a user
 //! message of its own at that place, the text before and after it staying in the role's
 //! messages - as the Prompty runtime does with an image input (`kind: image`) placed under
-//! `system:`. A v1 `![thread]` section is the `thread` input's messages followed by the
+//! `system:`. After an image input, the text that follows starts a new message of the role,
+//! as the v2 Python runtime splits a message at an input's marker (spec §6.7's rule for
+//! threads); v1 markdown images stay among their text in one message, as the v1 runtime and
+//! azure-ai-evaluation's send them. A v1 `![thread]` section is the `thread` input's messages followed by the
 //! section's text as a user message, as the v1 runtime sends it.
 
 use std::ops::Range;
@@ -36,7 +39,8 @@ pub struct RichInputs<'a> {
 
 enum Segment {
     Text(String),
-    Image(ImageUrl),
+    /// An image, and whether it is an image input's (not a markdown image).
+    Image(ImageUrl, bool),
     Thread(usize),
 }
 
@@ -159,6 +163,7 @@ fn segments(parsed: &ParsedMessage, rich: &RichInputs) -> Result<Vec<Segment>, S
         }
         segments.push(Segment::Text(text[at..range.start].to_string()));
         at = range.end;
+        let from_input = matches!(token, Token::Image(_));
         let image = match token {
             Token::Thread(index) => {
                 segments.push(Segment::Thread(index));
@@ -186,7 +191,7 @@ fn segments(parsed: &ParsedMessage, rich: &RichInputs) -> Result<Vec<Segment>, S
             }
         };
         if let Some(image) = image {
-            segments.push(Segment::Image(image));
+            segments.push(Segment::Image(image, from_input));
         }
     }
     segments.push(Segment::Text(text[at..].to_string()));
@@ -221,6 +226,8 @@ fn build(
     }
     let mut parts: Vec<ContentPart> = Vec::new();
     let mut parts_role = role;
+    // After an image input, text starts a new message.
+    let mut split_before_text = false;
     let flush = |parts: &mut Vec<ContentPart>, parts_role: Role, out: &mut Vec<Message>| {
         let has_image = parts
             .iter()
@@ -263,22 +270,25 @@ fn build(
                     }
                     continue;
                 }
-                if parts_role != role {
+                if parts_role != role || split_before_text {
                     flush(&mut parts, parts_role, out);
                     parts_role = role;
+                    split_before_text = false;
                 }
                 push_text(&mut parts, text);
             }
-            Segment::Image(image) => {
+            Segment::Image(image, from_input) => {
                 if role != Role::User && parts_role == role {
                     flush(&mut parts, parts_role, out);
                     parts_role = Role::User;
                 }
                 parts.push(ContentPart::ImageUrl { image_url: image });
+                split_before_text |= from_input;
             }
             Segment::Thread(index) => {
                 flush(&mut parts, parts_role, out);
                 parts_role = role;
+                split_before_text = false;
                 if let Some((name, value)) = rich.threads.get(index) {
                     out.extend(thread_messages(name, value, rich.folder)?);
                 }

@@ -305,3 +305,72 @@ fn v1_markdown_images_render_as_azure_ai_evaluations_runtime_renders_them() {
         json!("https://evil.test/x.png")
     );
 }
+
+/// The Prompty v2 Python runtime (`prompty` 2.1.0 on PyPI, the spec's reference for image
+/// inputs; scripts/setup.sh --test installs it): its messages for a file and a row, as
+/// `[{role, content: [parts]}]`.
+fn python_runtime_messages(path: &Path, row: &Value) -> Value {
+    let script = "import json, sys, prompty\nagent = prompty.load(sys.argv[1])\nout = []\nfor m in prompty.prepare(agent, json.loads(sys.argv[2])):\n    parts = []\n    for p in m.parts:\n        if p.kind == 'text':\n            parts.append({'type': 'text', 'text': p.value})\n        elif p.kind == 'image':\n            parts.append({'type': 'image_url', 'image_url': {'url': p.source}})\n        else:\n            parts.append({'type': p.kind})\n    out.append({'role': m.role, 'content': parts})\nprint(json.dumps(out))\n";
+    let output = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(path)
+        .arg(row.to_string())
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "the Prompty v2 Python runtime failed (scripts/setup.sh --test installs it: pip install prompty==2.1.0 jinja2): {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// evalr's messages in the same shape: every content a list of parts, names left out (the
+/// runtime's strict mode drops role-line attributes).
+fn as_parts(wire: Value) -> Value {
+    Value::Array(
+        wire.as_array()
+            .unwrap()
+            .iter()
+            .map(|m| {
+                let content = match &m["content"] {
+                    Value::String(text) => json!([{"type": "text", "text": text}]),
+                    parts => parts.clone(),
+                };
+                json!({"role": m["role"], "content": content})
+            })
+            .collect(),
+    )
+}
+
+/// `kind: image` inputs, rendered by evalr and by the Prompty v2 Python runtime: the same
+/// messages and parts - in a user message among its text (the text after the image a message
+/// of its own), under `system:` a user message of its own between the system's texts. (A
+/// local path is where they differ: that runtime sends the path as the URL, which no service
+/// can read; evalr sends the file inline. So the cases give URLs.)
+#[test]
+fn image_inputs_render_as_the_prompty_v2_python_runtime_renders_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let front = "---\nname: picture\ninputs:\n  - name: question\n    kind: string\n  - name: photo\n    kind: image\n---\n";
+    let bodies = [
+        "system:\nYou see pictures.\n\nuser:\n{{question}}\n{{photo}}\nOne word, please.\n",
+        "system:\nBefore the picture.\n{{photo}}\nAfter the picture.\n\nuser:\n{{question}}\n",
+        "user:\n{{photo}}\n",
+    ];
+    let data_url = format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(b"\x89PNG\r\n\x1a\n")
+    );
+    for (i, body) in bodies.iter().enumerate() {
+        let path = dir.path().join(format!("case{i}.prompty"));
+        std::fs::write(&path, format!("{front}{body}")).unwrap();
+        for photo in ["https://example.test/p.png", data_url.as_str()] {
+            let row = json!({"question": "What is it?", "photo": photo});
+            assert_eq!(
+                as_parts(evalr_wire_messages(&path, &row)),
+                python_runtime_messages(&path, &row),
+                "case {i}: {body}"
+            );
+        }
+    }
+}

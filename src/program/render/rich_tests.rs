@@ -156,6 +156,20 @@ fn image_inputs_are_parts_in_a_user_message_and_their_own_user_message_elsewhere
             Message::with_parts(Role::User, vec![text("What animal?"), image(&png_url())]),
         ]
     );
+    // Text after an image input starts a new message (the v2 runtime splits at the input).
+    let after = program_in(
+        dir.path(),
+        "name: m\ninputs:\n  - name: photo\n    kind: image",
+        "user[name=\"ann\"]:\nWhat is it?\n{{ photo }}\nOne word.",
+    );
+    assert_eq!(
+        messages(&after, json!({"photo": "cat.png"})),
+        vec![
+            Message::with_parts(Role::User, vec![text("What is it?"), image(&png_url())])
+                .named(Some("ann".into())),
+            Message::text(Role::User, "One word.").named(Some("ann".into())),
+        ]
+    );
     // URLs pass through with their detail; a row without an image sends text alone.
     let sent = messages(
         &p,
