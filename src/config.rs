@@ -22,8 +22,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::backend::Secret;
 use crate::limiter::QuotaConfig;
+use crate::prices::ConfiguredPrice;
+use crate::secret::Secret;
 
 pub const DEFAULT_AZURE_API_VERSION: &str = "2024-10-21";
 pub const DEFAULT_OPENAI_BASE_URL: &str = "https://api.openai.com/v1";
@@ -41,22 +42,6 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("{0}")]
     Missing(String),
-}
-
-/// $ per million tokens.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Prices {
-    pub input_per_mtok: f64,
-    pub output_per_mtok: f64,
-}
-
-impl Prices {
-    pub fn cost(&self, prompt_tokens: u64, completion_tokens: u64) -> f64 {
-        (prompt_tokens as f64 * self.input_per_mtok
-            + completion_tokens as f64 * self.output_per_mtok)
-            / 1e6
-    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -108,7 +93,7 @@ pub struct Profile {
     pub reasoning: bool,
     pub logprobs: Option<bool>,
     pub json_schema: Option<bool>,
-    pub prices: Option<Prices>,
+    pub prices: Option<ConfiguredPrice>,
     #[serde(default)]
     pub deployments: Vec<DeploymentConfig>,
     /// `kind = "azureml"`: a custom scoring script's request template and response pointer.
@@ -117,6 +102,27 @@ pub struct Profile {
     /// Run through the batch API (as `evalr run --batch`), with these limits.
     #[serde(default, flatten)]
     pub batch: BatchProfile,
+}
+
+impl Profile {
+    /// A profile of `kind` with nothing else set: what a `--model azure:NAME` or a program's
+    /// own model configuration starts from.
+    pub fn of_kind(kind: ProviderKind) -> Profile {
+        Profile {
+            kind,
+            deployment: DeploymentConfig::default(),
+            base_url: None,
+            model: None,
+            path: None,
+            reasoning: false,
+            logprobs: None,
+            json_schema: None,
+            prices: None,
+            deployments: Vec::new(),
+            format: EndpointFormat::default(),
+            batch: BatchProfile::default(),
+        }
+    }
 }
 
 /// A profile's batch settings (`batch = true`, `batch_max_requests`, ...); flags override them.
@@ -140,7 +146,7 @@ pub struct ConfigFile {
     pub models: BTreeMap<String, Profile>,
     /// Overrides of the shipped price table, by model name.
     #[serde(default)]
-    pub prices: BTreeMap<String, Prices>,
+    pub prices: BTreeMap<String, ConfiguredPrice>,
 }
 
 impl ConfigFile {
@@ -188,15 +194,71 @@ pub enum ResolvedModel {
         reasoning: bool,
         logprobs: bool,
         json_schema: bool,
-        prices: Option<Prices>,
+        prices: Option<ConfiguredPrice>,
         deployments: Vec<ResolvedDeployment>,
         format: EndpointFormat,
         batch: BatchProfile,
     },
     Local {
         spec: String,
-        prices: Option<Prices>,
+        prices: Option<ConfiguredPrice>,
     },
+}
+
+impl ResolvedModel {
+    /// The name the user gave.
+    pub fn spec(&self) -> &str {
+        match self {
+            ResolvedModel::Remote { spec, .. } | ResolvedModel::Local { spec, .. } => spec,
+        }
+    }
+
+    /// `azure`, `openai`, `azureml` or `local`, as run.json records it.
+    pub fn backend_name(&self) -> &'static str {
+        match self {
+            ResolvedModel::Remote { kind, .. } => match kind {
+                ProviderKind::Azure => "azure",
+                ProviderKind::Openai => "openai",
+                ProviderKind::Azureml => "azureml",
+                ProviderKind::Local => "local",
+            },
+            ResolvedModel::Local { .. } => "local",
+        }
+    }
+
+    /// The deployment requests name (the first one of a pool), else the model name.
+    pub fn deployment(&self) -> Option<&str> {
+        match self {
+            ResolvedModel::Remote {
+                deployments, model, ..
+            } => deployments
+                .first()
+                .and_then(|d| d.deployment.as_deref())
+                .or(model.as_deref()),
+            ResolvedModel::Local { .. } => None,
+        }
+    }
+
+    /// The model name (chooses the tokenizer).
+    pub fn model_name(&self) -> Option<&str> {
+        match self {
+            ResolvedModel::Remote { model, .. } => model.as_deref(),
+            ResolvedModel::Local { .. } => None,
+        }
+    }
+
+    /// The `prices` of the profile.
+    pub fn profile_price(&self) -> Option<&ConfiguredPrice> {
+        match self {
+            ResolvedModel::Remote { prices, .. } | ResolvedModel::Local { prices, .. } => {
+                prices.as_ref()
+            }
+        }
+    }
+
+    pub fn is_local(&self) -> bool {
+        matches!(self, ResolvedModel::Local { .. })
+    }
 }
 
 /// Quota flags that override a profile's.
@@ -222,17 +284,68 @@ fn quota(deployment: &DeploymentConfig, overrides: QuotaOverrides) -> QuotaConfi
     }
 }
 
-/// Resolves `--model` (or the default) into a model, reading keys from the environment.
+/// Why a run uses the model it uses: said in the first line of every run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelOrigin {
+    /// `--model`.
+    Flag,
+    /// `$EVALR_MODEL`.
+    EvalrModelEnv,
+    /// The program's own `model.configuration` (after --model and EVALR_MODEL, before the
+    /// config file's default: it is what the file runs against in any Prompty runtime).
+    Program,
+    /// The config file's `default_model`.
+    ConfigDefault,
+    /// `$AZURE_OPENAI_ENDPOINT` and `$AZURE_OPENAI_DEPLOYMENT`, as the Azure SDK samples set.
+    AzureEnv,
+    /// Nothing named a model: the embedded one.
+    BuiltInDefault,
+}
+
+impl ModelOrigin {
+    pub fn describe(self) -> &'static str {
+        match self {
+            ModelOrigin::Flag => "from --model",
+            ModelOrigin::EvalrModelEnv => "from EVALR_MODEL",
+            ModelOrigin::Program => "the program's model.configuration",
+            ModelOrigin::ConfigDefault => "the config file's default_model",
+            ModelOrigin::AzureEnv => "from AZURE_OPENAI_ENDPOINT and AZURE_OPENAI_DEPLOYMENT",
+            ModelOrigin::BuiltInDefault => {
+                "the embedded default: no --model, EVALR_MODEL, default_model or AZURE_OPENAI_DEPLOYMENT was set"
+            }
+        }
+    }
+}
+
+/// The model spec a run uses, and why: `--model`, else `$EVALR_MODEL`, else the config's
+/// `default_model`, else the Azure deployment the environment names (endpoint and
+/// deployment both set), else the embedded local model.
+pub fn choose_model(explicit: Option<&str>, file: &ConfigFile) -> (String, ModelOrigin) {
+    if let Some(spec) = explicit {
+        return (spec.to_string(), ModelOrigin::Flag);
+    }
+    if let Some(spec) = env("EVALR_MODEL") {
+        return (spec, ModelOrigin::EvalrModelEnv);
+    }
+    if let Some(spec) = &file.default_model {
+        return (spec.clone(), ModelOrigin::ConfigDefault);
+    }
+    if let (Some(_), Some(deployment)) =
+        (env("AZURE_OPENAI_ENDPOINT"), env("AZURE_OPENAI_DEPLOYMENT"))
+    {
+        return (format!("azure:{deployment}"), ModelOrigin::AzureEnv);
+    }
+    ("local".to_string(), ModelOrigin::BuiltInDefault)
+}
+
+/// Resolves a model spec (see [`choose_model`]) into a model, reading keys from the
+/// environment.
 pub fn resolve_model(
-    spec: Option<&str>,
+    spec: &str,
     file: &ConfigFile,
     overrides: QuotaOverrides,
 ) -> Result<ResolvedModel, ConfigError> {
-    let spec = spec
-        .map(str::to_string)
-        .or_else(|| env("EVALR_MODEL"))
-        .or_else(|| file.default_model.clone())
-        .unwrap_or_else(|| "local".to_string());
+    let spec = spec.to_string();
     if let Some(profile) = file.models.get(&spec) {
         return resolve_profile(&spec, profile, overrides);
     }
@@ -244,38 +357,19 @@ pub fn resolve_model(
         }),
         "azure" if !name.is_empty() => {
             let profile = Profile {
-                kind: ProviderKind::Azure,
                 deployment: DeploymentConfig {
                     deployment: Some(name.to_string()),
                     ..Default::default()
                 },
-                base_url: None,
                 model: Some(name.to_string()),
-                path: None,
-                reasoning: false,
-                logprobs: None,
-                json_schema: None,
-                prices: None,
-                deployments: Vec::new(),
-                format: EndpointFormat::default(),
-                batch: BatchProfile::default(),
+                ..Profile::of_kind(ProviderKind::Azure)
             };
             resolve_profile(&spec, &profile, overrides)
         }
         "openai" if !name.is_empty() => {
             let profile = Profile {
-                kind: ProviderKind::Openai,
-                deployment: DeploymentConfig::default(),
-                base_url: None,
                 model: Some(name.to_string()),
-                path: None,
-                reasoning: false,
-                logprobs: None,
-                json_schema: None,
-                prices: None,
-                deployments: Vec::new(),
-                format: EndpointFormat::default(),
-                batch: BatchProfile::default(),
+                ..Profile::of_kind(ProviderKind::Openai)
             };
             resolve_profile(&spec, &profile, overrides)
         }
@@ -462,7 +556,7 @@ mod tests {
         unsafe { std::env::set_var("EVALR_TEST_KEY_THAT_IS_SET", "k") };
         let ResolvedModel::Remote {
             deployments, model, ..
-        } = resolve_model(Some("multi"), &file, QuotaOverrides::default()).unwrap()
+        } = resolve_model("multi", &file, QuotaOverrides::default()).unwrap()
         else {
             panic!()
         };
@@ -476,12 +570,8 @@ mod tests {
 
     #[test]
     fn unknown_model_says_what_to_pass() {
-        let err = resolve_model(
-            Some("gpt-9"),
-            &ConfigFile::default(),
-            QuotaOverrides::default(),
-        )
-        .unwrap_err();
+        let err =
+            resolve_model("gpt-9", &ConfigFile::default(), QuotaOverrides::default()).unwrap_err();
         assert!(err.to_string().contains("`azure:DEPLOYMENT`"), "{err}");
     }
 }

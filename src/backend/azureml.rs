@@ -156,6 +156,7 @@ impl AzureMlBackend {
             Usage {
                 prompt_tokens,
                 completion_tokens,
+                ..Usage::default()
             },
         ))
     }

@@ -170,9 +170,10 @@ pub fn error_for_status(url: &str, status: u16, body: &str) -> BackendError {
         408 | 409 | 500..=599 => {
             BackendError::Transient(format!("{url} answered HTTP {status}: {message}"))
         }
-        _ => BackendError::Fatal(format!(
-            "{url} rejected the request (HTTP {status}): {message}"
-        )),
+        code => BackendError::Rejected {
+            status: code,
+            message: format!("{url} rejected the request (HTTP {status}): {message}"),
+        },
     }
 }
 

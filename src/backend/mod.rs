@@ -9,11 +9,10 @@ pub mod http;
 pub mod identity;
 pub mod openai;
 pub mod pool;
-mod secret;
 pub mod select_match;
 pub mod tokens;
 
-pub use secret::Secret;
+pub use crate::secret::Secret;
 
 use std::time::Duration;
 
@@ -187,10 +186,22 @@ pub enum SelectPath {
 }
 
 /// Token counts of one call, as the service reports them (or the local tokenizer counts).
+/// Every field defaults to 0 when absent, so results and caches written before a field
+/// existed still read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Usage {
+    #[serde(default)]
     pub prompt_tokens: u64,
+    #[serde(default)]
     pub completion_tokens: u64,
+    /// Of `prompt_tokens`, those served from the service's prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`), billed at the cached input rate.
+    #[serde(default)]
+    pub cached_prompt_tokens: u64,
+    /// Of `completion_tokens`, those a reasoning model spent thinking
+    /// (`usage.completion_tokens_details.reasoning_tokens`), billed as output.
+    #[serde(default)]
+    pub reasoning_tokens: u64,
 }
 
 impl Usage {
@@ -200,6 +211,8 @@ impl Usage {
     pub fn add(&mut self, other: Usage) {
         self.prompt_tokens += other.prompt_tokens;
         self.completion_tokens += other.completion_tokens;
+        self.cached_prompt_tokens += other.cached_prompt_tokens;
+        self.reasoning_tokens += other.reasoning_tokens;
     }
 }
 
@@ -278,11 +291,22 @@ pub enum BackendError {
     ContentFilter(String),
     #[error("the service returned an answer evalr cannot read: {0}")]
     InvalidResponse(String),
+    /// The service refused this request as malformed (HTTP 400, 422, ...). Callers decide by
+    /// `status` (e.g. a 400 to structured output means the deployment lacks it), never by
+    /// the message's text.
+    #[error("{message}")]
+    Rejected { status: u16, message: String },
     #[error("{0}")]
     Fatal(String),
 }
 
 impl BackendError {
+    /// An error that will fail every request of the run the same way (bad key, unknown
+    /// deployment, a request shape the service rejects).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, BackendError::Fatal(_) | BackendError::Rejected { .. })
+    }
+
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,

@@ -309,7 +309,7 @@ impl ChatBackend {
             .post(Value::Object(body), &request.messages, max_tokens)
             .await
         {
-            Err(BackendError::Fatal(message)) if message.contains("HTTP 400") => {
+            Err(BackendError::Rejected { status: 400, .. }) => {
                 // The deployment does not support structured outputs: stop asking it.
                 self.json_schema_works.store(false, Ordering::Relaxed);
                 return Ok(Err(Usage::default()));
@@ -504,6 +504,14 @@ impl Completion {
             .map(|u| Usage {
                 prompt_tokens: u.prompt_tokens,
                 completion_tokens: u.completion_tokens,
+                cached_prompt_tokens: u
+                    .prompt_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.cached_tokens),
+                reasoning_tokens: u
+                    .completion_tokens_details
+                    .as_ref()
+                    .map_or(0, |d| d.reasoning_tokens),
             })
             .unwrap_or_default()
     }
@@ -515,6 +523,24 @@ struct WireUsage {
     prompt_tokens: u64,
     #[serde(default)]
     completion_tokens: u64,
+    /// `{"cached_tokens": N}`: prompt tokens served from the prompt cache (billed lower).
+    #[serde(default)]
+    prompt_tokens_details: Option<PromptTokensDetails>,
+    /// `{"reasoning_tokens": N}`: completion tokens a reasoning model spent thinking.
+    #[serde(default)]
+    completion_tokens_details: Option<CompletionTokensDetails>,
+}
+
+#[derive(Debug, Deserialize)]
+struct PromptTokensDetails {
+    #[serde(default)]
+    cached_tokens: u64,
+}
+
+#[derive(Debug, Deserialize)]
+struct CompletionTokensDetails {
+    #[serde(default)]
+    reasoning_tokens: u64,
 }
 
 #[derive(Debug, Deserialize)]

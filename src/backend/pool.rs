@@ -66,7 +66,7 @@ impl DeploymentPool {
 
     fn rest(&self, index: usize, error: &BackendError) {
         let span = match error {
-            BackendError::Fatal(_) => REST_AFTER_FATAL,
+            error if error.is_fatal() => REST_AFTER_FATAL,
             BackendError::RateLimited { retry_after } => {
                 retry_after.unwrap_or(Duration::from_secs(1))
             }

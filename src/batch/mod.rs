@@ -35,9 +35,8 @@ use crate::config::BatchProfile;
 use crate::dataset::Row;
 use crate::limiter::{QuotaConfig, QuotaLimiter};
 use crate::program::Program;
+use crate::results::{ErrorKind, ErrorRecord, Journal, RunStatus};
 use crate::run::cache::ResponseCache;
-use crate::run::journal::Journal;
-use crate::run::record::{ErrorKind, ErrorRecord, RunStatus, now_rfc3339};
 use crate::run::{RetryPolicy, RowContext, RunError, RunOptions, run_row};
 use answers::{AnswerBook, DeferredLine, LiveFallback, RowTransport};
 use ledger::{BatchEntry, BatchLedger, EntryState};
@@ -210,7 +209,7 @@ impl Interrupt {
 struct Play {
     row: Row,
     examples: Vec<Row>,
-    result: Result<crate::run::record::OutputRecord, crate::run::RowFailure>,
+    result: Result<crate::results::OutputRecord, crate::run::RowFailure>,
     deferred: Option<DeferredLine>,
     /// Requests of the row answered live (`--batch-fallback live`).
     live_answers: u32,
@@ -365,7 +364,7 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
                         kind: ErrorKind::Failed,
                         error: failure.to_string(),
                         attempts: failure.attempts(),
-                        at: now_rfc3339(),
+                        at: Some(crate::results::now()),
                     })?;
                 }
             }
@@ -835,7 +834,7 @@ pub async fn cancel(folder: &Path) -> Result<Vec<(String, String)>, RunError> {
         cancelled.push((id, batch.status));
     }
     manifest.batch = Some(ledger);
-    crate::run::journal::write_manifest(folder, &manifest)?;
+    crate::results::write_manifest(folder, &manifest)?;
     Ok(cancelled)
 }
 
@@ -858,10 +857,8 @@ pub async fn status(folder: &Path) -> Result<BatchLedger, RunError> {
     Ok(ledger)
 }
 
-async fn api_for_run(
-    folder: &Path,
-) -> Result<(BatchApi, crate::run::record::RunManifest), RunError> {
-    let manifest = crate::run::journal::read_manifest(folder)?;
+async fn api_for_run(folder: &Path) -> Result<(BatchApi, crate::results::RunManifest), RunError> {
+    let manifest = crate::results::read_manifest(folder)?;
     if manifest.batch.is_none() {
         return Err(RunError::Usage(format!(
             "{} is not a batch run (its run.json records no batches)",
@@ -874,11 +871,9 @@ async fn api_for_run(
             message: format!("run.json has no usable options ({e})"),
         })?;
     let (file, _) = crate::config::ConfigFile::load(options.config_file.as_deref())?;
-    let resolved = crate::config::resolve_model(
-        options.model.as_deref(),
-        &file,
-        crate::config::QuotaOverrides::default(),
-    )?;
+    let (spec, _) = crate::config::choose_model(options.model.as_deref(), &file);
+    let resolved =
+        crate::config::resolve_model(&spec, &file, crate::config::QuotaOverrides::default())?;
     let (chat, _) = crate::run::chat_setup(&resolved, &options).await?;
     let api = BatchApi::new(
         chat.endpoint,

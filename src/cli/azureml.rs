@@ -8,6 +8,7 @@ use clap::Args;
 use crate::azureml::merge::{self, RowOrder};
 use crate::azureml::mlflow;
 use crate::backend::identity;
+use crate::say;
 
 /// `evalr merge SHARD_DIR... --out DIR`
 #[derive(Debug, Args)]
@@ -22,11 +23,7 @@ pub struct MergeArgs {
 }
 
 pub fn merge(args: MergeArgs) -> anyhow::Result<ExitCode> {
-    let summary = merge::merge(&args.inputs, &args.out).map_err(|e| match e {
-        // Every merge refusal means the inputs or --out must change: nothing was written.
-        merge::MergeError::Io { .. } => anyhow::Error::new(e),
-        other => anyhow::Error::new(super::UsageError(other.to_string())),
-    })?;
+    let summary = merge::merge(&args.inputs, &args.out)?;
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
@@ -61,9 +58,7 @@ pub struct AuthCheckArgs {
 pub fn auth_check(args: AuthCheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new()?;
     let source = identity::CachedTokenSource::new(identity::DefaultChain::from_env());
-    let token = runtime
-        .block_on(source.access_token(&args.scope))
-        .map_err(|e| super::UsageError(e.to_string()))?;
+    let token = runtime.block_on(source.access_token(&args.scope))?;
     let from = source.fetcher().chosen_name().unwrap_or("?");
     let until = chrono::DateTime::<chrono::Utc>::from(token.expires_at);
     let left = token
@@ -71,11 +66,11 @@ pub fn auth_check(args: AuthCheckArgs) -> anyhow::Result<ExitCode> {
         .duration_since(std::time::SystemTime::now())
         .map(|d| d.as_secs())
         .unwrap_or(0);
-    println!(
+    say!(
         "ok: got a token for {} from {from}, valid until {} ({left} s from now)",
         args.scope,
         until.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -89,14 +84,12 @@ pub struct MlflowLogArgs {
 
 /// Logs a result folder to the MLflow tracking server named by `MLFLOW_TRACKING_URI`.
 pub fn mlflow_log(args: MlflowLogArgs) -> anyhow::Result<ExitCode> {
-    let tracking = mlflow::Tracking::from_env()
-        .map_err(|e| super::UsageError(e.to_string()))?
-        .ok_or_else(|| {
+    let tracking = mlflow::Tracking::from_env()?.ok_or_else(|| {
             super::UsageError(
                 "MLFLOW_TRACKING_URI is not set: point it at a tracking server (http://host:port, or the azureml:// URI of a workspace; AzureML jobs set it)".into(),
             )
         })?;
-    if !args.dir.join("run.json").is_file() {
+    if !args.dir.join(crate::results::MANIFEST_FILE).is_file() {
         return Err(super::UsageError(format!(
             "{}: not a result folder (no run.json)",
             args.dir.display()
@@ -104,18 +97,11 @@ pub fn mlflow_log(args: MlflowLogArgs) -> anyhow::Result<ExitCode> {
         .into());
     }
     let runtime = tokio::runtime::Runtime::new()?;
-    let logged = runtime
-        .block_on(mlflow::log_results(&tracking, &args.dir))
-        .map_err(|e| match e {
-            mlflow::MlflowError::File { .. } | mlflow::MlflowError::UnsupportedUri(_) => {
-                anyhow::Error::new(super::UsageError(e.to_string()))
-            }
-            other => anyhow::Error::new(other),
-        })?;
+    let logged = runtime.block_on(mlflow::log_results(&tracking, &args.dir))?;
     if let Some(reason) = &logged.artifacts_skipped {
         eprintln!("warning: artifacts not uploaded: {reason}");
     }
-    println!(
+    say!(
         "logged {} to MLflow run {} (experiment {}) at {}: {} params, {} metrics, {} artifacts{}",
         args.dir.display(),
         logged.run_id,
@@ -129,6 +115,6 @@ pub fn mlflow_log(args: MlflowLogArgs) -> anyhow::Result<ExitCode> {
         } else {
             format!(" ({})", logged.artifacts.join(", "))
         }
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }

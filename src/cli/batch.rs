@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use crate::say;
 use anyhow::Context;
 use clap::Subcommand;
 
@@ -26,12 +27,16 @@ pub fn execute(command: BatchCommand) -> anyhow::Result<ExitCode> {
     match command {
         BatchCommand::Status { run } => {
             let ledger = runtime.block_on(crate::batch::status(&run))?;
-            println!(
+            say!(
                 "{:<32} {:<12} {:>7} {:>10} {:>7}  input",
-                "batch", "status", "lines", "completed", "failed"
-            );
+                "batch",
+                "status",
+                "lines",
+                "completed",
+                "failed"
+            )?;
             for entry in &ledger.batches {
-                println!(
+                say!(
                     "{:<32} {:<12} {:>7} {:>10} {:>7}  {}",
                     entry.batch_id.as_deref().unwrap_or("-"),
                     entry.status,
@@ -39,22 +44,22 @@ pub fn execute(command: BatchCommand) -> anyhow::Result<ExitCode> {
                     entry.completed,
                     entry.failed,
                     entry.input
-                );
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }
         BatchCommand::Cancel { run } => {
             let cancelled = runtime.block_on(crate::batch::cancel(&run))?;
             if cancelled.is_empty() {
-                println!("no batch of {} is running", run.display());
+                say!("no batch of {} is running", run.display())?;
             }
             for (id, status) in cancelled {
-                println!("{id}: {status}");
+                say!("{id}: {status}")?;
             }
-            println!(
+            say!(
                 "resume with `evalr run --resume {}`: what the batches finished is kept, the rest is sent again",
                 run.display()
-            );
+            )?;
             Ok(ExitCode::SUCCESS)
         }
     }

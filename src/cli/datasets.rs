@@ -12,6 +12,7 @@ use clap::{Args, Subcommand};
 use crate::dataset::{ColumnMap, ConvertOptions, DatasetSource, FetchOptions, list_names};
 
 use super::UsageError;
+use crate::say;
 
 #[derive(Debug, Subcommand)]
 pub enum DatasetsCommand {
@@ -170,11 +171,11 @@ fn convert(args: ConvertArgs) -> anyhow::Result<ExitCode> {
     } else {
         String::new()
     };
-    println!(
+    say!(
         "{}: {} rows, {subjects} subjects{skipped}",
         summary.path.display(),
         summary.rows
-    );
+    )?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -271,7 +272,7 @@ fn show(args: ShowArgs) -> anyhow::Result<ExitCode> {
         };
         if matches {
             let row = item?;
-            println!("{}", serde_json::to_string_pretty(&row)?);
+            say!("{}", serde_json::to_string_pretty(&row)?)?;
             return Ok(ExitCode::SUCCESS);
         }
         index += 1;

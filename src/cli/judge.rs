@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::run::classify;
-use crate::run::RunOptions;
+use super::run::RunFlags;
 use crate::run::judge::{JudgeRequest, MAX_REPEATS};
+use crate::say;
 
 #[derive(Debug, Args)]
 pub struct JudgeArgs {
@@ -39,64 +39,15 @@ pub struct JudgeArgs {
     /// `threshold`.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u8).range(1..=5))]
     pub threshold: u8,
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    #[arg(long)]
-    pub rpm: Option<u32>,
-    #[arg(long)]
-    pub tpm: Option<u32>,
-    #[arg(long)]
-    pub max_in_flight: Option<usize>,
-    #[arg(long)]
-    pub limit: Option<u64>,
-    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
-    pub cache_dir: PathBuf,
-    #[arg(long)]
-    pub no_cache: bool,
-    #[arg(long, default_value_t = 6)]
-    pub max_retries: u32,
-    #[arg(long, default_value_t = 120.0)]
-    pub request_timeout: f64,
-    #[arg(long)]
-    pub threads: Option<usize>,
-    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
-    pub programs_dir: PathBuf,
-    #[arg(long, short)]
-    pub quiet: bool,
+    /// The judge runs' settings, as `evalr run` takes them (judge runs are runs).
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
 pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
-    let options = RunOptions {
-        program: String::new(),
-        programs_dir: args.programs_dir.clone(),
-        dataset: String::new(),
-        datasets_dir: PathBuf::from("datasets"),
-        examples: None,
-        shots: None,
-        model: args.judge_model.clone(),
-        config_file: args.config.clone(),
-        rpm: args.rpm,
-        tpm: args.tpm,
-        max_in_flight: args.max_in_flight,
-        limit: args.limit,
-        subjects: None,
-        sample: None,
-        seed: 0,
-        shard: None,
-        run_id: None,
-        results_dir: None,
-        cache_dir: args.cache_dir.clone(),
-        no_cache: args.no_cache,
-        max_cost: None,
-        max_errors: None,
-        max_retries: args.max_retries,
-        retry_interval_secs: 0.5,
-        request_timeout_secs: args.request_timeout,
-        threads: args.threads,
-        no_chat_template: false,
-        batch: Default::default(),
-        repeat: 0,
-    };
+    let options = args
+        .flags
+        .options(String::new(), String::new(), args.judge_model.clone());
     let request = JudgeRequest {
         run_folder: args.run.clone(),
         metrics: args.metric.clone(),
@@ -106,9 +57,7 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         options,
     };
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    runtime
-        .block_on(crate::run::judge::judge(request, !args.quiet))
-        .map_err(classify)?;
+    runtime.block_on(crate::run::judge::judge(request, !args.flags.quiet))?;
     let summary = crate::score::score_folder(&args.run)?;
     for metric in &summary.judged {
         let ci = metric
@@ -120,16 +69,16 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
         } else {
             String::new()
         };
-        println!(
+        say!(
             "{}: mean {:.2}{ci} over {} rows, pass rate {:.1}% (score >= {}){unparsed}",
             metric.metric,
             metric.mean,
             metric.n,
             metric.pass_rate * 100.0,
             metric.threshold,
-        );
+        )?;
         if let Some(reliability) = &metric.reliability {
-            println!(
+            say!(
                 "  {} repeats: Krippendorff's alpha (ordinal) {}, {} of {} rows disagree, mean spread {:.2}",
                 reliability.judgments,
                 reliability
@@ -140,11 +89,11 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
                 reliability.rows_disagreeing,
                 reliability.rows,
                 reliability.mean_spread,
-            );
+            )?;
         }
     }
     for pair in &summary.judge_agreement {
-        println!(
+        say!(
             "{} vs {}: Krippendorff's alpha (ordinal) {} over {} rows, {} disagree",
             pair.judges[0],
             pair.judges[1],
@@ -153,7 +102,7 @@ pub fn execute_judge(args: JudgeArgs) -> anyhow::Result<ExitCode> {
                 .map_or("undefined".to_string(), |a| format!("{a:.3}")),
             pair.agreement.rows,
             pair.agreement.rows_disagreeing,
-        );
+        )?;
     }
     Ok(ExitCode::SUCCESS)
 }

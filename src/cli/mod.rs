@@ -1,11 +1,5 @@
-//! Command-line definitions and the edge that maps them onto the library.
-//!
-//! Exit codes (documented in the README):
-//! - 0: success;
-//! - 1: the command ran but its verdict is negative (`compare --fail-if-worse`, a run that
-//!   stopped on `--max-errors`);
-//! - 2: usage or configuration error (bad flag, missing setting, unreadable input): nothing
-//!   was sent to a model.
+//! Command-line definitions and the edge that maps them onto the library. Exit codes are
+//! decided in one place, [`exit`].
 
 use std::process::ExitCode;
 
@@ -14,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod azureml;
 pub mod batch;
 pub mod datasets;
+pub mod exit;
 pub mod judge;
 pub mod programs;
 pub mod run;
@@ -24,7 +19,8 @@ pub mod view;
 #[command(
     name = "evalr",
     version,
-    about = "Evaluate large language models on MMLU-style datasets"
+    about = "Evaluate large language models on MMLU-style datasets",
+    after_help = exit::AFTER_HELP
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -60,6 +56,16 @@ pub enum Command {
     Batch(batch::BatchCommand),
 }
 
+/// Writes a line to standard output, returning the error (a closed pipe is a quiet end, see
+/// [`exit::is_broken_pipe`]) where `println!` would panic.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        writeln!(std::io::stdout().lock(), $($arg)*)
+    }};
+}
+
 /// An error the user must fix before anything runs (exit code 2).
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -93,17 +99,7 @@ pub fn describe_error(error: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
+/// The exit code of a failed command (see [`exit`]).
 pub fn exit_code_for(error: &anyhow::Error) -> ExitCode {
-    let is_usage = |cause: &(dyn std::error::Error + 'static)| {
-        cause.downcast_ref::<UsageError>().is_some()
-            || cause.downcast_ref::<crate::dataset::RowError>().is_some()
-            || cause
-                .downcast_ref::<crate::dataset::DatasetError>()
-                .is_some_and(|e| e.is_usage())
-    };
-    if error.chain().any(is_usage) {
-        ExitCode::from(2)
-    } else {
-        ExitCode::from(1)
-    }
+    exit::Exit::of_error(error).into()
 }

@@ -8,10 +8,12 @@ use clap::{Args, Subcommand};
 use serde_json::{Map, Value};
 
 use super::UsageError;
+use super::exit::Exit;
 use crate::program::{
     CallKind, Program, ProgramOrigin, Step, complete_inputs, list_programs, load_program,
     template_context,
 };
+use crate::say;
 
 /// Where programs are looked up by name (after the built-in ones are overridden).
 #[derive(Debug, Args)]
@@ -57,12 +59,12 @@ pub enum ProgramsCommand {
         seed: u64,
         #[command(flatten)]
         dir: ProgramsDir,
-        #[arg(long, default_value = "datasets")]
+        #[arg(long, default_value = "datasets", env = "EVALR_DATASETS_DIR")]
         datasets_dir: PathBuf,
     },
     /// Check a program: front matter keys evalr ignores, and with --dataset, the template
     /// variables no row or input default provides, required inputs rows lack, and rows that
-    /// fail to render. Exit 1 when a problem is found.
+    /// fail to render. Exit 3 when a problem is found.
     Check {
         /// Program name or path to a .prompty file.
         program: String,
@@ -73,7 +75,7 @@ pub enum ProgramsCommand {
         limit: Option<usize>,
         #[command(flatten)]
         dir: ProgramsDir,
-        #[arg(long, default_value = "datasets")]
+        #[arg(long, default_value = "datasets", env = "EVALR_DATASETS_DIR")]
         datasets_dir: PathBuf,
     },
 }
@@ -327,7 +329,7 @@ fn check(
     let file = &program.file;
     let path = file.path.display();
     let mut problems = 0usize;
-    println!(
+    say!(
         "{path}: loads ({} Prompty, {} template, {})",
         match file.dialect {
             crate::program::Dialect::V1 => "v1",
@@ -342,18 +344,18 @@ fn check(
         } else {
             "select/gen calls".to_string()
         }
-    );
+    )?;
     for ignored in &file.ignored {
-        println!("warning: ignored key {ignored}");
+        say!("warning: ignored key {ignored}")?;
     }
     if !file.parameters.unknown.is_empty() {
-        println!(
+        say!(
             "warning: model settings evalr cannot send (a run refuses them): {}",
             file.parameters.unknown.join(", ")
-        );
+        )?;
     }
     let used = program.undeclared_variables();
-    println!("template variables: {}", used.join(", "));
+    say!("template variables: {}", used.join(", "))?;
     let Some(dataset) = dataset else {
         return Ok(ExitCode::SUCCESS);
     };
@@ -380,7 +382,7 @@ fn check(
         let row = match item {
             Ok(row) => row,
             Err(error) => {
-                println!("problem: {error}");
+                say!("problem: {error}")?;
                 problems += 1;
                 continue;
             }
@@ -399,31 +401,33 @@ fn check(
         }
         if let Err(error) = program.next_step(&context, &Default::default()) {
             if render_failures == 0 {
-                println!("problem: row `{}` does not render: {error}", row.id);
+                say!("problem: row `{}` does not render: {error}", row.id)?;
             }
             render_failures += 1;
         }
     }
     for name in &used {
         if !provided.contains(name) && !seen_in_rows.contains(name) {
-            println!(
+            say!(
                 "problem: the template uses `{name}`, which no row of {dataset} and no input default provides (it renders empty)"
-            );
+            )?;
             problems += 1;
         }
     }
     for (name, count) in &missing_required {
-        println!("problem: {count} rows have no value for the required input `{name}`");
+        say!("problem: {count} rows have no value for the required input `{name}`")?;
         problems += 1;
     }
     if render_failures > 0 {
-        println!("problem: {render_failures} rows fail to render");
+        say!("problem: {render_failures} rows fail to render")?;
         problems += 1;
     }
-    println!("{rows} rows checked, {problems} problems");
+    say!("{rows} rows checked, {problems} problems")?;
+    // Problems found are a verdict on the program, not an error of the check (see `exit`).
     Ok(if problems == 0 {
-        ExitCode::SUCCESS
+        Exit::Success
     } else {
-        ExitCode::from(1)
-    })
+        Exit::NegativeVerdict
+    }
+    .into())
 }

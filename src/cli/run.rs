@@ -6,30 +6,14 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Args;
 
-use super::UsageError;
-use crate::run::record::RunStatus;
-use crate::run::{ResumeOverrides, RunError, RunOptions};
+use super::exit::Exit;
+use crate::run::{ResumeOverrides, RunOptions};
+use crate::say;
 
+/// The flags of a run that `evalr judge` shares (its judge runs are runs): model settings,
+/// quota, cache, retries. Defined once, flattened into both commands.
 #[derive(Debug, Args)]
-pub struct RunArgs {
-    /// Program name (built in, or NAME.prompty in --programs-dir) or path to a .prompty file.
-    #[arg(long, required_unless_present = "resume")]
-    pub program: Option<String>,
-    /// Dataset name (datasets/NAME.jsonl), a .jsonl file, or a folder of .jsonl files.
-    #[arg(long, required_unless_present = "resume")]
-    pub dataset: Option<String>,
-    /// Model: a profile from the config file, azure:DEPLOYMENT, openai:MODEL, local,
-    /// local:PATH.gguf or local:hf:REPO/FILE.gguf. Default: $EVALR_MODEL, the config file's
-    /// default_model, else the embedded local model.
-    #[arg(long)]
-    pub model: Option<String>,
-    /// Dataset the few-shot examples come from (default: the evaluated dataset itself, never
-    /// the row under test).
-    #[arg(long)]
-    pub examples: Option<String>,
-    /// Number of few-shot examples (default: the program's `examples.count`).
-    #[arg(long)]
-    pub shots: Option<usize>,
+pub struct RunFlags {
     /// Model profiles file (default: $EVALR_CONFIG, else ./evalr.toml if present).
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -45,6 +29,115 @@ pub struct RunArgs {
     /// Take at most N rows (after --subjects and --sample).
     #[arg(long)]
     pub limit: Option<u64>,
+    /// Response cache folder.
+    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
+    pub cache_dir: PathBuf,
+    /// Do not read or write the response cache.
+    #[arg(long)]
+    pub no_cache: bool,
+    /// Stop cleanly (resumable, exit code 4) once the spend reaches this many dollars. Needs
+    /// the model's price (profile, the config's [prices], or the shipped table): refused
+    /// before the first request otherwise.
+    #[arg(long)]
+    pub max_cost: Option<f64>,
+    /// Stop (exit code 3) once more than N rows have failed for good.
+    #[arg(long)]
+    pub max_errors: Option<u64>,
+    /// Retries of a failed call (429, 5xx, timeouts, connection errors).
+    #[arg(long, default_value_t = 6)]
+    pub max_retries: u32,
+    /// First wait before a retry, in seconds; doubles each retry (with jitter).
+    #[arg(long, default_value_t = 0.5)]
+    pub retry_interval: f64,
+    /// Seconds before a request times out.
+    #[arg(long, default_value_t = 120.0)]
+    pub request_timeout: f64,
+    /// CPU threads for the local model (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Local model: send raw text, no chat template.
+    #[arg(long)]
+    pub no_chat_template: bool,
+    /// Folder of .prompty programs that add to or override the built-in ones.
+    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
+    pub programs_dir: PathBuf,
+    /// Folder of named datasets (datasets/NAME.jsonl).
+    #[arg(long, default_value = "datasets", env = "EVALR_DATASETS_DIR")]
+    pub datasets_dir: PathBuf,
+    /// No progress output.
+    #[arg(long, short)]
+    pub quiet: bool,
+}
+
+impl RunFlags {
+    /// Run options from these flags, for `program` over `dataset` with `model`; the
+    /// selection and example flags only `evalr run` has start empty.
+    pub fn options(&self, program: String, dataset: String, model: Option<String>) -> RunOptions {
+        RunOptions {
+            program,
+            programs_dir: self.programs_dir.clone(),
+            dataset,
+            datasets_dir: self.datasets_dir.clone(),
+            examples: None,
+            shots: None,
+            model,
+            config_file: self.config.clone(),
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_in_flight: self.max_in_flight,
+            limit: self.limit,
+            subjects: None,
+            sample: None,
+            seed: 0,
+            shard: None,
+            run_id: None,
+            results_dir: None,
+            cache_dir: self.cache_dir.clone(),
+            no_cache: self.no_cache,
+            max_cost: self.max_cost,
+            max_errors: self.max_errors,
+            max_retries: self.max_retries,
+            retry_interval_secs: self.retry_interval,
+            request_timeout_secs: self.request_timeout,
+            threads: self.threads,
+            no_chat_template: self.no_chat_template,
+            batch: Default::default(),
+            repeat: 0,
+        }
+    }
+
+    fn resume_overrides(&self) -> ResumeOverrides {
+        ResumeOverrides {
+            max_cost: self.max_cost,
+            max_errors: self.max_errors,
+            rpm: self.rpm,
+            tpm: self.tpm,
+            max_in_flight: self.max_in_flight,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Program name (built in, or NAME.prompty in --programs-dir) or path to a .prompty file.
+    #[arg(long, required_unless_present = "resume")]
+    pub program: Option<String>,
+    /// Dataset name (datasets/NAME.jsonl), a .jsonl file, or a folder of .jsonl files.
+    #[arg(long, required_unless_present = "resume")]
+    pub dataset: Option<String>,
+    /// Model: a profile from the config file, azure:DEPLOYMENT, openai:MODEL, local,
+    /// local:PATH.gguf or local:hf:REPO/FILE.gguf. Default: $EVALR_MODEL, the config file's
+    /// default_model, azure:$AZURE_OPENAI_DEPLOYMENT when AZURE_OPENAI_ENDPOINT is set too,
+    /// else the embedded local model. The first line of the run says which and why.
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Dataset the few-shot examples come from (default: the evaluated dataset itself, never
+    /// the row under test).
+    #[arg(long)]
+    pub examples: Option<String>,
+    /// Number of few-shot examples (default: the program's `examples.count`).
+    #[arg(long)]
+    pub shots: Option<usize>,
     /// Only these subjects (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub subjects: Option<Vec<String>>,
@@ -66,33 +159,6 @@ pub struct RunArgs {
     /// Write the run into this folder instead of results/<run-id> (e.g. an AzureML output).
     #[arg(long)]
     pub results_dir: Option<PathBuf>,
-    /// Response cache folder.
-    #[arg(long, default_value = crate::run::cache::DEFAULT_CACHE_DIR)]
-    pub cache_dir: PathBuf,
-    /// Do not read or write the response cache.
-    #[arg(long)]
-    pub no_cache: bool,
-    /// Stop cleanly (resumable) once the spend reaches this many dollars (needs prices).
-    #[arg(long)]
-    pub max_cost: Option<f64>,
-    /// Stop once more than N rows have failed for good.
-    #[arg(long)]
-    pub max_errors: Option<u64>,
-    /// Retries of a failed call (429, 5xx, timeouts, connection errors).
-    #[arg(long, default_value_t = 6)]
-    pub max_retries: u32,
-    /// First wait before a retry, in seconds; doubles each retry (with jitter).
-    #[arg(long, default_value_t = 0.5)]
-    pub retry_interval: f64,
-    /// Seconds before a request times out.
-    #[arg(long, default_value_t = 120.0)]
-    pub request_timeout: f64,
-    /// CPU threads for the local model (default: all cores).
-    #[arg(long)]
-    pub threads: Option<usize>,
-    /// Local model: send raw text, no chat template.
-    #[arg(long)]
-    pub no_chat_template: bool,
     /// Count requests, tokens and cost without calling the model.
     #[arg(long)]
     pub dry_run: bool,
@@ -122,14 +188,8 @@ pub struct RunArgs {
     /// may be changed.
     #[arg(long, value_name = "RUN_FOLDER", conflicts_with_all = ["program", "dataset"])]
     pub resume: Option<PathBuf>,
-    /// Folder of .prompty programs that add to or override the built-in ones.
-    #[arg(long, env = "EVALR_PROGRAMS_DIR", default_value = "programs")]
-    pub programs_dir: PathBuf,
-    #[arg(long, default_value = "datasets")]
-    pub datasets_dir: PathBuf,
-    /// No progress output.
-    #[arg(long, short)]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub flags: RunFlags,
 }
 
 /// `K/N` (0-based) or `auto` (the rank and size an AzureML / MPI / PyTorch / Kubernetes job gives).
@@ -141,33 +201,14 @@ fn parse_shard(text: &str) -> Result<(u32, u32), String> {
 impl RunArgs {
     fn options(&self) -> RunOptions {
         RunOptions {
-            program: self.program.clone().unwrap_or_default(),
-            programs_dir: self.programs_dir.clone(),
-            dataset: self.dataset.clone().unwrap_or_default(),
-            datasets_dir: self.datasets_dir.clone(),
             examples: self.examples.clone(),
             shots: self.shots,
-            model: self.model.clone(),
-            config_file: self.config.clone(),
-            rpm: self.rpm,
-            tpm: self.tpm,
-            max_in_flight: self.max_in_flight,
-            limit: self.limit,
             subjects: self.subjects.clone(),
             sample: self.sample,
             seed: self.seed,
             shard: self.shard,
             run_id: self.run_id.clone(),
             results_dir: self.results_dir.clone(),
-            cache_dir: self.cache_dir.clone(),
-            no_cache: self.no_cache,
-            max_cost: self.max_cost,
-            max_errors: self.max_errors,
-            max_retries: self.max_retries,
-            retry_interval_secs: self.retry_interval,
-            request_timeout_secs: self.request_timeout,
-            threads: self.threads,
-            no_chat_template: self.no_chat_template,
             batch: crate::batch::BatchOptions {
                 enabled: self.batch,
                 fallback: self.batch_fallback,
@@ -176,67 +217,44 @@ impl RunArgs {
                 enqueued_tokens: self.batch_enqueued_tokens,
                 poll_interval_secs: self.batch_poll_interval,
             },
-            repeat: 0,
+            ..self.flags.options(
+                self.program.clone().unwrap_or_default(),
+                self.dataset.clone().unwrap_or_default(),
+                self.model.clone(),
+            )
         }
     }
 }
 
-/// Input and configuration problems exit with 2, like any usage error.
-pub(super) fn classify(error: RunError) -> anyhow::Error {
-    if error.is_usage() {
-        anyhow::Error::new(UsageError(error.to_string()))
-    } else {
-        anyhow::Error::new(error)
+fn print_dry_run(estimate: &crate::run::DryRunEstimate) -> std::io::Result<()> {
+    say!("{}", estimate.model)?;
+    say!("rows:               {}", estimate.rows)?;
+    say!("requests:           {}", estimate.requests)?;
+    say!("prompt tokens:      {} (estimated)", estimate.prompt_tokens)?;
+    say!(
+        "completion tokens:  {} (at most)",
+        estimate.completion_tokens
+    )?;
+    match (estimate.cost, &estimate.price) {
+        (Some(cost), Some(price)) => say!(
+            "cost:               ${cost:.4} (at most{}; ${}/${} per 1M input/output tokens from {})",
+            if estimate.batch {
+                ", at the batch rate"
+            } else {
+                ""
+            },
+            price.input_per_mtok,
+            price.output_per_mtok,
+            price.source.describe(false)
+        ),
+        _ => say!(
+            "cost:               unknown ({})",
+            crate::prices::no_price_hint(&estimate.model)
+        ),
     }
 }
 
-pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
-    let options = args.options();
-    if args.dry_run {
-        let estimate = crate::run::dry_run(&options).map_err(classify)?;
-        println!("rows:               {}", estimate.rows);
-        println!("requests:           {}", estimate.requests);
-        println!("prompt tokens:      {} (estimated)", estimate.prompt_tokens);
-        println!(
-            "completion tokens:  {} (at most)",
-            estimate.completion_tokens
-        );
-        match estimate.cost {
-            Some(cost) if estimate.batch => {
-                println!("cost:               ${cost:.4} (at most, at the batch rate)")
-            }
-            Some(cost) => println!("cost:               ${cost:.4} (at most)"),
-            None => println!("cost:               unknown (no prices in the model profile)"),
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
-    let report = runtime
-        .block_on(crate::run::execute(
-            options,
-            args.resume.as_deref().map(|folder| {
-                (
-                    folder,
-                    ResumeOverrides {
-                        max_cost: args.max_cost,
-                        max_errors: args.max_errors,
-                        rpm: args.rpm,
-                        tpm: args.tpm,
-                        max_in_flight: args.max_in_flight,
-                    },
-                )
-            }),
-            !args.quiet,
-        ))
-        .map_err(classify)?;
-    // In an AzureML job (or wherever MLFLOW_TRACKING_URI is set) the run is logged to MLflow.
-    // A logging failure is reported but does not fail the evaluation that already succeeded.
-    if std::env::var_os("MLFLOW_TRACKING_URI").is_some() {
-        match runtime.block_on(crate::azureml::mlflow::log_results_from_env(&report.folder)) {
-            Ok(_) => eprintln!("logged {} to MLflow", report.folder.display()),
-            Err(error) => eprintln!("warning: could not log to MLflow: {error}"),
-        }
-    }
+fn print_run_summary(report: &crate::run::RunReport) -> std::io::Result<()> {
     let s = &report.summary;
     let accuracy = s
         .accuracy
@@ -250,7 +268,7 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
             )
         })
         .unwrap_or_else(|| "n/a".into());
-    println!(
+    say!(
         "{}: {} rows, accuracy {accuracy}; {} correct, {} wrong, {} unparsed, {} refused; {} failed; {} requests, {} rate-limited; report: {}",
         report.folder.display(),
         s.rows.outputs,
@@ -262,11 +280,29 @@ pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
         s.retries.requests,
         s.retries.rate_limited,
         report.folder.join("report.md").display()
-    );
-    Ok(match report.status {
-        RunStatus::Finished | RunStatus::Running => ExitCode::SUCCESS,
-        RunStatus::StoppedMaxErrors | RunStatus::Failed => ExitCode::from(1),
-        RunStatus::StoppedMaxCost => ExitCode::from(3),
-        RunStatus::Interrupted => ExitCode::from(130),
-    })
+    )
+}
+
+pub fn execute_run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let options = args.options();
+    if args.dry_run {
+        print_dry_run(&crate::run::dry_run(&options)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    let resume = args
+        .resume
+        .as_deref()
+        .map(|folder| (folder, args.flags.resume_overrides()));
+    let report = runtime.block_on(crate::run::execute(options, resume, !args.flags.quiet))?;
+    // In an AzureML job (or wherever MLFLOW_TRACKING_URI is set) the run is logged to MLflow.
+    // A logging failure is reported but does not fail the evaluation that already succeeded.
+    if std::env::var_os("MLFLOW_TRACKING_URI").is_some() {
+        match runtime.block_on(crate::azureml::mlflow::log_results_from_env(&report.folder)) {
+            Ok(_) => eprintln!("logged {} to MLflow", report.folder.display()),
+            Err(error) => eprintln!("warning: could not log to MLflow: {error}"),
+        }
+    }
+    print_run_summary(&report)?;
+    Ok(Exit::of_run(report.status).into())
 }

@@ -1,8 +1,8 @@
 //! `evalr score` and `evalr compare`: read result folders, write reports.
 //!
-//! Exit codes: 0 done; 1 `compare --fail-if-worse` gate failed; 2 bad input (missing or
-//! corrupt result folder, a bad line, runs over different rows without `--intersect`) or a
-//! report that could not be written.
+//! Exit codes (see `super::exit`): 0 done; 3 `compare --fail-if-worse` found a regression;
+//! 2 bad input (missing or corrupt result folder, a bad line, runs over different rows
+//! without `--intersect`); 1 a report that could not be written.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -12,7 +12,9 @@ use anyhow::Context;
 use clap::Args;
 
 use super::UsageError;
+use super::exit::Exit;
 use crate::report::{self, Exporter};
+use crate::results::ResultFolder;
 use crate::score::{self, RunRows, ScoreError};
 
 #[derive(Debug, Args)]
@@ -34,7 +36,7 @@ pub struct CompareArgs {
     /// Compare only the rows all runs share (otherwise runs over different rows are refused).
     #[arg(long)]
     pub intersect: bool,
-    /// Exit with code 1 when a run is worse than the baseline by more than PP percentage
+    /// Exit with code 3 when a run is worse than the baseline by more than PP percentage
     /// points with 95% confidence: the upper bound of the paired bootstrap interval of
     /// (B - A) is below -PP/100.
     #[arg(long, value_name = "PP", value_parser = parse_points)]
@@ -56,18 +58,12 @@ fn parse_points(text: &str) -> Result<f64, String> {
     }
 }
 
-fn usage(error: ScoreError) -> anyhow::Error {
-    anyhow::Error::new(UsageError(error.to_string()))
-}
-
 pub fn execute_score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
     let options = score::ScoreOptions {
         judge_threshold: args.judge_threshold,
     };
-    let summary = score::score_folder_with(&args.folder, &options).map_err(usage)?;
-    let folder = score::ResultFolder::open(&args.folder).map_err(usage)?;
-    let mut written = report::write_score_reports(&folder, &summary).map_err(usage)?;
-    written.extend(score::judged::write_judged_rows(&args.folder, &summary.judged).map_err(usage)?);
+    let summary = score::score_folder_with(&args.folder, &options)?;
+    let written = report::write_score_reports(&args.folder, &summary)?;
     let mut out = std::io::stdout().lock();
     match &summary.accuracy {
         Some(accuracy) => {
@@ -115,10 +111,10 @@ pub fn execute_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
     }
     let mut runs = Vec::with_capacity(args.folders.len());
     for path in &args.folders {
-        let folder = score::ResultFolder::open(path).map_err(usage)?;
-        runs.push(RunRows::load(&folder).map_err(usage)?);
+        let folder = ResultFolder::open(path).map_err(ScoreError::from)?;
+        runs.push(RunRows::load(&folder)?);
     }
-    let comparison = score::compare(&runs, args.intersect, args.fail_if_worse).map_err(usage)?;
+    let comparison = score::compare(&runs, args.intersect, args.fail_if_worse)?;
     let markdown = report::markdown::MarkdownExporter
         .serialize(&comparison)
         .map_err(|e| anyhow::anyhow!(UsageError(e.0)))?;
@@ -142,10 +138,10 @@ pub fn execute_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
         let bytes = report::json::JsonExporter
             .serialize(&comparison)
             .map_err(|e| anyhow::anyhow!(UsageError(e.0)))?;
-        report::write_file(path, &bytes).map_err(usage)?;
+        report::write_file(path, &bytes)?;
     }
     if let Some(dir) = &args.out {
-        report::write_compare_reports(dir, &comparison).map_err(usage)?;
+        report::write_compare_reports(dir, &comparison)?;
     }
     if comparison.gate_failed() {
         for pair in comparison
@@ -162,7 +158,7 @@ pub fn execute_compare(args: CompareArgs) -> anyhow::Result<ExitCode> {
                 pair.ci95[1] * 100.0
             );
         }
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::NegativeVerdict.into());
     }
     Ok(ExitCode::SUCCESS)
 }

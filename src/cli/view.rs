@@ -21,6 +21,7 @@ use super::UsageError;
 use crate::report::Exporter;
 use crate::report::html::listing::{self, Listing};
 use crate::report::html::{HtmlExporter, REPORT_HTML, RunPage};
+use crate::say;
 
 #[derive(Debug, Args)]
 pub struct ViewArgs {
@@ -45,7 +46,7 @@ pub fn execute_view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     }
     let listing = listing::find_pages(&args.results_dir)
         .with_context(|| format!("reading {}", args.results_dir.display()))?;
-    print_listing(&listing);
+    print_listing(&listing)?;
     if args.list {
         return Ok(ExitCode::SUCCESS);
     }
@@ -54,12 +55,12 @@ pub fn execute_view(args: ViewArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_listing(listing: &Listing) {
+fn print_listing(listing: &Listing) -> std::io::Result<()> {
     if listing.runs.is_empty() && listing.comparisons.is_empty() {
-        println!(
+        say!(
             "no runs under {} (a run folder holds run.json and outputs.jsonl)",
             listing.root
-        );
+        )?;
     }
     for run in &listing.runs {
         let accuracy = run
@@ -71,23 +72,24 @@ fn print_listing(listing: &Listing) {
         } else {
             "(no report.html: run `evalr score`, or open it here)".into()
         };
-        println!(
+        say!(
             "{:<40} {:<12} {:>10}  {}",
             run.name,
             run.status.as_deref().unwrap_or("-"),
             accuracy,
             page
-        );
+        )?;
     }
     for comparison in &listing.comparisons {
-        println!(
+        say!(
             "{:<40} {:<12} {:>10}  {}",
             comparison.name,
             "compare",
             "",
             comparison.path.display()
-        );
+        )?;
     }
+    Ok(())
 }
 
 async fn serve(listing: Listing, port: u16) -> anyhow::Result<()> {
@@ -110,7 +112,7 @@ async fn serve(listing: Listing, port: u16) -> anyhow::Result<()> {
             .route("/runs/{k}/", get(run_page))
             .route("/compare/{k}/", get(compare_page))
             .with_state(Arc::new(listing));
-    println!("serving on http://{bound}/ (Ctrl-C to stop)");
+    say!("serving on http://{bound}/ (Ctrl-C to stop)")?;
     axum::serve(listener, app)
         .await
         .context("the page server stopped")?;
@@ -150,7 +152,7 @@ async fn run_page(State(listing): Shared, UrlPath(k): UrlPath<usize>) -> Respons
             return std::fs::read(&written).map_err(|e| format!("{}: {e}", written.display()));
         }
         let summary = crate::score::score_folder(&path).map_err(|e| e.to_string())?;
-        let folder = crate::score::ResultFolder::open(&path).map_err(|e| e.to_string())?;
+        let folder = crate::results::ResultFolder::open(&path).map_err(|e| e.to_string())?;
         HtmlExporter
             .serialize(&RunPage {
                 folder: &folder,

@@ -29,15 +29,12 @@ impl JsonlWriter {
             action: "create folder",
             source,
         })?;
-        let file = tempfile::Builder::new()
-            .prefix(".evalr-")
-            .suffix(".jsonl.tmp")
-            .tempfile_in(&folder)
-            .map_err(|source| DatasetError::Io {
-                path: folder.clone(),
-                action: "create a temporary file in",
-                source,
-            })?;
+        // With the user's umask: a converted dataset is read by others (tempfile's 0600 was not).
+        let file = crate::files::temp_file_in(&folder).map_err(|source| DatasetError::Io {
+            path: folder.clone(),
+            action: "create a temporary file in",
+            source,
+        })?;
         Ok(JsonlWriter {
             path: path.to_path_buf(),
             file: BufWriter::with_capacity(256 * 1024, file),
@@ -112,5 +109,23 @@ mod tests {
             std::fs::read_dir(dir.path().join("sub")).unwrap().count(),
             1
         );
+    }
+
+    /// A converted dataset gets the user's umask (tempfile alone made it 0600).
+    #[cfg(unix)]
+    #[test]
+    fn a_written_dataset_gets_the_users_umask() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        std::fs::write(&plain, "x").unwrap();
+        let path = dir.path().join("out.jsonl");
+        let row =
+            Row::from_json_value(json!({"id": "1", "question": "q", "choices": ["a"]})).unwrap();
+        let mut writer = JsonlWriter::create(&path).unwrap();
+        writer.write_row(&row).unwrap();
+        writer.finish().unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&path), mode(&plain));
     }
 }

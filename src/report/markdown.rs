@@ -5,7 +5,6 @@ use std::fmt::Write;
 
 use super::{CALIBRATION_CHART, ExportError, Exporter};
 use crate::score::compare::{Comparison, PairComparison};
-use crate::score::prices::PriceSource;
 use crate::score::stats::{Estimate, Percentiles};
 use crate::score::summary::Summary;
 
@@ -73,263 +72,320 @@ fn latency_cells(p: &Percentiles) -> String {
 impl Exporter<Summary> for MarkdownExporter {
     fn serialize(&self, s: &Summary) -> Result<Vec<u8>, ExportError> {
         let mut out = String::new();
-        let _ = writeln!(out, "# evalr report: {}\n", s.run.run_id);
-        let _ = writeln!(out, "| run | |\n|---|---|");
-        let _ = writeln!(out, "| model | {} |", or_dash(s.run.model.as_deref()));
-        if let Some(deployment) = &s.run.deployment {
-            let _ = writeln!(out, "| deployment | {deployment} |");
-        }
-        let _ = writeln!(out, "| program | {} |", or_dash(s.run.program.as_deref()));
-        let dataset = match s.rows.dataset_rows {
-            Some(rows) => format!("{} ({rows} rows)", or_dash(s.run.dataset.as_deref())),
-            None => or_dash(s.run.dataset.as_deref()).to_string(),
-        };
-        let _ = writeln!(out, "| dataset | {dataset} |");
-        let _ = writeln!(out, "| status | {} |", or_dash(s.run.status.as_deref()));
-        let _ = writeln!(out, "| scored by | {} |\n", s.scored_by);
+        header_section(&mut out, s);
+        rows_section(&mut out, s);
+        accuracy_section(&mut out, s);
+        positions_section(&mut out, s);
+        calibration_section(&mut out, s);
+        cost_section(&mut out, s);
+        text_section(&mut out, s);
+        judged_section(&mut out, s);
+        quality_section(&mut out, s);
+        Ok(out.into_bytes())
+    }
+}
 
-        let r = &s.rows;
+/// The run table: what was run, by whom scored.
+fn header_section(out: &mut String, s: &Summary) {
+    let _ = writeln!(out, "# evalr report: {}\n", s.run.run_id);
+    let _ = writeln!(out, "| run | |\n|---|---|");
+    let _ = writeln!(out, "| model | {} |", or_dash(s.run.model.as_deref()));
+    if let Some(deployment) = &s.run.deployment {
+        let _ = writeln!(out, "| deployment | {deployment} |");
+    }
+    let _ = writeln!(out, "| program | {} |", or_dash(s.run.program.as_deref()));
+    let dataset = match s.rows.dataset_rows {
+        Some(rows) => format!("{} ({rows} rows)", or_dash(s.run.dataset.as_deref())),
+        None => or_dash(s.run.dataset.as_deref()).to_string(),
+    };
+    let _ = writeln!(out, "| dataset | {dataset} |");
+    let _ = writeln!(out, "| status | {} |", s.run.status);
+    let _ = writeln!(out, "| scored by | {} |\n", s.scored_by);
+}
+
+/// The row counts line, with failed rows by kind.
+fn rows_section(out: &mut String, s: &Summary) {
+    let r = &s.rows;
+    let _ = write!(
+        out,
+        "Rows: {} in outputs.jsonl ({} correct, {} wrong, {} unparsed, {} refused, {} unscored)",
+        r.outputs, r.correct, r.wrong, r.unparsed, r.refused, r.unscored
+    );
+    if r.failed > 0 {
+        let kinds: Vec<String> = r
+            .failed_by_kind
+            .iter()
+            .map(|(kind, n)| format!("{n} {kind}"))
+            .collect();
         let _ = write!(
             out,
-            "Rows: {} in outputs.jsonl ({} correct, {} wrong, {} unparsed, {} refused, {} unscored)",
-            r.outputs, r.correct, r.wrong, r.unparsed, r.refused, r.unscored
+            "; {} failed for good in errors.jsonl ({}), not counted in accuracy",
+            r.failed,
+            kinds.join(", ")
         );
-        if r.failed > 0 {
-            let kinds: Vec<String> = r
-                .failed_by_kind
-                .iter()
-                .map(|(kind, n)| format!("{n} {kind}"))
-                .collect();
-            let _ = write!(
-                out,
-                "; {} failed for good in errors.jsonl ({}), not counted in accuracy",
-                r.failed,
-                kinds.join(", ")
-            );
-        }
-        let _ = writeln!(out, ".");
-        if r.torn_last_line {
-            let _ = writeln!(
-                out,
-                "\n> The last line of outputs.jsonl was cut mid-write (interrupted run) and was left out."
-            );
-        }
-        out.push('\n');
-
-        if let Some(accuracy) = &s.accuracy {
-            let _ = writeln!(out, "## Accuracy\n");
-            let _ = writeln!(out, "| measure | value | 95% CI (Wilson) | SE | rows |");
-            let _ = writeln!(out, "|---|---:|---:|---:|---:|");
-            estimate_row(&mut out, "accuracy (micro)", &accuracy.micro);
-            let label = format!("accuracy (macro over {} subjects)", s.subjects.len());
-            estimate_row(&mut out, &label, &accuracy.macro_subject);
-            estimate_row(
-                &mut out,
-                "invalid answers (unparsed + refused)",
-                &accuracy.invalid_rate,
-            );
-            out.push('\n');
-            group_table(&mut out, "By subject", "subject", &s.subjects);
-            if s.datasets.len() > 1 {
-                group_table(&mut out, "By dataset", "dataset", &s.datasets);
-            }
-        }
-
-        if let Some(bias) = &s.position_bias {
-            let _ = writeln!(out, "## Answer positions\n");
-            let _ = writeln!(
-                out,
-                "Rows: correct position; columns: chosen position (rows with a parsed answer).\n"
-            );
-            let _ = writeln!(
-                out,
-                "| correct \\ chosen | {} | share correct |",
-                bias.positions.join(" | ")
-            );
-            let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(bias.positions.len()));
-            for (i, row) in bias.matrix.iter().enumerate() {
-                let cells: Vec<String> = row.iter().map(u64::to_string).collect();
-                let _ = writeln!(
-                    out,
-                    "| {} | {} | {} |",
-                    bias.positions[i],
-                    cells.join(" | "),
-                    pct(bias.correct_share[i])
-                );
-            }
-            let shares: Vec<String> = bias.chosen_share.iter().map(|x| pct(*x)).collect();
-            let _ = writeln!(out, "| share chosen | {} | |\n", shares.join(" | "));
-        }
-
-        if let Some(cal) = &s.calibration {
-            let _ = writeln!(out, "## Calibration\n");
-            let _ = writeln!(
-                out,
-                "{} rows with option probabilities. Brier {:.4} (multi-class, 0 best), log loss {:.4}, ECE {:.4} (10 equal-width confidence bins).\n",
-                cal.n, cal.brier, cal.log_loss, cal.ece
-            );
-            let _ = writeln!(out, "| confidence | rows | mean confidence | accuracy |");
-            let _ = writeln!(out, "|---|---:|---:|---:|");
-            for bin in cal.bins.iter().filter(|b| b.n > 0) {
-                let _ = writeln!(
-                    out,
-                    "| {:.1}–{:.1} | {} | {} | {} |",
-                    bin.lower,
-                    bin.upper,
-                    bin.n,
-                    pct(bin.confidence),
-                    pct(bin.accuracy)
-                );
-            }
-            let _ = writeln!(out, "\n![calibration curve]({CALIBRATION_CHART})\n");
-        }
-
-        let _ = writeln!(out, "## Cost and speed\n");
-        let _ = writeln!(out, "| measure | value |\n|---|---:|");
-        let t = &s.tokens;
+    }
+    let _ = writeln!(out, ".");
+    if r.torn_last_line {
         let _ = writeln!(
             out,
-            "| tokens (prompt / completion / total) | {} / {} / {} |",
-            t.prompt, t.completion, t.total
+            "\n> The last line of outputs.jsonl was cut mid-write (interrupted run) and was left out."
         );
-        let _ = writeln!(out, "| tokens per row | {:.1} |", t.per_row);
-        match &s.cost {
-            Some(cost) => {
-                let _ = writeln!(out, "| cost | {} |", money(cost.total, &cost.currency));
-                let per_correct = cost
-                    .per_correct
-                    .map(|c| money(c, &cost.currency))
-                    .unwrap_or_else(|| "–".to_string());
-                let _ = writeln!(out, "| cost per correct answer | {per_correct} |");
-                let source = match &cost.price_source {
-                    PriceSource::Run => "run.json (config file)".to_string(),
-                    PriceSource::Local => "local model".to_string(),
-                    PriceSource::DefaultTable { key, note } => {
-                        format!("default table, {key}: {note}")
-                    }
-                };
-                let _ = writeln!(
-                    out,
-                    "| price per 1M tokens (input / output) | {} / {} ({source}) |",
-                    money(cost.input_per_mtok, &cost.currency),
-                    money(cost.output_per_mtok, &cost.currency)
-                );
-            }
-            None => {
-                let _ = writeln!(out, "| cost | unknown |");
-            }
+    }
+    out.push('\n');
+}
+
+/// Accuracy with intervals, by subject and by dataset.
+fn accuracy_section(out: &mut String, s: &Summary) {
+    if let Some(accuracy) = &s.accuracy {
+        let _ = writeln!(out, "## Accuracy\n");
+        let _ = writeln!(out, "| measure | value | 95% CI (Wilson) | SE | rows |");
+        let _ = writeln!(out, "|---|---:|---:|---:|---:|");
+        estimate_row(out, "accuracy (micro)", &accuracy.micro);
+        let label = format!("accuracy (macro over {} subjects)", s.subjects.len());
+        estimate_row(out, &label, &accuracy.macro_subject);
+        estimate_row(
+            out,
+            "invalid answers (unparsed + refused)",
+            &accuracy.invalid_rate,
+        );
+        out.push('\n');
+        group_table(out, "By subject", "subject", &s.subjects);
+        if s.datasets.len() > 1 {
+            group_table(out, "By dataset", "dataset", &s.datasets);
         }
-        if let Some(latency) = &s.latency_ms {
-            let _ = writeln!(
-                out,
-                "| latency p50 / p90 / p99 | {} |",
-                latency_cells(latency)
-            );
-        }
-        if let Some(throughput) = &s.throughput {
-            let _ = writeln!(
-                out,
-                "| throughput | {:.2} rows/s over {:.1} s |",
-                throughput.rows_per_second, throughput.wall_seconds
-            );
-        }
-        let re = &s.retries;
+    }
+}
+
+/// The confusion of correct and chosen answer positions.
+fn positions_section(out: &mut String, s: &Summary) {
+    if let Some(bias) = &s.position_bias {
+        let _ = writeln!(out, "## Answer positions\n");
         let _ = writeln!(
             out,
-            "| retries (rows retried) | {} ({}) |\n| rate limited (429) | {} |\n| rows answered from cache | {} |",
-            re.retries, re.rows_retried, re.rate_limited, re.cached_rows
+            "Rows: correct position; columns: chosen position (rows with a parsed answer).\n"
         );
-        if let Some(note) = &s.cost_note {
-            let _ = writeln!(out, "\n> {note}");
-        }
-        out.push('\n');
-
-        if let Some(text) = &s.text_metrics {
-            let _ = writeln!(out, "## Text metrics\n");
+        let _ = writeln!(
+            out,
+            "| correct \\ chosen | {} | share correct |",
+            bias.positions.join(" | ")
+        );
+        let _ = writeln!(out, "|---|{}---:|", "---:|".repeat(bias.positions.len()));
+        for (i, row) in bias.matrix.iter().enumerate() {
+            let cells: Vec<String> = row.iter().map(u64::to_string).collect();
             let _ = writeln!(
                 out,
-                "{} rows with a ground truth: exact match {}, token F1 {} (SQuAD normalisation).\n",
-                text.n,
-                pct(text.exact_match),
-                pct(text.token_f1)
+                "| {} | {} | {} |",
+                bias.positions[i],
+                cells.join(" | "),
+                pct(bias.correct_share[i])
             );
         }
+        let shares: Vec<String> = bias.chosen_share.iter().map(|x| pct(*x)).collect();
+        let _ = writeln!(out, "| share chosen | {} | |\n", shares.join(" | "));
+    }
+}
 
-        if !s.judged.is_empty() {
-            let _ = writeln!(out, "## Judged metrics\n");
+/// Calibration measures and bins.
+fn calibration_section(out: &mut String, s: &Summary) {
+    if let Some(cal) = &s.calibration {
+        let _ = writeln!(out, "## Calibration\n");
+        let _ = writeln!(
+            out,
+            "{} rows with option probabilities. Brier {:.4} (multi-class, 0 best), log loss {:.4}, ECE {:.4} (10 equal-width confidence bins).\n",
+            cal.n, cal.brier, cal.log_loss, cal.ece
+        );
+        let _ = writeln!(out, "| confidence | rows | mean confidence | accuracy |");
+        let _ = writeln!(out, "|---|---:|---:|---:|");
+        for bin in cal.bins.iter().filter(|b| b.n > 0) {
             let _ = writeln!(
                 out,
-                "| metric | rows | mean (1–5) | 95% CI | 1 | 2 | 3 | 4 | 5 | pass rate | unjudged |"
+                "| {:.1}–{:.1} | {} | {} | {} |",
+                bin.lower,
+                bin.upper,
+                bin.n,
+                pct(bin.confidence),
+                pct(bin.accuracy)
             );
-            let _ = writeln!(
-                out,
-                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-            );
-            for m in &s.judged {
-                let d = m.distribution;
-                let ci = m
-                    .ci95
-                    .map(|[lo, hi]| format!("{lo:.2}–{hi:.2}"))
-                    .unwrap_or_else(|| "–".into());
+        }
+        let _ = writeln!(out, "\n![calibration curve]({CALIBRATION_CHART})\n");
+    }
+}
+
+/// Tokens (cached prompt and reasoning apart), cost, latency, throughput, retries.
+fn cost_section(out: &mut String, s: &Summary) {
+    let _ = writeln!(out, "## Cost and speed\n");
+    let _ = writeln!(out, "| measure | value |\n|---|---:|");
+    let t = &s.tokens;
+    let _ = writeln!(
+        out,
+        "| tokens (prompt / completion / total) | {} / {} / {} |",
+        t.prompt, t.completion, t.total
+    );
+    if t.cached_prompt > 0 {
+        let _ = writeln!(
+            out,
+            "| prompt tokens served from the prompt cache | {} |",
+            t.cached_prompt
+        );
+    }
+    if t.reasoning > 0 {
+        let _ = writeln!(
+            out,
+            "| completion tokens spent reasoning | {} |",
+            t.reasoning
+        );
+    }
+    let _ = writeln!(out, "| tokens per row | {:.1} |", t.per_row);
+    match &s.cost {
+        Some(cost) => {
+            let _ = writeln!(out, "| cost | {} |", money(cost.total, &cost.currency));
+            let per_correct = cost
+                .per_correct
+                .map(|c| money(c, &cost.currency))
+                .unwrap_or_else(|| "–".to_string());
+            let _ = writeln!(out, "| cost per correct answer | {per_correct} |");
+            if cost.parts.cached_input > 0.0 {
                 let _ = writeln!(
                     out,
-                    "| {} | {} | {:.2} | {ci} | {} | {} | {} | {} | {} | {} (≥ {}) | {} |",
-                    m.metric,
-                    m.n,
-                    m.mean,
-                    d[0],
-                    d[1],
-                    d[2],
-                    d[3],
-                    d[4],
-                    pct(m.pass_rate),
-                    m.threshold,
-                    m.unjudged
+                    "| of which cached prompt tokens | {} |",
+                    money(cost.parts.cached_input, &cost.currency)
                 );
             }
-            out.push('\n');
-            let alpha = |a: Option<f64>| a.map_or("undefined".to_string(), |a| format!("{a:.3}"));
-            for m in &s.judged {
-                if let Some(r) = &m.reliability {
-                    let _ = writeln!(
-                        out,
-                        "{}: {} judgments per row agree with Krippendorff's alpha (ordinal) {}; {} of {} rows disagree (mean spread {:.2}).\n",
-                        m.metric,
-                        r.judgments,
-                        alpha(r.krippendorff_alpha_ordinal),
-                        r.rows_disagreeing,
-                        r.rows,
-                        r.mean_spread
-                    );
-                }
-            }
-            for pair in &s.judge_agreement {
-                let _ = writeln!(
-                    out,
-                    "{} vs {}: Krippendorff's alpha (ordinal) {} over {} rows both judged; {} disagree.\n",
-                    pair.judges[0],
-                    pair.judges[1],
-                    alpha(pair.agreement.krippendorff_alpha_ordinal),
-                    pair.agreement.rows,
-                    pair.agreement.rows_disagreeing
-                );
-            }
-        }
-
-        if let Some(q) = &s.quality_index {
-            let parts: Vec<String> = q
-                .components
-                .iter()
-                .map(|c| format!("{} {:.3}", c.name, c.value))
-                .collect();
+            let source = cost.price_source.describe(true);
+            let cached = cost
+                .cached_input_per_mtok
+                .map(|rate| format!(", cached input {}", money(rate, &cost.currency)))
+                .unwrap_or_default();
             let _ = writeln!(
                 out,
-                "## Quality index\n\n**{:.3}** (0 to 1): the mean of {}.",
-                q.value,
-                parts.join(", ")
+                "| price per 1M tokens (input / output) | {} / {}{cached} ({source}) |",
+                money(cost.input_per_mtok, &cost.currency),
+                money(cost.output_per_mtok, &cost.currency)
             );
         }
-        Ok(out.into_bytes())
+        None => {
+            let _ = writeln!(out, "| cost | unknown |");
+        }
+    }
+    if let Some(latency) = &s.latency_ms {
+        let _ = writeln!(
+            out,
+            "| latency p50 / p90 / p99 | {} |",
+            latency_cells(latency)
+        );
+    }
+    if let Some(throughput) = &s.throughput {
+        let _ = writeln!(
+            out,
+            "| throughput | {:.2} rows/s over {:.1} s |",
+            throughput.rows_per_second, throughput.wall_seconds
+        );
+    }
+    let re = &s.retries;
+    let _ = writeln!(
+        out,
+        "| retries (rows retried) | {} ({}) |\n| rate limited (429) | {} |\n| rows answered from cache | {} |",
+        re.retries, re.rows_retried, re.rate_limited, re.cached_rows
+    );
+    if let Some(note) = &s.cost_note {
+        let _ = writeln!(out, "\n> {note}");
+    }
+    out.push('\n');
+}
+
+/// Exact match and token F1.
+fn text_section(out: &mut String, s: &Summary) {
+    if let Some(text) = &s.text_metrics {
+        let _ = writeln!(out, "## Text metrics\n");
+        let _ = writeln!(
+            out,
+            "{} rows with a ground truth: exact match {}, token F1 {} (SQuAD normalisation).\n",
+            text.n,
+            pct(text.exact_match),
+            pct(text.token_f1)
+        );
+    }
+}
+
+/// Judged metrics, one line each, then how far repeated judgments and two judges agree.
+fn judged_section(out: &mut String, s: &Summary) {
+    if s.judged.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "## Judged metrics\n");
+    let _ = writeln!(
+        out,
+        "| metric | rows | mean (1–5) | 95% CI | 1 | 2 | 3 | 4 | 5 | pass rate | unjudged |"
+    );
+    let _ = writeln!(
+        out,
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    );
+    for m in &s.judged {
+        let d = m.distribution;
+        let ci = m
+            .ci95
+            .map(|[lo, hi]| format!("{lo:.2}–{hi:.2}"))
+            .unwrap_or_else(|| "–".into());
+        let _ = writeln!(
+            out,
+            "| {} | {} | {:.2} | {ci} | {} | {} | {} | {} | {} | {} (≥ {}) | {} |",
+            m.metric,
+            m.n,
+            m.mean,
+            d[0],
+            d[1],
+            d[2],
+            d[3],
+            d[4],
+            pct(m.pass_rate),
+            m.threshold,
+            m.unjudged
+        );
+    }
+    out.push('\n');
+    let alpha = |a: Option<f64>| a.map_or("undefined".to_string(), |a| format!("{a:.3}"));
+    for m in &s.judged {
+        if let Some(r) = &m.reliability {
+            let _ = writeln!(
+                out,
+                "{}: {} judgments per row agree with Krippendorff's alpha (ordinal) {}; {} of {} rows disagree (mean spread {:.2}).\n",
+                m.metric,
+                r.judgments,
+                alpha(r.krippendorff_alpha_ordinal),
+                r.rows_disagreeing,
+                r.rows,
+                r.mean_spread
+            );
+        }
+    }
+    for pair in &s.judge_agreement {
+        let _ = writeln!(
+            out,
+            "{} vs {}: Krippendorff's alpha (ordinal) {} over {} rows both judged; {} disagree.\n",
+            pair.judges[0],
+            pair.judges[1],
+            alpha(pair.agreement.krippendorff_alpha_ordinal),
+            pair.agreement.rows,
+            pair.agreement.rows_disagreeing
+        );
+    }
+}
+
+/// The quality index and its parts.
+fn quality_section(out: &mut String, s: &Summary) {
+    if let Some(q) = &s.quality_index {
+        let parts: Vec<String> = q
+            .components
+            .iter()
+            .map(|c| format!("{} {:.3}", c.name, c.value))
+            .collect();
+        let _ = writeln!(
+            out,
+            "## Quality index\n\n**{:.3}** (0 to 1): the mean of {}.",
+            q.value,
+            parts.join(", ")
+        );
     }
 }
 

@@ -10,8 +10,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::results::ResultFolder;
 use crate::score::compare::Comparison;
-use crate::score::{ResultFolder, ScoreError, Summary};
+use crate::score::{ScoreError, Summary};
 
 pub mod charts;
 pub mod html;
@@ -57,27 +58,18 @@ fn export<T: ?Sized>(
     Ok(())
 }
 
-/// Write a file whole (through a temporary file, so a reader never sees half a report).
+/// Write a file whole (through a temporary file, so a reader never sees half a report), with
+/// the user's umask.
 pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ScoreError> {
-    let error = |e: std::io::Error| ScoreError::Write {
+    crate::files::write_atomic(path, bytes).map_err(|e| ScoreError::Write {
         path: path.to_path_buf(),
         message: e.to_string(),
-    };
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(error)?;
-    std::io::Write::write_all(&mut file, bytes).map_err(error)?;
-    file.persist(path).map_err(|e| error(e.error))?;
-    Ok(())
+    })
 }
 
-/// The reports of `evalr score`, written into the result folder.
-pub fn write_score_reports(
-    folder: &ResultFolder,
-    summary: &Summary,
-) -> Result<Vec<PathBuf>, ScoreError> {
+/// The reports of `evalr score`, written into the result folder at `path`.
+pub fn write_score_reports(path: &Path, summary: &Summary) -> Result<Vec<PathBuf>, ScoreError> {
+    let folder = &ResultFolder::open(path)?;
     let mut written = Vec::new();
     let dir = &folder.path;
     export(
@@ -112,6 +104,10 @@ pub fn write_score_reports(
         dir.join(html::REPORT_HTML),
         &mut written,
     )?;
+    written.extend(crate::score::judged::write_judged_rows(
+        path,
+        &summary.judged,
+    )?);
     Ok(written)
 }
 

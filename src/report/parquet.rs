@@ -4,6 +4,7 @@
 //! `id`, `dataset`, `subject`, `program`, `model`, `outcome` (as scored), `correct` (bool,
 //! null when unscored), `answer_option`, `answer_index`, `correct_answer`, `option_probs`
 //! (list<float64>, aligned with the choices), `prompt_tokens`, `completion_tokens`,
+//! `cached_prompt_tokens`, `reasoning_tokens`,
 //! `latency_ms`, `attempts`, `rate_limited`, `cached`, `finished_at`, `question`,
 //! `captures` (JSON text).
 
@@ -19,7 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::WriterProperties;
 
 use super::{ExportError, Exporter};
-use crate::score::folder::{Outcome, OutputRecord, ResultFolder};
+use crate::results::{Outcome, OutputRecord, ResultFolder};
 
 pub struct ParquetExporter;
 
@@ -47,6 +48,8 @@ pub fn schema() -> SchemaRef {
         ),
         int("prompt_tokens", false),
         int("completion_tokens", false),
+        int("cached_prompt_tokens", false),
+        int("reasoning_tokens", false),
         Field::new("latency_ms", DataType::Float64, false),
         int("attempts", false),
         int("rate_limited", false),
@@ -72,6 +75,8 @@ struct Columns {
     option_probs: ListBuilder<Float64Builder>,
     prompt_tokens: Int64Builder,
     completion_tokens: Int64Builder,
+    cached_prompt_tokens: Int64Builder,
+    reasoning_tokens: Int64Builder,
     latency_ms: Float64Builder,
     attempts: Int64Builder,
     rate_limited: Int64Builder,
@@ -88,13 +93,15 @@ impl Columns {
         self.id.append_value(&r.id);
         self.dataset.append_option(r.row.dataset.as_deref());
         self.subject.append_option(r.row.subject.as_deref());
-        self.program.append_option(r.program.as_deref());
-        self.model.append_option(r.model.as_deref());
+        self.program
+            .append_option(Some(r.program.as_str()).filter(|p| !p.is_empty()));
+        self.model
+            .append_option(Some(r.model.as_str()).filter(|m| !m.is_empty()));
         self.outcome.append_value(outcome.as_str());
         self.correct
             .append_option(outcome.is_scored().then_some(outcome == Outcome::Correct));
         self.answer_option
-            .append_option(r.answer.as_ref().and_then(|a| a.option.as_deref()));
+            .append_option(r.answer.as_ref().map(|a| a.option.as_str()));
         self.answer_index
             .append_option(r.answer_index().map(|i| i as i64));
         self.correct_answer
@@ -110,6 +117,10 @@ impl Columns {
             .append_value(r.usage.prompt_tokens as i64);
         self.completion_tokens
             .append_value(r.usage.completion_tokens as i64);
+        self.cached_prompt_tokens
+            .append_value(r.usage.cached_prompt_tokens as i64);
+        self.reasoning_tokens
+            .append_value(r.usage.reasoning_tokens as i64);
         self.latency_ms.append_value(r.latency_ms);
         self.attempts.append_value(i64::from(r.attempts));
         self.rate_limited.append_value(i64::from(r.rate_limited));
@@ -137,6 +148,8 @@ impl Columns {
             Arc::new(self.option_probs.finish()),
             Arc::new(self.prompt_tokens.finish()),
             Arc::new(self.completion_tokens.finish()),
+            Arc::new(self.cached_prompt_tokens.finish()),
+            Arc::new(self.reasoning_tokens.finish()),
             Arc::new(self.latency_ms.finish()),
             Arc::new(self.attempts.finish()),
             Arc::new(self.rate_limited.finish()),
@@ -169,7 +182,7 @@ impl Exporter<ResultFolder> for ParquetExporter {
                     });
                     failure = written.err();
                 }
-                Ok(())
+                Ok::<_, crate::results::ResultsError>(())
             })
             .map_err(|e| ExportError(e.to_string()))?;
         if let Some(e) = failure {

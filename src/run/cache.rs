@@ -77,7 +77,7 @@ impl ResponseCache {
         let path = self.path(key);
         let parent = path.parent().unwrap_or(&self.dir);
         std::fs::create_dir_all(parent)?;
-        let mut temp = tempfile::NamedTempFile::new_in(parent)?;
+        let mut temp = crate::files::temp_file_in(parent)?;
         serde_json::to_writer(&mut temp, value)?;
         temp.flush()?;
         temp.persist(&path).map_err(|e| e.error)?;

@@ -11,11 +11,12 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
-use super::{ResumeOverrides, RunError, RunOptions, execute, journal};
+use super::{ResumeOverrides, RunError, RunOptions, execute};
 use crate::dataset::{JsonlWriter, Row};
 use crate::program::load_program;
+use crate::results::{CallKind, OUTPUTS_FILE, OutputRecord, ResultFolder};
+use crate::score::JUDGE_FOLDER;
 use crate::score::judged::{JudgeManifest, REPEATS_FOLDER};
-use crate::score::{JUDGE_FOLDER, OutputRecord, ResultFolder};
 
 /// The metrics `evalr judge` has built-in programs for, in `programs/judges/`.
 pub const METRICS: [&str; 6] = [
@@ -37,7 +38,7 @@ fn response_text(record: &OutputRecord) -> Option<String> {
     let generated: Vec<String> = record
         .calls
         .iter()
-        .filter(|c| c.kind.as_deref() != Some("select"))
+        .filter(|c| c.kind == CallKind::Gen)
         .filter_map(|c| c.text.clone())
         .collect();
     let Some(index) = record.answer_index() else {
@@ -93,7 +94,7 @@ fn judge_rows(folder: &Path, metric: &str) -> Result<Vec<Row>, RunError> {
             correct_answer: None,
             extra,
         });
-        Ok(())
+        Ok::<_, RunError>(())
     })?;
     Ok(rows)
 }
@@ -288,7 +289,7 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
             options.run_id = None;
             options.repeat = repeat;
             let resume = folder
-                .join(journal::OUTPUTS_FILE)
+                .join(OUTPUTS_FILE)
                 .exists()
                 .then(|| (folder.as_path(), ResumeOverrides::default()));
             let report = execute(options, resume, show_progress).await?;
@@ -297,6 +298,6 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
     }
     // Fold the judged metrics into the judged run's own summary and report.
     let summary = crate::score::score_folder(&request.run_folder)?;
-    crate::score::write_reports(&request.run_folder, &summary)?;
+    crate::report::write_score_reports(&request.run_folder, &summary)?;
     Ok(folders)
 }

@@ -3,7 +3,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{RunError, RunOptions};
+use super::error::RunError;
+use super::options::RunOptions;
 use crate::backend::azureml::AzureMlBackend;
 use crate::backend::http::{Credential, JsonEndpoint};
 use crate::backend::identity::{self, TokenSource};
@@ -263,7 +264,7 @@ pub fn program_model(
     program: &crate::program::Program,
     overrides: crate::config::QuotaOverrides,
 ) -> Option<Result<ResolvedModel, RunError>> {
-    use crate::config::{DeploymentConfig, EndpointFormat, Profile};
+    use crate::config::{DeploymentConfig, Profile};
     use crate::program::{ServiceKind, Setting};
     let connection = program.file.model.connection.as_ref()?;
     let path = program.file.path.display().to_string();
@@ -294,7 +295,6 @@ pub fn program_model(
         let model = resolve(&connection.model, "model")?;
         let deployment = resolve(&connection.deployment, "deployment")?;
         let profile = Profile {
-            kind,
             deployment: DeploymentConfig {
                 endpoint: resolve(&connection.endpoint, "endpoint")?,
                 deployment: deployment.clone().or_else(|| model.clone()),
@@ -302,16 +302,8 @@ pub fn program_model(
                 api_key_env,
                 ..Default::default()
             },
-            base_url: None,
             model: model.or(deployment),
-            path: None,
-            reasoning: false,
-            logprobs: None,
-            json_schema: None,
-            prices: None,
-            deployments: Vec::new(),
-            format: EndpointFormat::default(),
-            batch: Default::default(),
+            ..Profile::of_kind(kind)
         };
         let spec = format!("program:{}", program.file.name);
         crate::config::resolve_unlisted_profile(&spec, &profile, overrides).map_err(RunError::from)

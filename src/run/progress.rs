@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::record::Outcome;
+use crate::results::Outcome;
 
 const PLAIN_EVERY: Duration = Duration::from_secs(10);
 

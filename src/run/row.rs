@@ -8,12 +8,14 @@ use rand::Rng;
 use serde_json::{Map, Value};
 
 use super::cache::ResponseCache;
-use super::record::{AnswerRecord, CallRecord, Outcome, OutputRecord, now_rfc3339};
 use crate::backend::{
     Backend, BackendError, GenReply, GenRequest, Message, SelectReply, SelectRequest, Usage,
 };
 use crate::dataset::Row;
-use crate::program::{CallKind, Captures, Program, ProgramError, Step};
+use crate::program::{Call, CallKind, Captures, Program, ProgramError, Step};
+use crate::results::{
+    AnswerSelect, CallKind as RecordedKind, CallRecord, FinishedRow, OutputRecord,
+};
 
 /// How failed calls are retried.
 #[derive(Debug, Clone, Copy)]
@@ -78,13 +80,7 @@ impl RowFailure {
     }
     /// Errors that will fail every row the same way: stop the run instead of burning rows.
     pub fn is_fatal_for_run(&self) -> bool {
-        matches!(
-            self,
-            RowFailure::Backend {
-                error: BackendError::Fatal(_),
-                ..
-            }
-        )
+        matches!(self, RowFailure::Backend { error, .. } if error.is_fatal())
     }
 }
 
@@ -134,9 +130,17 @@ where
     }
 }
 
+/// The call kind in the cache key (unchanged since the first cache, so old entries hit).
+fn cache_kind(kind: RecordedKind) -> &'static str {
+    match kind {
+        RecordedKind::Select => "select",
+        RecordedKind::Gen => "gen",
+    }
+}
+
 async fn cached_call<T, F, Fut>(
     ctx: &RowContext,
-    kind: &str,
+    kind: RecordedKind,
     request: &impl serde::Serialize,
     call: F,
 ) -> Result<Attempted<T>, RowFailure>
@@ -145,10 +149,14 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, BackendError>>,
 {
-    let key = ctx
-        .cache
-        .as_ref()
-        .map(|_| ResponseCache::key_of_repeat(&ctx.backend.identity(), kind, request, ctx.repeat));
+    let key = ctx.cache.as_ref().map(|_| {
+        ResponseCache::key_of_repeat(
+            &ctx.backend.identity(),
+            cache_kind(kind),
+            request,
+            ctx.repeat,
+        )
+    });
     if let (Some(cache), Some(key)) = (&ctx.cache, &key)
         && let Some(value) = cache.get::<T>(key)
     {
@@ -177,6 +185,203 @@ pub fn row_context(row: &Row, examples: &[&Row]) -> Map<String, Value> {
     )
 }
 
+/// How one call of a row ended.
+enum CallEnd {
+    /// Answered: the capture's value and the call's record.
+    Answered {
+        value: String,
+        chosen: Option<usize>,
+        record: CallRecord,
+    },
+    /// The service's content filter refused it: the row ends here, `refused`.
+    Refused(CallRecord),
+}
+
+/// A call's record: what the attempts gave (the answer's fields are filled by the caller).
+fn call_record(
+    capture: String,
+    kind: RecordedKind,
+    attempts: u32,
+    rate_limited: u32,
+    latency: Duration,
+    cached: bool,
+    messages: Vec<Message>,
+) -> CallRecord {
+    CallRecord {
+        capture,
+        kind,
+        path: None,
+        options: None,
+        chosen: None,
+        option_probs: None,
+        text: None,
+        usage: Usage::default(),
+        latency_ms: latency.as_secs_f64() * 1000.0,
+        attempts,
+        rate_limited,
+        cached,
+        repeat: None,
+        messages,
+    }
+}
+
+fn answered_record<T>(
+    capture: String,
+    kind: RecordedKind,
+    a: &Attempted<T>,
+    messages: Vec<Message>,
+) -> CallRecord {
+    call_record(
+        capture,
+        kind,
+        a.attempts,
+        a.rate_limited,
+        a.latency,
+        a.cached,
+        messages,
+    )
+}
+
+/// A refusal ends the row (`Err(CallEnd::Refused)`); any other failure fails it.
+fn refusal<T>(
+    result: Result<Attempted<T>, RowFailure>,
+    capture: &str,
+    kind: RecordedKind,
+    messages: &[Message],
+) -> Result<Result<Attempted<T>, CallEnd>, RowFailure> {
+    match result {
+        Err(RowFailure::Backend {
+            error: BackendError::ContentFilter(_),
+            attempts,
+        }) => Ok(Err(CallEnd::Refused(call_record(
+            capture.to_string(),
+            kind,
+            attempts,
+            0,
+            Duration::ZERO,
+            false,
+            messages.to_vec(),
+        )))),
+        other => other.map(Ok),
+    }
+}
+
+async fn select_call(
+    ctx: &RowContext,
+    call: Call,
+    options: Vec<String>,
+    temperature: Option<f64>,
+) -> Result<CallEnd, RowFailure> {
+    let request = SelectRequest {
+        messages: call.messages,
+        options: options.clone(),
+        temperature: temperature.or(ctx.program.file.parameters.temperature),
+    };
+    let result = cached_call(ctx, RecordedKind::Select, &request, || {
+        ctx.backend.select(&request)
+    })
+    .await;
+    let attempted: Attempted<SelectReply> = match refusal(
+        result,
+        &call.capture,
+        RecordedKind::Select,
+        &request.messages,
+    )? {
+        Ok(attempted) => attempted,
+        Err(end) => return Ok(end),
+    };
+    let mut record = answered_record(
+        call.capture,
+        RecordedKind::Select,
+        &attempted,
+        request.messages,
+    );
+    let reply = attempted.value;
+    let value = reply
+        .chosen
+        .and_then(|i| options.get(i).cloned())
+        .unwrap_or_default();
+    record.path = Some(reply.path);
+    record.options = Some(options);
+    record.chosen = reply.chosen;
+    record.option_probs = reply.option_probs;
+    record.text = reply.raw_text;
+    record.usage = reply.usage;
+    Ok(CallEnd::Answered {
+        value,
+        chosen: reply.chosen,
+        record,
+    })
+}
+
+async fn gen_call(ctx: &RowContext, call: Call) -> Result<CallEnd, RowFailure> {
+    let CallKind::Gen {
+        max_tokens,
+        stop,
+        temperature,
+        top_p,
+        seed,
+        regex,
+        json_schema,
+    } = call.kind
+    else {
+        unreachable!("gen_call is given gen calls")
+    };
+    let params = &ctx.program.file.parameters;
+    let capabilities = ctx.backend.capabilities();
+    let wants_object = json_schema.is_none()
+        && params.response_format == Some(crate::program::ResponseFormat::JsonObject);
+    // A backend with schemas but no JSON mode (the embedded model) gets the schema of any
+    // object: the same constraint.
+    let (json_object, json_schema) =
+        if wants_object && !capabilities.json_object && capabilities.json_schema {
+            (false, Some(serde_json::json!({"type": "object"})))
+        } else {
+            (wants_object, json_schema)
+        };
+    let request = GenRequest {
+        messages: call.messages,
+        max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
+        // The file's stop sequences apply to a call that names none.
+        stop: if stop.is_empty() {
+            params.stop.clone()
+        } else {
+            stop
+        },
+        temperature: temperature.or(params.temperature),
+        top_p: top_p.or(params.top_p),
+        seed: seed.or(params.seed),
+        regex,
+        json_object,
+        json_schema,
+        presence_penalty: params.presence_penalty,
+        frequency_penalty: params.frequency_penalty,
+    };
+    let result = cached_call(ctx, RecordedKind::Gen, &request, || {
+        ctx.backend.generate(&request)
+    })
+    .await;
+    let attempted: Attempted<GenReply> =
+        match refusal(result, &call.capture, RecordedKind::Gen, &request.messages)? {
+            Ok(attempted) => attempted,
+            Err(end) => return Ok(end),
+        };
+    let mut record = answered_record(
+        call.capture,
+        RecordedKind::Gen,
+        &attempted,
+        request.messages,
+    );
+    let reply = attempted.value;
+    record.text = Some(reply.text.clone());
+    record.usage = reply.usage;
+    Ok(CallEnd::Answered {
+        value: reply.text,
+        chosen: None,
+        record,
+    })
+}
+
 /// Runs a row to the end of its program.
 pub async fn run_row(
     ctx: &RowContext,
@@ -191,205 +396,53 @@ pub async fn run_row(
             field: input.name.clone(),
         }
     })?;
-    let params = &program.file.parameters;
+    let answer_capture = &program.file.answer_capture;
     let mut captures = Captures::new();
     let mut calls: Vec<CallRecord> = Vec::new();
-    let mut answer_choice: Option<Option<usize>> = None;
+    let mut answer = AnswerSelect::None;
     let mut refused = false;
     let started = Instant::now();
-    loop {
-        let Step::Call(call) = program.next_step(&context, &captures)? else {
-            break;
-        };
-        match call.kind {
+    while let Step::Call(call) = program.next_step(&context, &captures)? {
+        let is_answer = &call.capture == answer_capture;
+        let end = match call.kind {
             CallKind::Select {
-                options,
+                ref options,
                 temperature,
             } => {
-                let request = SelectRequest {
-                    messages: call.messages,
-                    options: options.clone(),
-                    temperature: temperature.or(params.temperature),
-                };
-                let attempted =
-                    match cached_call(ctx, "select", &request, || ctx.backend.select(&request))
-                        .await
-                    {
-                        Err(RowFailure::Backend {
-                            error: BackendError::ContentFilter(_),
-                            attempts,
-                        }) => {
-                            refused = true;
-                            calls.push(refused_call(
-                                &call.capture,
-                                "select",
-                                attempts,
-                                request.messages,
-                            ));
-                            break;
-                        }
-                        other => other?,
-                    };
-                let reply: SelectReply = attempted.value;
-                let chosen_text = reply.chosen.and_then(|i| options.get(i).cloned());
-                if call.capture == program.file.answer_capture {
-                    answer_choice = Some(reply.chosen);
+                let options = options.clone();
+                select_call(ctx, call, options, temperature).await?
+            }
+            CallKind::Gen { .. } => gen_call(ctx, call).await?,
+        };
+        match end {
+            CallEnd::Answered {
+                value,
+                chosen,
+                record,
+            } => {
+                if is_answer && record.kind == RecordedKind::Select {
+                    answer = chosen.map_or(AnswerSelect::Unmatched, AnswerSelect::Chosen);
                 }
-                captures.insert(
-                    call.capture.clone(),
-                    Value::String(chosen_text.unwrap_or_default()),
-                );
-                calls.push(CallRecord {
-                    capture: call.capture,
-                    kind: "select".into(),
-                    path: Some(reply.path),
-                    options: Some(options),
-                    chosen: reply.chosen,
-                    option_probs: reply.option_probs,
-                    text: reply.raw_text,
-                    usage: reply.usage,
-                    latency_ms: attempted.latency.as_secs_f64() * 1000.0,
-                    attempts: attempted.attempts,
-                    rate_limited: attempted.rate_limited,
-                    cached: attempted.cached,
-                    messages: request.messages,
-                });
+                captures.insert(record.capture.clone(), Value::String(value));
+                calls.push(record);
             }
-            CallKind::Gen {
-                max_tokens,
-                stop,
-                temperature,
-                top_p,
-                seed,
-                regex,
-                json_schema,
-            } => {
-                let capabilities = ctx.backend.capabilities();
-                let wants_object = json_schema.is_none()
-                    && params.response_format == Some(crate::program::ResponseFormat::JsonObject);
-                // A backend with schemas but no JSON mode (the embedded model) gets the schema
-                // of any object: the same constraint.
-                let (json_object, json_schema) =
-                    if wants_object && !capabilities.json_object && capabilities.json_schema {
-                        (false, Some(serde_json::json!({"type": "object"})))
-                    } else {
-                        (wants_object, json_schema)
-                    };
-                let request = GenRequest {
-                    messages: call.messages,
-                    max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
-                    // The file's stop sequences apply to a call that names none.
-                    stop: if stop.is_empty() {
-                        params.stop.clone()
-                    } else {
-                        stop
-                    },
-                    temperature: temperature.or(params.temperature),
-                    top_p: top_p.or(params.top_p),
-                    seed: seed.or(params.seed),
-                    regex,
-                    json_object,
-                    json_schema,
-                    presence_penalty: params.presence_penalty,
-                    frequency_penalty: params.frequency_penalty,
-                };
-                let attempted = match cached_call(ctx, "gen", &request, || {
-                    ctx.backend.generate(&request)
-                })
-                .await
-                {
-                    Err(RowFailure::Backend {
-                        error: BackendError::ContentFilter(_),
-                        attempts,
-                    }) => {
-                        refused = true;
-                        calls.push(refused_call(
-                            &call.capture,
-                            "gen",
-                            attempts,
-                            request.messages,
-                        ));
-                        break;
-                    }
-                    other => other?,
-                };
-                let reply: GenReply = attempted.value;
-                captures.insert(call.capture.clone(), Value::String(reply.text.clone()));
-                calls.push(CallRecord {
-                    capture: call.capture,
-                    kind: "gen".into(),
-                    path: None,
-                    options: None,
-                    chosen: None,
-                    option_probs: None,
-                    text: Some(reply.text),
-                    usage: reply.usage,
-                    latency_ms: attempted.latency.as_secs_f64() * 1000.0,
-                    attempts: attempted.attempts,
-                    rate_limited: attempted.rate_limited,
-                    cached: attempted.cached,
-                    messages: request.messages,
-                });
+            CallEnd::Refused(record) => {
+                refused = true;
+                calls.push(record);
+                break;
             }
         }
     }
-    let answer = answer_choice.flatten().and_then(|index| {
-        let option = captures
-            .get(&program.file.answer_capture)?
-            .as_str()?
-            .to_string();
-        Some(AnswerRecord {
-            capture: program.file.answer_capture.clone(),
-            option,
-            index,
-        })
-    });
-    let outcome = if refused {
-        Outcome::Refused
-    } else {
-        match (answer_choice, row.correct_answer) {
-            (None, _) | (_, None) => Outcome::Unscored,
-            (Some(None), Some(_)) => Outcome::Unparsed,
-            (Some(Some(i)), Some(correct)) if i == correct => Outcome::Correct,
-            (Some(Some(_)), Some(_)) => Outcome::Wrong,
-        }
-    };
-    let mut usage = Usage::default();
-    for call in &calls {
-        usage.add(call.usage);
-    }
-    Ok(OutputRecord {
-        id: row.id.clone(),
-        row: row.to_json(),
+    Ok(OutputRecord::from_finished(FinishedRow {
+        row: row.clone(),
         program: program.file.name.clone(),
         captures,
+        answer_capture: answer_capture.clone(),
         answer,
-        outcome,
-        attempts: calls.iter().map(|c| c.attempts).sum(),
-        rate_limited: calls.iter().map(|c| c.rate_limited).sum(),
+        refused,
         calls,
-        usage,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: ctx.backend.identity(),
-        finished_at: now_rfc3339(),
         batch: false,
-    })
-}
-
-fn refused_call(capture: &str, kind: &str, attempts: u32, messages: Vec<Message>) -> CallRecord {
-    CallRecord {
-        capture: capture.to_string(),
-        kind: kind.to_string(),
-        path: None,
-        options: None,
-        chosen: None,
-        option_probs: None,
-        text: None,
-        usage: Usage::default(),
-        latency_ms: 0.0,
-        attempts,
-        rate_limited: 0,
-        cached: false,
-        messages,
-    }
+    }))
 }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::folder::Outcome;
 use super::stats::{self, Estimate};
+use crate::results::Outcome;
 
 /// Counts of outcomes in one group of rows.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]

@@ -5,9 +5,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use serde::Serialize;
 
 use super::ScoreError;
-use super::folder::{Outcome, ResultFolder};
-use super::prices::{self, Price};
 use super::stats::{self, BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, ClusterSums, Estimate, Percentiles};
+use crate::backend::Usage;
+use crate::prices::Price;
+use crate::results::{Outcome, ResultFolder};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -16,8 +17,7 @@ pub const SCHEMA_VERSION: u32 = 1;
 pub struct RowFacts {
     pub subject: String,
     pub outcome: Outcome,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
+    pub usage: Usage,
     pub latency_ms: f64,
 }
 
@@ -48,26 +48,26 @@ impl RunRows {
             let facts = RowFacts {
                 subject: record.subject().to_string(),
                 outcome: record.outcome(),
-                prompt_tokens: record.usage.prompt_tokens,
-                completion_tokens: record.usage.completion_tokens,
+                usage: record.usage,
                 latency_ms: record.latency_ms,
             };
             order.push(record.id.clone());
             rows.insert(record.id, facts);
-            Ok(())
+            Ok::<_, ScoreError>(())
         })?;
-        let run = &folder.run;
+        let run = &folder.manifest;
+        let known = |text: &str| Some(text.to_string()).filter(|t| !t.is_empty());
         Ok(RunRows {
             label: RunLabel {
                 name: folder.name(),
                 path: folder.path.display().to_string(),
-                model: run.model.as_ref().and_then(|m| m.identity.clone()),
-                program: run.program.as_ref().and_then(|p| p.name.clone()),
-                dataset_sha256: run.dataset.as_ref().and_then(|d| d.sha256.clone()),
+                model: known(&run.model.identity),
+                program: known(&run.program.name),
+                dataset_sha256: known(&run.dataset.sha256),
             },
             order,
             rows,
-            price: prices::price_for_run(run),
+            price: run.price(),
         })
     }
 }
@@ -271,16 +271,14 @@ fn compare_pair(
     };
     // Per subject: whether A and B were right on each of its rows.
     let mut subjects: BTreeMap<&str, (Vec<bool>, Vec<bool>)> = BTreeMap::new();
-    let (mut tokens_a, mut tokens_b) = ((0u64, 0u64), (0u64, 0u64));
+    let (mut usage_a, mut usage_b) = (Usage::default(), Usage::default());
     let (mut latency_a, mut latency_b) = (Vec::new(), Vec::new());
     for id in ids {
         let (Some(x), Some(y)) = (a.rows.get(*id), b.rows.get(*id)) else {
             continue;
         };
-        tokens_a.0 += x.prompt_tokens;
-        tokens_a.1 += x.completion_tokens;
-        tokens_b.0 += y.prompt_tokens;
-        tokens_b.1 += y.completion_tokens;
+        usage_a.add(x.usage);
+        usage_b.add(y.usage);
         latency_a.push(x.latency_ms);
         latency_b.push(y.latency_ms);
         if !x.outcome.is_scored() || !y.outcome.is_scored() {
@@ -338,19 +336,17 @@ fn compare_pair(
             .total_cmp(&x.difference.abs())
             .then_with(|| x.subject.cmp(&y.subject))
     });
-    let cost = |price: &Option<Price>, tokens: (u64, u64)| {
-        price.as_ref().map(|p| p.cost(tokens.0, tokens.1))
-    };
+    let cost = |price: &Option<Price>, usage: &Usage| price.as_ref().map(|p| p.cost(usage));
     let currency = match (&a.price, &b.price) {
         (Some(pa), Some(pb)) if pa.currency == pb.currency => Some(pa.currency.clone()),
         _ => None,
     };
     let same_currency = currency.is_some();
     let usage = UsageDifference {
-        tokens_a: tokens_a.0 + tokens_a.1,
-        tokens_b: tokens_b.0 + tokens_b.1,
-        cost_a: cost(&a.price, tokens_a).filter(|_| same_currency),
-        cost_b: cost(&b.price, tokens_b).filter(|_| same_currency),
+        tokens_a: usage_a.total(),
+        tokens_b: usage_b.total(),
+        cost_a: cost(&a.price, &usage_a).filter(|_| same_currency),
+        cost_b: cost(&b.price, &usage_b).filter(|_| same_currency),
         currency,
         latency_a: stats::percentiles(&latency_a),
         latency_b: stats::percentiles(&latency_b),
@@ -426,8 +422,11 @@ mod tests {
             } else {
                 Outcome::Wrong
             },
-            prompt_tokens: 10,
-            completion_tokens: 1,
+            usage: Usage {
+                prompt_tokens: 10,
+                completion_tokens: 1,
+                ..Usage::default()
+            },
             latency_ms: 100.0,
         };
         RunRows {

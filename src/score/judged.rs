@@ -19,10 +19,10 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::ScoreError;
 use super::agreement::{Agreement, agreement};
-use super::folder::OutputRecord;
 use super::judge_answer::{AnswerRules, AnswerStyle, Parsed, parse_judge_answer};
-use super::{ResultFolder, ScoreError};
+use crate::results::{CallKind, OutputRecord, ResultFolder, ResultsError};
 
 /// Default pass threshold, as in azure-ai-evaluation: a score of 3 or more passes.
 pub const DEFAULT_THRESHOLD: u8 = 3;
@@ -64,21 +64,23 @@ impl JudgeManifest {
         let text = match std::fs::read_to_string(&path) {
             Ok(text) => text,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ScoreError::Io { path, source }),
+            Err(source) => return Err(ResultsError::Io { path, source }.into()),
         };
-        serde_json::from_str(&text)
-            .map(Some)
-            .map_err(|source| ScoreError::Json {
+        serde_json::from_str(&text).map(Some).map_err(|error| {
+            ResultsError::Json {
                 path,
                 line: 1,
-                source,
-            })
+                error,
+            }
+            .into()
+        })
     }
 
     pub fn write(&self, folder: &Path) -> Result<(), ScoreError> {
         let path = folder.join(JUDGE_MANIFEST);
         let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        std::fs::write(&path, text + "\n").map_err(|source| ScoreError::Io { path, source })
+        std::fs::write(&path, text + "\n")
+            .map_err(|source| ResultsError::Io { path, source }.into())
     }
 }
 
@@ -109,8 +111,7 @@ pub fn read_judgment(record: &OutputRecord) -> Option<Judgment> {
     let selected = record
         .answer
         .as_ref()
-        .and_then(|a| a.option.as_deref())
-        .and_then(|o| o.trim().parse::<f64>().ok())
+        .and_then(|a| a.option.trim().parse::<f64>().ok())
         .filter(|s| (rules.min..=rules.max).contains(s));
     let parsed = match selected {
         Some(score) => Parsed::Scored {
@@ -129,7 +130,7 @@ pub fn read_judgment(record: &OutputRecord) -> Option<Judgment> {
                 .calls
                 .iter()
                 .rev()
-                .filter(|c| c.kind.as_deref() != Some("select"))
+                .filter(|c| c.kind == CallKind::Gen)
                 .find_map(|c| c.text.as_deref());
             match text {
                 Some(text) => parse_judge_answer(text, &rules),
@@ -149,7 +150,7 @@ pub fn read_judgment(record: &OutputRecord) -> Option<Judgment> {
         parsed,
         prompt_tokens: record.usage.prompt_tokens,
         completion_tokens: record.usage.completion_tokens,
-        model: record.model.clone(),
+        model: Some(record.model.clone()).filter(|m| !m.is_empty()),
     })
 }
 
@@ -308,13 +309,13 @@ pub fn mean_ci95(scores: &[f64]) -> (f64, Option<f64>, Option<[f64; 2]>) {
 
 /// Judged metrics of a judge run's result folder (rows without `row.metric` are ignored).
 pub fn score_judge_folder(
-    folder: &ResultFolder,
+    folder: &crate::results::ResultFolder,
     threshold: u8,
 ) -> Result<Vec<JudgedMetric>, ScoreError> {
     let mut accumulator = JudgedAccumulator::default();
     folder.for_each_output(|_, record| {
         accumulator.add(&record);
-        Ok(())
+        Ok::<_, super::ScoreError>(())
     })?;
     Ok(accumulator.finish(threshold))
 }
@@ -350,7 +351,7 @@ fn read_judgments(path: &Path) -> Result<BTreeMap<String, Judgment>, ScoreError>
         if let Some(judgment) = read_judgment(&record) {
             judgments.insert(judgment.judged_id.clone(), judgment);
         }
-        Ok(())
+        Ok::<_, ScoreError>(())
     })?;
     Ok(judgments)
 }
@@ -363,7 +364,7 @@ pub fn judge_folders(run: &Path) -> Result<Vec<JudgeFolder>, ScoreError> {
     }
     let io = |path: &Path| {
         let path = path.to_path_buf();
-        move |source| ScoreError::Io { path, source }
+        move |source| ScoreError::from(ResultsError::Io { path, source })
     };
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&root)
         .map_err(io(&root))?
@@ -555,9 +556,9 @@ pub fn write_judged_rows(
         text.push_str(&Value::Object(line).to_string());
         text.push('\n');
     }
-    std::fs::write(&path, text).map_err(|source| ScoreError::Io {
+    crate::files::write_atomic(&path, text.as_bytes()).map_err(|e| ScoreError::Write {
         path: path.clone(),
-        source,
+        message: e.to_string(),
     })?;
     Ok(Some(path))
 }

@@ -1,20 +1,20 @@
 //! Scoring: metrics and statistics over a result folder.
 //!
-//! `score` reads only result folders (the format `evalr run` writes, see the README). The
+//! `score` reads only result folders, through `crate::results`. The
 //! statistics are pure functions over numbers, each in the file of its concern; this module
-//! ties them to a folder: [`score_folder`] computes a [`Summary`], [`write_reports`] writes
-//! `summary.json`, `report.md`, `outputs.parquet` and the charts beside the results.
+//! ties them to a folder: [`score_folder`] computes a [`Summary`]; `crate::report` writes it
+//! (score never imports report: the flow is results -> score -> report).
 
 use std::path::{Path, PathBuf};
+
+use crate::results::{ResultFolder, ResultsError};
 
 pub mod accuracy;
 pub mod agreement;
 pub mod calibration;
 pub mod compare;
-pub mod folder;
 pub mod judge_answer;
 pub mod judged;
-pub mod prices;
 pub mod stats;
 pub mod summary;
 pub mod text;
@@ -23,31 +23,12 @@ pub mod text;
 mod reference;
 
 pub use compare::{Comparison, RunRows, compare};
-pub use folder::{Outcome, OutputRecord, ResultFolder};
 pub use summary::{ScoreOptions, Summary};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScoreError {
-    #[error("results folder {0} does not exist or is not a folder")]
-    NotAFolder(PathBuf),
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path} line {line} column {}: not a valid record: {}", source.column(), json_message(source))]
-    Json {
-        path: PathBuf,
-        line: u64,
-        source: serde_json::Error,
-    },
-    #[error("{path} line {line}: row id {id:?} already appeared on line {first_line}")]
-    DuplicateId {
-        path: PathBuf,
-        line: u64,
-        id: String,
-        first_line: u64,
-    },
+    #[error(transparent)]
+    Results(#[from] ResultsError),
     #[error(
         "{a} and {b} cover different rows ({only_a} only in the first, {only_b} only in the second, e.g. {example:?}); pass --intersect to compare the {shared} shared rows"
     )]
@@ -65,16 +46,6 @@ pub enum ScoreError {
     TooFewRuns,
     #[error("writing {path}: {message}")]
     Write { path: PathBuf, message: String },
-}
-
-/// serde_json's message without its own " at line L column C" (the line it counts is the
-/// line inside one JSONL record, not the file's).
-fn json_message(error: &serde_json::Error) -> String {
-    let text = error.to_string();
-    match text.rfind(" at line ") {
-        Some(at) => text[..at].to_string(),
-        None => text,
-    }
 }
 
 /// Score the result folder at `path`.
@@ -96,11 +67,3 @@ pub fn score_folder_with(path: &Path, options: &ScoreOptions) -> Result<Summary,
 
 /// Where `evalr judge` writes its judge runs inside a result folder.
 pub const JUDGE_FOLDER: &str = "judge";
-
-/// Write `summary.json`, `report.md`, `outputs.parquet` and (when option probabilities exist)
-/// `calibration.svg` into the result folder at `path`.
-pub fn write_reports(path: &Path, summary: &Summary) -> Result<(), ScoreError> {
-    let folder = ResultFolder::open(path)?;
-    crate::report::write_score_reports(&folder, summary)?;
-    judged::write_judged_rows(path, &summary.judged).map(|_| ())
-}

@@ -1,7 +1,7 @@
 //! `summary.json`: everything `evalr score` computes about one result folder.
 //!
 //! The schema is stable: fields are only added, never renamed or removed, without raising
-//! [`SCHEMA_VERSION`]. It is documented in the README ("summary.json").
+//! [`SCHEMA_VERSION`]. It is documented in docs/results.md ("summary.json").
 
 use std::collections::BTreeMap;
 
@@ -10,11 +10,12 @@ use serde::Serialize;
 use super::ScoreError;
 use super::accuracy::{GroupAccuracy, GroupTallies, PositionAccumulator, PositionBias, Tally};
 use super::calibration::{Calibration, CalibrationAccumulator};
-use super::folder::{Outcome, ResultFolder};
 use super::judged::{DEFAULT_THRESHOLD, JudgeAgreement, JudgedAccumulator, JudgedMetric};
-use super::prices::{self, PriceSource};
 use super::stats::{self, ClusteredMean, Estimate, Percentiles};
 use super::text::{TextAccumulator, TextMetrics};
+use crate::backend::Usage;
+use crate::prices::{CostParts, Price, PriceSource};
+use crate::results::{Outcome, OutputRecord, ResultFolder, RunStatus};
 
 pub const SCHEMA_VERSION: u32 = 1;
 
@@ -50,7 +51,7 @@ pub struct Summary {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RunSection {
     pub run_id: String,
-    pub status: Option<String>,
+    pub status: RunStatus,
     pub program: Option<String>,
     pub model: Option<String>,
     pub backend: Option<String>,
@@ -99,6 +100,10 @@ pub struct Tokens {
     pub prompt: u64,
     pub completion: u64,
     pub total: u64,
+    /// Of `prompt`, served from the service's prompt cache (billed at the cached rate).
+    pub cached_prompt: u64,
+    /// Of `completion`, spent thinking by a reasoning model (billed as output).
+    pub reasoning: u64,
     /// Mean total tokens per output row.
     pub per_row: f64,
 }
@@ -107,19 +112,18 @@ pub struct Tokens {
 pub struct Cost {
     pub currency: String,
     pub input_per_mtok: f64,
+    /// `None`: cached prompt tokens are priced at the input rate.
+    pub cached_input_per_mtok: Option<f64>,
     pub output_per_mtok: f64,
     pub price_source: PriceSource,
     pub total: f64,
+    /// The total by rate: uncached input, cached input, output.
+    pub parts: CostParts,
     pub per_row: f64,
     /// Total cost / correct rows; `None` with no correct row.
     pub per_correct: Option<f64>,
     /// Rows answered by batches, priced at the batch rate (`prices::batch_factor`).
-    #[serde(skip_serializing_if = "is_zero")]
     pub batch_rows: u64,
-}
-
-fn is_zero(n: &u64) -> bool {
-    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -129,7 +133,7 @@ pub struct Throughput {
     pub rows_per_second: f64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Retries {
     /// Model requests sent (every attempt of every call; answers from the cache not counted).
     pub requests: u64,
@@ -212,66 +216,54 @@ pub fn summarise_folder(folder: &ResultFolder) -> Result<Summary, ScoreError> {
     summarise_folder_with(folder, &ScoreOptions::default())
 }
 
-/// Score a result folder (streaming its outputs once).
-pub fn summarise_folder_with(
-    folder: &ResultFolder,
-    options: &ScoreOptions,
-) -> Result<Summary, ScoreError> {
-    let mut total = Tally::default();
-    let mut subjects = GroupTallies::default();
-    let mut datasets = GroupTallies::default();
-    let mut positions = PositionAccumulator::default();
-    let mut calibration = CalibrationAccumulator::default();
-    let mut text = TextAccumulator::default();
-    let mut judged = JudgedAccumulator::default();
-    let mut latencies: Vec<f64> = Vec::new();
-    let (mut prompt, mut completion) = (0u64, 0u64);
-    let (mut batch_rows, mut batch_prompt, mut batch_completion) = (0u64, 0u64, 0u64);
-    let mut retries = Retries {
-        requests: 0,
-        retries: 0,
-        rows_retried: 0,
-        rate_limited: 0,
-        cached_rows: 0,
-    };
-    let mut outputs = 0u64;
-    let mut last_finished: Option<chrono::DateTime<chrono::Utc>> = None;
-    let default_dataset = folder
-        .run
-        .dataset
-        .as_ref()
-        .and_then(|d| d.spec.clone())
-        .unwrap_or_else(|| "(no dataset)".to_string());
+/// Everything gathered row by row in one pass over `outputs.jsonl`.
+#[derive(Default)]
+struct RowAccumulator {
+    outputs: u64,
+    total: Tally,
+    subjects: GroupTallies,
+    datasets: GroupTallies,
+    positions: PositionAccumulator,
+    calibration: CalibrationAccumulator,
+    text: TextAccumulator,
+    judged: JudgedAccumulator,
+    latencies: Vec<f64>,
+    usage: Usage,
+    /// Of `usage`, what batches answered (priced at the batch rate), and in how many rows.
+    batch_usage: Usage,
+    batch_rows: u64,
+    retries: Retries,
+    last_finished: Option<chrono::DateTime<chrono::Utc>>,
+}
 
-    let notes = folder.for_each_output(|_, record| {
-        outputs += 1;
+impl RowAccumulator {
+    fn add(&mut self, record: &OutputRecord, default_dataset: &str) {
+        self.outputs += 1;
         let outcome = record.outcome();
-        total.add(outcome);
-        subjects.add(record.subject(), outcome);
-        datasets.add(
-            record.row.dataset.as_deref().unwrap_or(&default_dataset),
+        self.total.add(outcome);
+        self.subjects.add(record.subject(), outcome);
+        self.datasets.add(
+            record.row.dataset.as_deref().unwrap_or(default_dataset),
             outcome,
         );
         if outcome != Outcome::Unscored
             && let (Some(correct), Some(chosen)) =
                 (record.row.correct_answer, record.answer_index())
         {
-            positions.add(correct, chosen);
+            self.positions.add(correct, chosen);
         }
         if let (Some(correct), Some(probs)) = (record.row.correct_answer, record.option_probs())
             && probs.len() == record.row.choices.len()
         {
-            calibration.add(probs, correct);
+            self.calibration.add(probs, correct);
         }
-        text.add(&record);
-        judged.add(&record);
-        latencies.push(record.latency_ms);
-        prompt += record.usage.prompt_tokens;
-        completion += record.usage.completion_tokens;
+        self.text.add(record);
+        self.judged.add(record);
+        self.latencies.push(record.latency_ms);
+        self.usage.add(record.usage);
         if record.batch {
-            batch_rows += 1;
-            batch_prompt += record.usage.prompt_tokens;
-            batch_completion += record.usage.completion_tokens;
+            self.batch_rows += 1;
+            self.batch_usage.add(record.usage);
         }
         // Retries are counted per call: a chain-of-thought row makes two calls in two attempts.
         let extra_attempts: u64 = record
@@ -280,99 +272,134 @@ pub fn summarise_folder_with(
             .filter(|c| !c.cached)
             .map(|c| u64::from(c.attempts.saturating_sub(1)))
             .sum();
-        retries.requests += u64::from(record.attempts);
-        retries.retries += extra_attempts;
-        retries.rows_retried += u64::from(extra_attempts > 0);
-        retries.rate_limited += u64::from(record.rate_limited);
-        retries.cached_rows += u64::from(record.fully_cached());
+        self.retries.requests += u64::from(record.attempts);
+        self.retries.retries += extra_attempts;
+        self.retries.rows_retried += u64::from(extra_attempts > 0);
+        self.retries.rate_limited += u64::from(record.rate_limited);
+        self.retries.cached_rows += u64::from(record.fully_cached());
         if let Some(at) = record.finished_at {
-            last_finished = Some(last_finished.map_or(at, |l| l.max(at)));
+            self.last_finished = Some(self.last_finished.map_or(at, |l| l.max(at)));
         }
-        Ok(())
+    }
+
+    fn tokens(&self) -> Tokens {
+        let usage = &self.usage;
+        Tokens {
+            prompt: usage.prompt_tokens,
+            completion: usage.completion_tokens,
+            total: usage.total(),
+            cached_prompt: usage.cached_prompt_tokens,
+            reasoning: usage.reasoning_tokens,
+            per_row: per(usage.total() as f64, self.outputs),
+        }
+    }
+
+    fn cost(&self, price: &Price) -> Cost {
+        // Rows answered by batches cost the batch rate; the others (live) the full one.
+        let all = price.cost_parts(&self.usage);
+        let batch = price.cost_parts(&self.batch_usage);
+        let factor = crate::prices::batch_factor();
+        let parts = CostParts {
+            input: all.input - batch.input * (1.0 - factor),
+            cached_input: all.cached_input - batch.cached_input * (1.0 - factor),
+            output: all.output - batch.output * (1.0 - factor),
+        };
+        let total = parts.total();
+        Cost {
+            currency: price.currency.clone(),
+            input_per_mtok: price.input_per_mtok,
+            cached_input_per_mtok: price.cached_input_per_mtok,
+            output_per_mtok: price.output_per_mtok,
+            price_source: price.source.clone(),
+            total,
+            parts,
+            per_row: per(total, self.outputs),
+            per_correct: (self.total.correct > 0).then(|| total / self.total.correct as f64),
+            batch_rows: self.batch_rows,
+        }
+    }
+}
+
+/// `value / count`, 0 for no row.
+fn per(value: f64, count: u64) -> f64 {
+    if count == 0 {
+        0.0
+    } else {
+        value / count as f64
+    }
+}
+
+/// Score a result folder (streaming its outputs once).
+pub fn summarise_folder_with(
+    folder: &ResultFolder,
+    options: &ScoreOptions,
+) -> Result<Summary, ScoreError> {
+    let run = &folder.manifest;
+    let default_dataset = Some(run.dataset.spec.clone())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "(no dataset)".to_string());
+    let mut rows = RowAccumulator::default();
+    let notes = folder.for_each_output(|_, record| {
+        rows.add(&record, &default_dataset);
+        Ok::<_, ScoreError>(())
     })?;
 
     let errors = folder.errors()?;
     let mut failed_by_kind: BTreeMap<String, u64> = BTreeMap::new();
     for error in &errors {
-        *failed_by_kind.entry(error.kind.clone()).or_default() += 1;
+        *failed_by_kind
+            .entry(error.kind.as_str().to_string())
+            .or_default() += 1;
     }
 
+    let total = &rows.total;
     let accuracy = (total.scored() > 0).then(|| AccuracySection {
         micro: total.accuracy(),
-        macro_subject: subjects.macro_average(),
+        macro_subject: rows.subjects.macro_average(),
         invalid_rate: total.invalid_rate(),
-        clustered_by_subject: subjects.clustered_accuracy(),
+        clustered_by_subject: rows.subjects.clustered_accuracy(),
     });
-    let tokens = Tokens {
-        prompt,
-        completion,
-        total: prompt + completion,
-        per_row: if outputs == 0 {
-            0.0
-        } else {
-            (prompt + completion) as f64 / outputs as f64
-        },
-    };
-    let price = prices::price_for_run(&folder.run);
+    let price = run.price();
     let cost_note = match &price {
         Some(_) => None,
-        None => Some(format!(
-            "no price known for model {}: set input_per_mtok/output_per_mtok under prices in the config file",
-            model_name(folder)
+        None => Some(crate::prices::no_price_hint(
+            run.model_names().first().copied().unwrap_or("(unknown)"),
         )),
     };
-    let cost = price.map(|price| {
-        // Rows answered by batches cost the batch rate; the others (live) the full one.
-        let total_cost = price.cost(prompt - batch_prompt, completion - batch_completion)
-            + price.cost(batch_prompt, batch_completion) * prices::batch_factor();
-        Cost {
-            currency: price.currency.clone(),
-            input_per_mtok: price.input_per_mtok,
-            output_per_mtok: price.output_per_mtok,
-            price_source: price.source.clone(),
-            total: total_cost,
-            per_row: if outputs == 0 {
-                0.0
-            } else {
-                total_cost / outputs as f64
-            },
-            per_correct: (total.correct > 0).then(|| total_cost / total.correct as f64),
-            batch_rows,
-        }
-    });
-    let end = folder.run.finished_at.or(last_finished);
-    let throughput = match (folder.run.started_at, end) {
-        (Some(start), Some(end)) if end > start && outputs > 0 => {
+    let end = run.finished_at.or(rows.last_finished);
+    let throughput = match (run.started_at, end) {
+        (Some(start), Some(end)) if end > start && rows.outputs > 0 => {
             let wall = (end - start).num_milliseconds() as f64 / 1000.0;
             Some(Throughput {
                 wall_seconds: wall,
-                rows_per_second: outputs as f64 / wall,
+                rows_per_second: rows.outputs as f64 / wall,
             })
         }
         _ => None,
     };
-    let text_metrics = text.finish();
-    let judged = judged.finish(options.judge_threshold.unwrap_or(DEFAULT_THRESHOLD));
+    let text_metrics = rows.text.finish();
+    let judged = rows
+        .judged
+        .finish(options.judge_threshold.unwrap_or(DEFAULT_THRESHOLD));
     let quality_index = quality_index(accuracy.as_ref(), text_metrics.as_ref(), &judged);
-    let run = &folder.run;
-    let model = run.model.as_ref();
+    let known = |text: &str| Some(text.to_string()).filter(|t| !t.is_empty());
     Ok(Summary {
         schema_version: SCHEMA_VERSION,
         scored_by: format!("evalr {}", env!("CARGO_PKG_VERSION")),
         run: RunSection {
             run_id: folder.name(),
-            status: run.status.clone(),
-            program: run.program.as_ref().and_then(|p| p.name.clone()),
-            model: model.and_then(|m| m.identity.clone()),
-            backend: model.and_then(|m| m.backend.clone()),
-            deployment: model.and_then(|m| m.deployment.clone()),
-            dataset: run.dataset.as_ref().and_then(|d| d.spec.clone()),
-            dataset_sha256: run.dataset.as_ref().and_then(|d| d.sha256.clone()),
+            status: run.status,
+            program: known(&run.program.name),
+            model: known(&run.model.identity),
+            backend: known(&run.model.backend),
+            deployment: run.model.deployment.clone(),
+            dataset: known(&run.dataset.spec),
+            dataset_sha256: known(&run.dataset.sha256),
             started_at: run.started_at.map(|t| t.to_rfc3339()),
             finished_at: run.finished_at.map(|t| t.to_rfc3339()),
         },
         rows: RowCounts {
-            outputs,
+            outputs: rows.outputs,
             scored: total.scored(),
             correct: total.correct,
             wrong: total.wrong,
@@ -381,32 +408,23 @@ pub fn summarise_folder_with(
             unscored: total.unscored,
             failed: errors.len() as u64,
             failed_by_kind,
-            dataset_rows: run.dataset.as_ref().and_then(|d| d.rows),
+            dataset_rows: run.dataset.rows,
             torn_last_line: notes.torn_last_line,
         },
         accuracy,
-        subjects: subjects.table(),
-        datasets: datasets.table(),
-        position_bias: positions.finish(),
-        calibration: calibration.finish(),
-        tokens,
-        cost,
+        subjects: rows.subjects.table(),
+        datasets: rows.datasets.table(),
+        position_bias: rows.positions.finish(),
+        calibration: rows.calibration.finish(),
+        tokens: rows.tokens(),
+        cost: price.as_ref().map(|p| rows.cost(p)),
         cost_note,
-        latency_ms: stats::percentiles(&latencies),
+        latency_ms: stats::percentiles(&rows.latencies),
         throughput,
-        retries,
+        retries: rows.retries.clone(),
         text_metrics,
         judged,
         quality_index,
         judge_agreement: Vec::new(),
     })
-}
-
-fn model_name(folder: &ResultFolder) -> String {
-    folder
-        .run
-        .model
-        .as_ref()
-        .and_then(|m| m.deployment.clone().or_else(|| m.identity.clone()))
-        .unwrap_or_else(|| "(unknown)".to_string())
 }

@@ -9,7 +9,7 @@ use regex::Regex;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::folder::OutputRecord;
+use crate::results::OutputRecord;
 
 static ARTICLES: LazyLock<Regex> = LazyLock::new(|| {
     // A constant pattern; it compiles.

@@ -54,7 +54,7 @@ fn the_gate_fails_only_when_significantly_worse_by_more_than_the_threshold() {
         .current_dir(dir.path())
         .args(["compare", "run-b", "run-a", "--fail-if-worse", "5"])
         .assert()
-        .code(1)
+        .code(3)
         .stderr(
             "gate failed: run-a is worse than run-b by more than 5 points (B - A = -25.0 pp, 95% CI upper bound -10.0 pp)\n",
         );

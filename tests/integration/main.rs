@@ -21,6 +21,7 @@ mod prompty;
 mod prompty_conformance;
 mod prompty_images;
 mod quota;
+mod results_seams;
 mod run_azureml_endpoint;
 mod run_local;
 mod run_remote;

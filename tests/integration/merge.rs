@@ -1,10 +1,11 @@
-//! `evalr merge` on hand-made shard folders in the results format.
+//! `evalr merge` on shard folders written by evalr's results writer.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use assert_cmd::Command;
 use evalr::azureml::shard::ShardSpec;
+use evalr::results::{ErrorRecord, OutputRecord, RunManifest, write_folder};
 use serde_json::{Value, json};
 
 const COUNT: u32 = 4;
@@ -17,14 +18,26 @@ fn ids() -> Vec<String> {
         .collect()
 }
 
-fn output_line(id: &str, shard: u32) -> String {
-    json!({"id": id, "row": {"id": id, "question": "q", "choices": ["a", "b"], "correct_answer": 1},
+fn output_record(id: &str, shard: u32) -> OutputRecord {
+    serde_json::from_value(json!({"id": id, "row": {"id": id, "question": "q", "choices": ["a", "b"], "correct_answer": 1},
            "program": "zero_shot", "captures": {"answer": "B"},
            "answer": {"capture": "answer", "option": "B", "index": 1}, "outcome": "correct",
            "calls": [], "usage": {"prompt_tokens": 10, "completion_tokens": 1},
            "latency_ms": 12.5, "attempts": 1, "rate_limited": 0, "model": "m",
-           "finished_at": format!("2026-11-24T02:2{shard}:00Z")})
-    .to_string()
+           "finished_at": format!("2026-11-24T02:2{shard}:00Z")}))
+    .unwrap()
+}
+
+/// The line the results writer makes of a row's record.
+fn output_line(id: &str, shard: u32) -> String {
+    serde_json::to_string(&output_record(id, shard)).unwrap()
+}
+
+fn failed(id: &str, error: &str, at: &str) -> ErrorRecord {
+    serde_json::from_value(
+        json!({"id": id, "kind": "failed", "error": error, "attempts": 3, "at": at}),
+    )
+    .unwrap()
 }
 
 struct Fixture {
@@ -70,27 +83,21 @@ fn fixture() -> Fixture {
     for index in 0..COUNT {
         let spec = ShardSpec::new(index, COUNT).unwrap();
         let folder = shared.join(spec.folder_name());
-        fs::create_dir_all(&folder).unwrap();
-        fs::write(
-            folder.join("run.json"),
-            run_json(spec, &dataset, "d1").to_string(),
-        )
-        .unwrap();
-        let mut outputs = String::new();
-        let mut errors = String::new();
+        let run: RunManifest = serde_json::from_value(run_json(spec, &dataset, "d1")).unwrap();
+        let mut outputs = Vec::new();
+        let mut errors = Vec::new();
         for id in ids.iter().filter(|id| spec.owns(id)) {
             if id == &ids[0] {
-                errors += &(json!({"id": id, "kind": "failed", "error": "HTTP 500", "attempts": 3, "at": "t"}).to_string() + "\n");
+                errors.push(failed(id, "HTTP 500", "2026-11-24T02:20:00Z"));
             }
             if id == &ids[1] {
-                errors += &(json!({"id": id, "kind": "failed", "error": "HTTP 500", "attempts": 3, "at": "t1"}).to_string() + "\n");
-                errors += &(json!({"id": id, "kind": "failed", "error": "HTTP 503", "attempts": 3, "at": "t2"}).to_string() + "\n");
+                errors.push(failed(id, "HTTP 500", "2026-11-24T02:21:00Z"));
+                errors.push(failed(id, "HTTP 503", "2026-11-24T02:22:00Z"));
                 continue;
             }
-            outputs += &(output_line(id, index) + "\n");
+            outputs.push(output_record(id, index));
         }
-        fs::write(folder.join("outputs.jsonl"), outputs).unwrap();
-        fs::write(folder.join("errors.jsonl"), errors).unwrap();
+        write_folder(&folder, &run, &outputs, &errors).unwrap();
     }
     Fixture {
         _dir: dir,
@@ -371,4 +378,34 @@ fn an_existing_run_is_not_overwritten() {
             out.display()
         )
     );
+}
+
+/// A failed shard merged with a budget-stopped one: the merged run is `failed` (the worst),
+/// never `stopped_max_cost` (merge used to rank statuses as strings and forgot `failed`).
+#[test]
+fn a_failed_shard_is_never_reported_as_a_budget_stop() {
+    let f = fixture();
+    for (index, status) in [(1, "stopped_max_cost"), (2, "failed")] {
+        let path = f
+            .shared
+            .join(format!("shard-{index}-of-4"))
+            .join("run.json");
+        let mut run: Value = serde_json::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        run["status"] = json!(status);
+        fs::write(&path, run.to_string()).unwrap();
+    }
+    let out = f.root.join("merged");
+    let assert = evalr()
+        .arg("merge")
+        .arg(&f.shared)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success();
+    let stderr = String::from_utf8(assert.get_output().stderr.clone()).unwrap();
+    assert!(stderr.contains("status failed ("), "{stderr}");
+    let run: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("run.json")).unwrap()).unwrap();
+    assert_eq!(run["status"], json!("failed"));
+    assert_eq!(run["merged_from"][2]["status"], json!("failed"));
 }

@@ -104,7 +104,7 @@ fn mlflow_log_against_a_real_tracking_server() {
     assert_eq!(
         stdout,
         format!(
-            "logged {} to MLflow run {run_id} (experiment {experiment_id}) at {}: 16 params, 7 metrics, 4 artifacts (errors.jsonl, report.md, run.json, summary.json)\n",
+            "logged {} to MLflow run {run_id} (experiment {experiment_id}) at {}: 17 params, 7 metrics, 4 artifacts (errors.jsonl, report.md, run.json, summary.json)\n",
             dir.display(),
             server.base
         )
@@ -130,7 +130,7 @@ fn mlflow_log_against_a_real_tracking_server() {
     assert_eq!(param(run, "shard"), None);
     // run_id, evalr_version, status, program.{name,path,sha256}, dataset.{spec,files,sha256,
     // rows}, model.{identity,backend}, config.{concurrency,temperature}, started_at, finished_at
-    assert_eq!(run["data"]["params"].as_array().unwrap().len(), 16);
+    assert_eq!(run["data"]["params"].as_array().unwrap().len(), 17);
     let listed = get_json(&format!("{api}/mlflow/artifacts/list?run_id={run_id}"));
     let mut names: Vec<&str> = listed["files"]
         .as_array()

@@ -153,7 +153,7 @@ fn check_lists_variables_no_row_provides_and_ignored_keys() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert_eq!(output.status.code(), Some(3), "{stdout}");
     assert!(
         stdout.contains("problem: the template uses `context`, which no row"),
         "{stdout}"

@@ -374,8 +374,12 @@ fn no_key_is_a_one_line_error_with_exit_code_2_and_nothing_written() {
         .unwrap();
     assert_eq!(output.status.code(), Some(2));
     let stderr = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(stderr.contains("set AZURE_OPENAI_API_KEY"), "{stderr}");
+    // The run's first line says which model; then one line of error.
+    let lines: Vec<&str> = stderr.lines().collect();
+    assert_eq!(lines.len(), 2, "{stderr}");
+    assert_eq!(lines[0], "model: azure:gpt-4o (from --model)");
+    assert!(lines[1].starts_with("error: "), "{stderr}");
+    assert!(lines[1].contains("set AZURE_OPENAI_API_KEY"), "{stderr}");
     assert!(!folder.exists());
 }
 
@@ -711,7 +715,7 @@ fn dry_run_counts_requests_and_cost_without_calling_anything() {
 }
 
 #[test]
-fn max_errors_stops_the_run_cleanly_with_exit_code_1() {
+fn max_errors_stops_the_run_cleanly_with_the_verdict_exit_code_3() {
     let server = ChatServer::start(ServerConfig {
         fail_every: Some(1),
         ..Default::default()
@@ -734,7 +738,7 @@ fn max_errors_stops_the_run_cleanly_with_exit_code_1() {
         .unwrap();
     assert_eq!(
         output.status.code(),
-        Some(1),
+        Some(3),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -841,7 +845,7 @@ fn max_cost_stops_cleanly_and_the_run_resumes_to_the_end() {
         .unwrap();
     assert_eq!(
         output.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
@@ -860,7 +864,7 @@ fn max_cost_stops_cleanly_and_the_run_resumes_to_the_end() {
         .unwrap();
     assert_eq!(
         output.status.code(),
-        Some(3),
+        Some(4),
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );

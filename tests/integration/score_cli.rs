@@ -84,7 +84,11 @@ fn score_writes_summary_report_parquet_and_chart() {
     insta::assert_snapshot!("report_run_a", report);
 
     let svg = std::fs::read_to_string(folder.join("calibration.svg")).expect("svg");
-    assert!(svg.starts_with("<svg") && svg.contains("Calibration: run-a (ECE 0.209, 38 rows)"));
+    let title = format!(
+        "Calibration: run-a (ECE {:.3}, 38 rows)",
+        summary["calibration"]["ece"].as_f64().unwrap()
+    );
+    assert!(svg.starts_with("<svg") && svg.contains(&title), "{title}");
 }
 
 #[test]
@@ -125,7 +129,23 @@ fn parquet_holds_one_row_per_output_with_probabilities() {
         .unwrap();
     let first = probs.value(0);
     let first = first.as_any().downcast_ref::<Float64Array>().unwrap();
-    assert_eq!(first.values().to_vec(), vec![0.6617, 0.1706, 0.057, 0.1107]);
+    // As the fixture's first line recorded them.
+    let recorded: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(folder.join("outputs.jsonl"))
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap(),
+    )
+    .unwrap();
+    let recorded: Vec<f64> = recorded["calls"][0]["option_probs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_f64().unwrap())
+        .collect();
+    assert_eq!(first.values().to_vec(), recorded);
+    assert_eq!(recorded.len(), 4);
     assert!(probs.is_null(13), "an unparsed row has no probabilities");
 }
 
@@ -276,7 +296,7 @@ fn the_library_entry_points_used_by_run() {
         summary.accuracy.as_ref().map(|a| a.micro.value),
         Some(0.825)
     );
-    evalr::score::write_reports(&folder, &summary).expect("written");
+    evalr::report::write_score_reports(&folder, &summary).expect("written");
     for file in [
         "summary.json",
         "report.md",
@@ -352,7 +372,7 @@ fn the_judge_threshold_changes_the_pass_rate() {
 #[test]
 fn judged_metrics_of_a_judge_run_attach_to_the_judged_run() {
     let dir = copy_fixtures(&["run-a", "run-judged"]);
-    let judge = evalr::score::ResultFolder::open(&dir.path().join("run-judged")).unwrap();
+    let judge = evalr::results::ResultFolder::open(&dir.path().join("run-judged")).unwrap();
     let judged = evalr::score::judged::score_judge_folder(&judge, 3).unwrap();
     let mut summary = evalr::score::score_folder(&dir.path().join("run-a")).unwrap();
     assert_eq!(summary.quality_index.as_ref().map(|q| q.value), Some(0.575));
@@ -366,4 +386,30 @@ fn judged_metrics_of_a_judge_run_attach_to_the_judged_run() {
         "{}",
         q.value
     );
+}
+
+/// Reports are created with the user's umask like any file (they were 0600, unreadable to
+/// the CI job or the colleague who picks them up).
+#[cfg(unix)]
+#[test]
+fn reports_are_created_with_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = copy_fixtures(&["run-b"]);
+    let folder = dir.path().join("run-b");
+    evalr().arg("score").arg(&folder).assert().success();
+    let mode = |path: &std::path::Path| {
+        std::fs::metadata(path).expect("file").permissions().mode() & 0o777
+    };
+    // What a plain new file gets here (0644 under the usual umask 022).
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    for file in [
+        "summary.json",
+        "report.md",
+        "outputs.parquet",
+        "calibration.svg",
+        "run.json",
+    ] {
+        assert_eq!(mode(&folder.join(file)), mode(&plain), "{file}");
+    }
 }

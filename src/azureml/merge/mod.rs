@@ -6,39 +6,30 @@
 //! folders themselves) checks that the folders are the N shards of one run, then writes one
 //! ordinary result folder that `evalr score` reads like any unsharded run.
 //!
-//! Output lines are copied byte for byte (only their `id` is read), so a merged run holds
-//! exactly the lines the shards wrote.
+//! Every line is read through `crate::results` (so a shard in a bad format is refused with
+//! its file and line), then copied byte for byte: a merged run holds exactly the lines the
+//! shards wrote. The merged status is the worst shard's ([`RunStatus::worst`]): a failed
+//! shard is never reported as, say, a budget stop.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use serde_json::{Map, Value};
-
 use super::shard::ShardSpec;
+use crate::results::{
+    self, ErrorRecord, Line, MANIFEST_FILE, MergedShard, OutputRecord, ResultsError, RunManifest,
+    RunStatus,
+};
 
-mod journal;
+mod order;
 
-pub use journal::natural_cmp;
-use journal::{Line, dataset_order, read_jsonl};
+use order::dataset_order;
+pub use order::natural_cmp;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MergeError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("{path}:{line}: not a JSON object: {message}")]
-    Json {
-        path: PathBuf,
-        line: usize,
-        message: String,
-    },
-    #[error("{path}:{line}: the line has no string \"id\"")]
-    NoId { path: PathBuf, line: usize },
+    #[error(transparent)]
+    Results(#[from] ResultsError),
     #[error("{0}: no shard found (expected a run.json here or shard-K-of-N/ folders under it)")]
     NoShards(PathBuf),
     #[error("{0}: this run was not sharded (run.json has \"shard\": null); nothing to merge")]
@@ -78,7 +69,7 @@ pub enum MergeError {
 pub struct ShardFolder {
     pub path: PathBuf,
     pub spec: ShardSpec,
-    pub run: Value,
+    pub manifest: RunManifest,
 }
 
 /// How the merged outputs were ordered.
@@ -99,7 +90,8 @@ pub struct MergeSummary {
     pub duplicate_outputs: usize,
     /// Error lines dropped because the row finished (in any shard) or failed again later.
     pub dropped_errors: usize,
-    pub status: String,
+    /// The worst status of the shards (see [`RunStatus::worst`]).
+    pub status: RunStatus,
     pub order: RowOrder,
     /// Non-fatal observations (a torn last line, unfinished shards).
     pub warnings: Vec<String>,
@@ -110,17 +102,17 @@ pub struct MergeSummary {
 pub fn find_shards(inputs: &[PathBuf]) -> Result<Vec<ShardFolder>, MergeError> {
     let mut shards = Vec::new();
     for input in inputs {
-        if input.join("run.json").is_file() {
+        if input.join(MANIFEST_FILE).is_file() {
             shards.push(read_shard(input)?);
             continue;
         }
-        let entries = fs::read_dir(input).map_err(|source| MergeError::Io {
+        let entries = fs::read_dir(input).map_err(|source| ResultsError::Io {
             path: input.clone(),
             source,
         })?;
         let mut found: Vec<PathBuf> = entries
             .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_dir() && p.join("run.json").is_file())
+            .filter(|p| p.is_dir() && p.join(MANIFEST_FILE).is_file())
             .collect();
         found.sort();
         if found.is_empty() {
@@ -134,50 +126,34 @@ pub fn find_shards(inputs: &[PathBuf]) -> Result<Vec<ShardFolder>, MergeError> {
 }
 
 fn read_shard(path: &Path) -> Result<ShardFolder, MergeError> {
-    let file = path.join("run.json");
-    let text = fs::read_to_string(&file).map_err(|source| MergeError::Io {
-        path: file.clone(),
-        source,
-    })?;
-    let run: Value = serde_json::from_str(&text).map_err(|e| MergeError::Json {
-        path: file.clone(),
-        line: e.line(),
-        message: e.to_string(),
-    })?;
-    let shard = run.get("shard").cloned().unwrap_or(Value::Null);
-    if shard.is_null() {
+    let manifest = results::read_manifest(path)?;
+    let Some(shard) = manifest.shard else {
         return Err(MergeError::NotAShard(path.to_path_buf()));
-    }
-    let number = |key: &str| {
-        shard
-            .get(key)
-            .and_then(Value::as_u64)
-            .and_then(|n| u32::try_from(n).ok())
     };
-    let (Some(index), Some(count)) = (number("index"), number("count")) else {
-        return Err(MergeError::BadShard {
-            path: file,
-            message: format!("expected {{\"index\": K, \"count\": N}}, found {shard}"),
-        });
-    };
-    let spec = ShardSpec::new(index, count).map_err(|e| MergeError::BadShard {
-        path: file,
+    let spec = ShardSpec::new(shard.index, shard.count).map_err(|e| MergeError::BadShard {
+        path: path.join(MANIFEST_FILE),
         message: e.to_string(),
     })?;
     Ok(ShardFolder {
         path: path.to_path_buf(),
         spec,
-        run,
+        manifest,
     })
 }
 
-/// The run.json fields that must agree for folders to be shards of one run.
-const SAME_RUN_FIELDS: [&[&str]; 4] = [
-    &["program", "sha256"],
-    &["dataset", "sha256"],
-    &["model", "identity"],
-    &["shard", "count"],
-];
+/// The run.json fields that must agree for folders to be shards of one run, as the error
+/// names and shows them.
+fn same_run_fields(m: &RunManifest) -> [(&'static str, String); 4] {
+    [
+        ("program.sha256", format!("{:?}", m.program.sha256)),
+        ("dataset.sha256", format!("{:?}", m.dataset.sha256)),
+        ("model.identity", format!("{:?}", m.model.identity)),
+        (
+            "shard.count",
+            m.shard.map_or("absent".into(), |s| s.count.to_string()),
+        ),
+    ]
+}
 
 /// Checks that `shards` are all the shards of one run; returns them sorted by index.
 pub fn check_shards(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, MergeError> {
@@ -185,17 +161,16 @@ pub fn check_shards(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Me
     let Some(first) = shards.first() else {
         return Err(MergeError::NoShards(PathBuf::from(".")));
     };
+    let expected = same_run_fields(&first.manifest);
     for other in &shards[1..] {
-        for field in SAME_RUN_FIELDS {
-            let a = pointer(&first.run, field);
-            let b = pointer(&other.run, field);
-            if a != b {
+        for ((field, a), (_, b)) in expected.iter().zip(same_run_fields(&other.manifest)) {
+            if *a != b {
                 return Err(MergeError::Mismatch {
-                    field: field.join("."),
+                    field: field.to_string(),
                     first: first.path.clone(),
-                    first_value: a.map_or("absent".into(), |v| v.to_string()),
+                    first_value: a.clone(),
                     other: other.path.clone(),
-                    other_value: b.map_or("absent".into(), |v| v.to_string()),
+                    other_value: b,
                 });
             }
         }
@@ -229,38 +204,155 @@ pub fn check_shards(mut shards: Vec<ShardFolder>) -> Result<Vec<ShardFolder>, Me
     Ok(shards)
 }
 
-fn pointer<'a>(value: &'a Value, path: &[&str]) -> Option<&'a Value> {
-    path.iter().try_fold(value, |v, key| v.get(key))
+/// A journal line kept as written (merge copies lines byte for byte), with its id.
+struct Kept {
+    id: Option<String>,
+    /// For error lines without id: the dataset line they are about.
+    line: Option<u64>,
+    text: String,
 }
 
-/// Worst first: the merged run has the status of its least finished shard.
-fn status_rank(status: &str) -> u8 {
-    match status {
-        "finished" => 0,
-        "running" => 1,
-        "interrupted" => 2,
-        "stopped_max_errors" => 3,
-        "stopped_max_cost" => 4,
-        _ => 2,
+/// Reads one shard journal file through the results reader; a torn last line becomes a
+/// warning.
+fn read_journal<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    key: impl Fn(&T) -> (Option<String>, Option<u64>),
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Kept>, MergeError> {
+    let mut kept = Vec::new();
+    let notes = results::read_optional(path, |line: Line<'_, T>| {
+        let (id, number) = key(&line.record);
+        kept.push(Kept {
+            id,
+            line: number,
+            text: line.text.to_string(),
+        });
+        Ok::<_, ResultsError>(())
+    })?;
+    if let Some(number) = notes.torn_line {
+        warnings.push(format!(
+            "{}:{number}: skipped a torn last line (a write cut short)",
+            path.display()
+        ));
     }
+    Ok(kept)
 }
 
-fn earliest_or_latest(values: &[Option<&str>], latest: bool) -> Option<String> {
-    let mut best: Option<(chrono::DateTime<chrono::FixedOffset>, &str)> = None;
-    for v in values {
-        let text = (*v)?;
-        let Ok(t) = chrono::DateTime::parse_from_rfc3339(text) else {
-            continue;
-        };
-        let better = match best {
-            None => true,
-            Some((b, _)) => (latest && t > b) || (!latest && t < b),
-        };
-        if better {
-            best = Some((t, text));
+/// The outputs of all shards: the first line of each id wins (shards never share a row; a
+/// repeated id comes from a journal written twice, and both lines describe the same finished
+/// row). Returns the lines and how many were dropped.
+fn merged_outputs(
+    shards: &[ShardFolder],
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<Kept>, usize), MergeError> {
+    let mut outputs = Vec::new();
+    let mut seen = HashSet::new();
+    let mut duplicates = 0;
+    for s in shards {
+        let path = s.path.join(results::OUTPUTS_FILE);
+        let key = |r: &OutputRecord| (Some(r.id.clone()), None);
+        for line in read_journal(&path, key, warnings)? {
+            if seen.insert(line.id.clone().unwrap_or_default()) {
+                outputs.push(line);
+            } else {
+                duplicates += 1;
+            }
         }
     }
-    best.map(|(_, s)| s.to_string())
+    Ok((outputs, duplicates))
+}
+
+/// The errors of all shards: rows that finished anywhere are not failures of the merged run;
+/// of several failures of one row the last one written stands. Returns the lines and how
+/// many were dropped.
+fn merged_errors(
+    shards: &[ShardFolder],
+    finished: &HashSet<&str>,
+    warnings: &mut Vec<String>,
+) -> Result<(Vec<Kept>, usize), MergeError> {
+    let mut errors: Vec<Kept> = Vec::new();
+    let mut slot: HashMap<String, usize> = HashMap::new();
+    let mut dropped = 0;
+    for s in shards {
+        let path = s.path.join(results::ERRORS_FILE);
+        let key = |r: &ErrorRecord| (r.id.clone(), r.line);
+        for line in read_journal(&path, key, warnings)? {
+            if line.id.as_deref().is_some_and(|id| finished.contains(id)) {
+                dropped += 1;
+                continue;
+            }
+            let key = match (&line.id, line.line) {
+                (Some(id), _) => format!("id:{id}"),
+                (None, Some(n)) => format!("line:{n}"),
+                (None, None) => format!("text:{}", line.text),
+            };
+            match slot.get(&key) {
+                Some(&at) => {
+                    errors[at] = line;
+                    dropped += 1;
+                }
+                None => {
+                    slot.insert(key, errors.len());
+                    errors.push(line);
+                }
+            }
+        }
+    }
+    Ok((errors, dropped))
+}
+
+/// Sorts lines in dataset order when the dataset files are readable, else by natural id.
+fn sort_lines(base: &RunManifest, outputs: &mut [Kept], errors: &mut [Kept]) -> RowOrder {
+    let id = |l: &Kept| l.id.clone().unwrap_or_default();
+    match dataset_order(&base.dataset.files) {
+        Some(positions) => {
+            let key = |l: &Kept| l.id.as_ref().and_then(|id| positions.get(id)).copied();
+            let by_position = |a: &Kept, b: &Kept| match (key(a), key(b)) {
+                (Some(x), Some(y)) => x.cmp(&y),
+                (Some(_), None) => std::cmp::Ordering::Less,
+                (None, Some(_)) => std::cmp::Ordering::Greater,
+                (None, None) => natural_cmp(&id(a), &id(b)),
+            };
+            outputs.sort_by(by_position);
+            errors.sort_by(by_position);
+            RowOrder::Dataset
+        }
+        None => {
+            outputs.sort_by(|a, b| natural_cmp(&id(a), &id(b)));
+            errors.sort_by(|a, b| natural_cmp(&id(a), &id(b)));
+            RowOrder::NaturalId
+        }
+    }
+}
+
+/// `run.json` of the merged run: the first shard's, with the worst status, the earliest
+/// start, the last finish (none while a shard has not finished) and the shards it came from.
+fn merged_manifest(shards: &[ShardFolder], out: &Path) -> RunManifest {
+    let mut run = shards[0].manifest.clone();
+    let run_ids: HashSet<&str> = shards.iter().map(|s| s.manifest.run_id.as_str()).collect();
+    run.run_id = match run_ids.iter().next() {
+        Some(id) if run_ids.len() == 1 && !id.is_empty() => id.to_string(),
+        _ => out
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "merged".to_string()),
+    };
+    run.status = RunStatus::worst(shards.iter().map(|s| s.manifest.status));
+    run.shard = None;
+    run.started_at = shards.iter().filter_map(|s| s.manifest.started_at).min();
+    let finished: Option<Vec<_>> = shards.iter().map(|s| s.manifest.finished_at).collect();
+    run.finished_at = finished.and_then(|times| times.into_iter().max());
+    run.merged_from = shards
+        .iter()
+        .map(|s| MergedShard {
+            index: s.spec.index,
+            count: s.spec.count,
+            run_id: s.manifest.run_id.clone(),
+            status: s.manifest.status,
+            path: s.path.display().to_string(),
+        })
+        .collect();
+    run
 }
 
 /// Merges the shards found in `inputs` into the result folder `out`.
@@ -272,184 +364,41 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<MergeSummary, MergeError>
             return Err(MergeError::OutIsInput(out.to_path_buf()));
         }
     }
-    if out.join("run.json").exists() {
+    if out.join(MANIFEST_FILE).exists() {
         return Err(MergeError::OutExists(out.to_path_buf()));
     }
-
-    let mut warnings = Vec::new();
-    for s in &shards {
-        let status = s
-            .run
-            .get("status")
-            .and_then(Value::as_str)
-            .unwrap_or("absent");
-        if status != "finished" {
-            warnings.push(format!(
-                "shard {} ({}) has status {status}: its rows are merged as they are",
+    let mut warnings: Vec<String> = shards
+        .iter()
+        .filter(|s| s.manifest.status != RunStatus::Finished)
+        .map(|s| {
+            format!(
+                "shard {} ({}) has status {}: its rows are merged as they are",
                 s.spec,
-                s.path.display()
-            ));
-        }
-    }
-
-    // Outputs: the first line of each id wins (shards never share a row; a repeated id
-    // comes from a journal written twice, and both lines describe the same finished row).
-    let mut outputs: Vec<Line> = Vec::new();
-    let mut seen = HashSet::new();
-    let mut duplicate_outputs = 0;
-    for s in &shards {
-        for line in read_jsonl(&s.path.join("outputs.jsonl"), true, &mut warnings)? {
-            let id = line.id.clone().unwrap_or_default();
-            if seen.insert(id) {
-                outputs.push(line);
-            } else {
-                duplicate_outputs += 1;
-            }
-        }
-    }
-
-    // Errors: rows that finished anywhere are not failures of the merged run; of several
-    // failures of one row the last one written stands.
-    let mut errors: Vec<Line> = Vec::new();
-    let mut error_slot: HashMap<String, usize> = HashMap::new();
-    let mut dropped_errors = 0;
-    for s in &shards {
-        for line in read_jsonl(&s.path.join("errors.jsonl"), false, &mut warnings)? {
-            let key = match (&line.id, line.value.get("line")) {
-                (Some(id), _) => format!("id:{id}"),
-                (None, Some(n)) => format!("line:{n}"),
-                (None, None) => format!("text:{}", line.text),
-            };
-            if line.id.as_ref().is_some_and(|id| seen.contains(id)) {
-                dropped_errors += 1;
-                continue;
-            }
-            match error_slot.get(&key) {
-                Some(&slot) => {
-                    errors[slot] = line;
-                    dropped_errors += 1;
-                }
-                None => {
-                    error_slot.insert(key, errors.len());
-                    errors.push(line);
-                }
-            }
-        }
-    }
-
-    let base = &shards[0].run;
-    let order = match dataset_order(base) {
-        Some(positions) => {
-            let key = |l: &Line| l.id.as_ref().and_then(|id| positions.get(id)).copied();
-            let sort = |lines: &mut Vec<Line>| {
-                lines.sort_by(|a, b| match (key(a), key(b)) {
-                    (Some(x), Some(y)) => x.cmp(&y),
-                    (Some(_), None) => std::cmp::Ordering::Less,
-                    (None, Some(_)) => std::cmp::Ordering::Greater,
-                    (None, None) => {
-                        natural_cmp(a.id.as_deref().unwrap_or(""), b.id.as_deref().unwrap_or(""))
-                    }
-                })
-            };
-            sort(&mut outputs);
-            sort(&mut errors);
-            RowOrder::Dataset
-        }
-        None => {
-            outputs.sort_by(|a, b| {
-                natural_cmp(a.id.as_deref().unwrap_or(""), b.id.as_deref().unwrap_or(""))
-            });
-            errors.sort_by(|a, b| {
-                natural_cmp(a.id.as_deref().unwrap_or(""), b.id.as_deref().unwrap_or(""))
-            });
-            RowOrder::NaturalId
-        }
-    };
-
-    let status = shards
-        .iter()
-        .map(|s| {
-            s.run
-                .get("status")
-                .and_then(Value::as_str)
-                .unwrap_or("running")
-        })
-        .max_by_key(|s| status_rank(s))
-        .unwrap_or("finished")
-        .to_string();
-    let started: Vec<Option<&str>> = shards
-        .iter()
-        .map(|s| s.run.get("started_at").and_then(Value::as_str))
-        .collect();
-    let finished: Vec<Option<&str>> = shards
-        .iter()
-        .map(|s| s.run.get("finished_at").and_then(Value::as_str))
-        .collect();
-    let run_ids: HashSet<Option<&str>> = shards
-        .iter()
-        .map(|s| s.run.get("run_id").and_then(Value::as_str))
-        .collect();
-    let run_id = match run_ids.iter().next() {
-        Some(Some(id)) if run_ids.len() == 1 => id.to_string(),
-        _ => out
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "merged".to_string()),
-    };
-
-    let mut run: Map<String, Value> = base.as_object().cloned().unwrap_or_default();
-    run.insert("run_id".into(), Value::String(run_id));
-    run.insert("status".into(), Value::String(status.clone()));
-    run.insert("shard".into(), Value::Null);
-    run.insert(
-        "started_at".into(),
-        earliest_or_latest(&started, false).map_or(Value::Null, Value::String),
-    );
-    // A shard without finished_at has not finished: neither has the merged run.
-    let all_finished = finished.iter().all(Option::is_some);
-    run.insert(
-        "finished_at".into(),
-        match all_finished {
-            true => earliest_or_latest(&finished, true).map_or(Value::Null, Value::String),
-            false => Value::Null,
-        },
-    );
-    let merged_from: Vec<Value> = shards
-        .iter()
-        .map(|s| {
-            let mut m = BTreeMap::new();
-            m.insert("index", Value::from(s.spec.index));
-            m.insert("count", Value::from(s.spec.count));
-            m.insert(
-                "run_id",
-                s.run.get("run_id").cloned().unwrap_or(Value::Null),
-            );
-            m.insert(
-                "status",
-                s.run.get("status").cloned().unwrap_or(Value::Null),
-            );
-            m.insert("path", Value::String(s.path.display().to_string()));
-            serde_json::to_value(m).unwrap_or(Value::Null)
+                s.path.display(),
+                s.manifest.status
+            )
         })
         .collect();
-    run.insert("merged_from".into(), Value::Array(merged_from));
+    let (mut outputs, duplicate_outputs) = merged_outputs(&shards, &mut warnings)?;
+    let finished: HashSet<&str> = outputs.iter().filter_map(|l| l.id.as_deref()).collect();
+    let (mut errors, dropped_errors) = merged_errors(&shards, &finished, &mut warnings)?;
+    let manifest = merged_manifest(&shards, out);
+    let order = sort_lines(&manifest, &mut outputs, &mut errors);
 
-    fs::create_dir_all(out).map_err(|source| MergeError::Io {
+    fs::create_dir_all(out).map_err(|source| ResultsError::Io {
         path: out.to_path_buf(),
         source,
     })?;
-    write_lines(
-        &out.join("outputs.jsonl"),
+    results::write_lines(
+        &out.join(results::OUTPUTS_FILE),
         outputs.iter().map(|l| l.text.as_str()),
     )?;
-    write_lines(
-        &out.join("errors.jsonl"),
+    results::write_lines(
+        &out.join(results::ERRORS_FILE),
         errors.iter().map(|l| l.text.as_str()),
     )?;
     // run.json last: its presence marks a complete merge.
-    let mut text = serde_json::to_string_pretty(&Value::Object(run)).unwrap_or_default();
-    text.push('\n');
-    write_file(&out.join("run.json"), text.as_bytes())?;
+    results::write_manifest(out, &manifest)?;
 
     Ok(MergeSummary {
         shards: shards[0].spec.count,
@@ -457,27 +406,8 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<MergeSummary, MergeError>
         errors: errors.len(),
         duplicate_outputs,
         dropped_errors,
-        status,
+        status: manifest.status,
         order,
         warnings,
     })
-}
-
-fn write_lines<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) -> Result<(), MergeError> {
-    let mut buf = Vec::new();
-    for line in lines {
-        buf.extend_from_slice(line.as_bytes());
-        buf.push(b'\n');
-    }
-    write_file(path, &buf)
-}
-
-fn write_file(path: &Path, bytes: &[u8]) -> Result<(), MergeError> {
-    let io = |source| MergeError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let mut file = fs::File::create(path).map_err(io)?;
-    file.write_all(bytes).map_err(io)?;
-    file.sync_all().map_err(io)
 }

@@ -59,10 +59,15 @@ pub fn run_params(run: &Value) -> Vec<(String, String)> {
             }
         };
         let text = match v {
+            // Null and empty values say nothing a parameter could carry.
             Value::Null => return,
+            Value::String(s) if s.is_empty() => return,
             Value::Object(map) => {
                 for (k, v) in map {
-                    if prefix.is_empty() && k == "merged_from" {
+                    // Lists of shards, batches and quota samples are logs, not parameters
+                    // (they travel in the run.json artifact).
+                    if prefix.is_empty() && ["merged_from", "batch", "quota"].contains(&k.as_str())
+                    {
                         continue;
                     }
                     walk(&join(k), v, out);

@@ -2,7 +2,8 @@
 //!
 //! When `MLFLOW_TRACKING_URI` is set (AzureML sets it in every job, with `MLFLOW_RUN_ID` and
 //! `MLFLOW_TRACKING_TOKEN`), a result folder is logged as:
-//! - parameters: run.json flattened to dotted names (`model.identity`, `config.concurrency`);
+//! - parameters: run.json (read through `crate::results`) flattened to dotted names
+//!   (`model.identity`, `config.concurrency`);
 //! - metrics: every numeric leaf of summary.json under its dotted name (`accuracy`,
 //!   `accuracy_by_subject.anatomy`), read as plain JSON so this module does not depend on
 //!   the scorer's types;
@@ -196,7 +197,11 @@ fn proxied_artifact_path(artifact_uri: &str) -> Option<String> {
 
 /// Logs the result folder `dir` (run.json, summary.json, report files) to MLflow.
 pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, MlflowError> {
-    let run = read_json(&dir.join("run.json"))?;
+    let manifest = crate::results::read_manifest(dir).map_err(|e| MlflowError::File {
+        path: dir.join(crate::results::MANIFEST_FILE),
+        message: e.to_string(),
+    })?;
+    let run = serde_json::to_value(&manifest).unwrap_or_default();
     let summary_path = dir.join("summary.json");
     if !summary_path.is_file() {
         return Err(MlflowError::File {
@@ -239,7 +244,9 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
         }
         None => {
             let experiment_id = client.experiment_id().await?;
-            let name = run["run_id"].as_str().unwrap_or("evalr");
+            let name = Some(manifest.run_id.as_str())
+                .filter(|n| !n.is_empty())
+                .unwrap_or("evalr");
             let created = client
                 .post(
                     "mlflow/runs/create",
@@ -327,8 +334,8 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
     };
 
     if created {
-        let status = match run["status"].as_str() {
-            Some("finished") => "FINISHED",
+        let status = match manifest.status {
+            crate::results::RunStatus::Finished => "FINISHED",
             _ => "KILLED",
         };
         client

@@ -67,6 +67,7 @@ impl Engine<'_> {
             usage: Usage {
                 prompt_tokens: prompt.len() as u64,
                 completion_tokens: u64::from(generated),
+                ..Usage::default()
             },
             requests: 1,
         })

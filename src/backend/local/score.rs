@@ -82,7 +82,7 @@ impl Engine<'_> {
             raw_text: None,
             usage: Usage {
                 prompt_tokens: (scores.prompt_tokens + option_tokens) as u64,
-                completion_tokens: 0,
+                ..Usage::default()
             },
             requests: 1,
         })

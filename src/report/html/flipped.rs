@@ -8,9 +8,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::rows::{CHUNK_ROWS, compress, preview, split_messages};
+use crate::results::{OutputRecord, ResultFolder};
 use crate::score::ScoreError;
 use crate::score::compare::{Comparison, PairComparison};
-use crate::score::folder::{OutputRecord, ResultFolder};
 
 /// Directions of a flip, as the index stores them.
 pub const DIRECTIONS: [&str; 2] = ["right_to_wrong", "wrong_to_right"];
@@ -48,7 +48,7 @@ fn records_of(
         if ids.contains(record.id.as_str()) {
             records.insert(record.id.clone(), record);
         }
-        Ok(())
+        Ok::<_, ScoreError>(())
     })?;
     Ok(records)
 }

@@ -7,7 +7,8 @@ use serde::Serialize;
 
 use super::{COMPARE_HTML, REPORT_HTML};
 use crate::report::{ExportError, SUMMARY_FILE};
-use crate::score::{JUDGE_FOLDER, ResultFolder};
+use crate::results::{MANIFEST_FILE, OUTPUTS_FILE, ResultFolder};
+use crate::score::JUDGE_FOLDER;
 
 /// Folders below the results folder searched for runs (results/<run>/, results/<group>/<run>/).
 const MAX_DEPTH: usize = 3;
@@ -60,8 +61,7 @@ pub fn find_pages(root: &Path) -> std::io::Result<Listing> {
 
 fn walk(root: &Path, dir: &Path, depth: usize, listing: &mut Listing) -> std::io::Result<()> {
     let name = relative_name(root, dir);
-    if dir.join(ResultFolder::RUN_FILE).is_file() && dir.join(ResultFolder::OUTPUTS_FILE).is_file()
-    {
+    if dir.join(MANIFEST_FILE).is_file() && dir.join(OUTPUTS_FILE).is_file() {
         // A folder that does not open as a run (bad run.json) is left out of the list, as
         // `evalr score` would refuse it with the reason.
         if let Ok(folder) = ResultFolder::open(dir) {
@@ -101,7 +101,8 @@ fn relative_name(root: &Path, dir: &Path) -> String {
 }
 
 fn run_entry(name: String, folder: &ResultFolder) -> RunEntry {
-    let run = &folder.run;
+    let run = &folder.manifest;
+    let known = |text: &str| Some(text.to_string()).filter(|t| !t.is_empty());
     // summary.json is evalr score's output; only its headline figure is read here.
     let accuracy = std::fs::read_to_string(folder.path.join(SUMMARY_FILE))
         .ok()
@@ -111,10 +112,10 @@ fn run_entry(name: String, folder: &ResultFolder) -> RunEntry {
         name,
         path: folder.path.clone(),
         run_id: folder.name(),
-        status: run.status.clone(),
-        model: run.model.as_ref().and_then(|m| m.identity.clone()),
-        program: run.program.as_ref().and_then(|p| p.name.clone()),
-        dataset: run.dataset.as_ref().and_then(|d| d.spec.clone()),
+        status: Some(run.status.as_str().to_string()),
+        model: known(&run.model.identity),
+        program: known(&run.program.name),
+        dataset: known(&run.dataset.spec),
         started_at: run.started_at.map(|t| t.to_rfc3339()),
         accuracy,
         has_report: folder.path.join(REPORT_HTML).is_file(),

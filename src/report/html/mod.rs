@@ -14,8 +14,9 @@
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::{ExportError, Exporter};
+use crate::results::ResultFolder;
+use crate::score::Summary;
 use crate::score::compare::Comparison;
-use crate::score::{ResultFolder, Summary};
 
 pub mod embed;
 pub mod flipped;

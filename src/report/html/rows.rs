@@ -14,7 +14,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::embed;
-use crate::score::folder::{ErrorRecord, Outcome, OutputRecord, ResultFolder};
+use crate::results::{ErrorRecord, Outcome, OutputRecord, ResultFolder};
 use crate::score::{JUDGE_FOLDER, ScoreError, judged};
 
 /// Rows per chunk: opening a row inflates at most this many rows' details.
@@ -107,20 +107,22 @@ pub fn read_judged(run: &Path) -> Result<(Vec<String>, JudgedById), ScoreError> 
         return Ok((metrics, by_row));
     }
     let mut folders: Vec<_> = std::fs::read_dir(&root)
-        .map_err(|source| ScoreError::Io {
-            path: root.clone(),
-            source,
+        .map_err(|source| {
+            ScoreError::from(crate::results::ResultsError::Io {
+                path: root.clone(),
+                source,
+            })
         })?
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .filter(|p| p.join(ResultFolder::OUTPUTS_FILE).is_file())
+        .filter(|p| p.join(crate::results::OUTPUTS_FILE).is_file())
         .collect();
     folders.sort();
     for path in folders {
         let folder = ResultFolder::open(&path)?;
         folder.for_each_output(|_, record| {
             let Some(metric) = judged::judge_metric(&record).map(str::to_string) else {
-                return Ok(());
+                return Ok::<_, ScoreError>(());
             };
             let Some(judged_id) = record
                 .row

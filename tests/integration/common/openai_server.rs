@@ -140,6 +140,12 @@ pub struct ServerConfig {
     /// From this long after the first request on, another client takes this share of the
     /// quota (of both buckets' refill).
     pub others_take: Option<(Duration, f64)>,
+    /// Prompt tokens each answer reports as served from the prompt cache
+    /// (`usage.prompt_tokens_details.cached_tokens`, at most the prompt's).
+    pub cached_prompt_tokens: u64,
+    /// Reasoning tokens each answer reports (`usage.completion_tokens_details`), counted
+    /// in its completion tokens as the service does.
+    pub reasoning_tokens: u64,
 }
 
 impl Default for ServerConfig {
@@ -162,6 +168,8 @@ impl Default for ServerConfig {
             repeat_answers: Vec::new(),
             quota_headers: QuotaHeaderStyle::Azure,
             others_take: None,
+            cached_prompt_tokens: 0,
+            reasoning_tokens: 0,
         }
     }
 }
@@ -683,14 +691,17 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         (config.style.write(&answer), Value::Null)
     };
     record(200);
-    let completion_tokens = (content.len() as u64).div_ceil(4).max(1);
+    let completion_tokens = (content.len() as u64).div_ceil(4).max(1) + config.reasoning_tokens;
+    let prompt_tokens = (prompt_chars as u64).div_ceil(4);
     let body = json!({
         "id": format!("chatcmpl-{n}"),
         "object": "chat.completion",
         "created": 1_700_000_000,
         "model": "gpt-4o-2024-08-06",
         "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop", "logprobs": logprobs}],
-        "usage": {"prompt_tokens": (prompt_chars as u64).div_ceil(4), "completion_tokens": completion_tokens, "total_tokens": (prompt_chars as u64).div_ceil(4) + completion_tokens}
+        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                  "prompt_tokens_details": {"cached_tokens": config.cached_prompt_tokens.min(prompt_tokens)},
+                  "completion_tokens_details": {"reasoning_tokens": config.reasoning_tokens}}
     });
     let mut response = (
         StatusCode::OK,

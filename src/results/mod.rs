@@ -1,0 +1,83 @@
+//! The results folder: the format every part of evalr reads and writes through this module.
+//!
+//! ```text
+//! results/<run-id>/
+//!   run.json        what the run was (RunManifest), with schema_version
+//!   outputs.jsonl   one OutputRecord per finished row, append-only
+//!   errors.jsonl    one ErrorRecord per row that did not finish
+//! ```
+//!
+//! `run` writes through [`Journal`] and [`write_manifest`]; `score`, `compare`, `judge`,
+//! `merge`, MLflow and the parquet export read through [`ResultFolder`], [`for_each_line`]
+//! and [`finished_ids`]. Nothing else parses these files. The user documentation of the
+//! format is `docs/results.md`.
+
+mod manifest;
+mod reader;
+mod record;
+mod writer;
+
+use std::path::PathBuf;
+
+pub use manifest::{
+    DatasetInfo, MergedShard, ModelInfo, ProgramInfo, RunManifest, RunStatus, SCHEMA_VERSION,
+    ShardInfo,
+};
+pub use reader::{
+    Line, ReadNotes, ResultFolder, finished_ids, for_each_line, read_manifest, read_optional,
+};
+pub use record::{
+    AnswerRecord, AnswerSelect, CallKind, CallRecord, ErrorKind, ErrorRecord, FinishedRow, Outcome,
+    OutputRecord, now,
+};
+pub use writer::{Journal, write_folder, write_lines, write_manifest};
+
+pub const MANIFEST_FILE: &str = "run.json";
+pub const OUTPUTS_FILE: &str = "outputs.jsonl";
+pub const ERRORS_FILE: &str = "errors.jsonl";
+
+/// Why a results folder could not be read or written. Each names the file (and line).
+#[derive(Debug, thiserror::Error)]
+pub enum ResultsError {
+    #[error("results folder {0} does not exist or is not a folder")]
+    NotAFolder(PathBuf),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// (`error` is shown in the message, with the file's line instead of serde's, so it is
+    /// not also a `source`: the error chain would print it twice.)
+    #[error("{} line {line} column {}: not a valid record: {}", path.display(), error.column(), json_message(error))]
+    Json {
+        path: PathBuf,
+        line: u64,
+        error: serde_json::Error,
+    },
+    #[error("{} line {line}: row id {id:?} already appeared on line {first_line}", path.display())]
+    DuplicateId {
+        path: PathBuf,
+        line: u64,
+        id: String,
+        first_line: u64,
+    },
+    #[error(
+        "{} has schema_version {found}, newer than this evalr reads ({supported}): upgrade evalr",
+        path.display()
+    )]
+    NewerSchema {
+        path: PathBuf,
+        found: u32,
+        supported: u32,
+    },
+}
+
+/// serde_json's message without its own " at line L column C" (the line it counts is the
+/// line inside one JSONL record, not the file's).
+fn json_message(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    match text.rfind(" at line ") {
+        Some(at) => text[..at].to_string(),
+        None => text,
+    }
+}

@@ -1,0 +1,47 @@
+//! Why a run could not start or could not go on.
+
+use std::path::PathBuf;
+
+use crate::config::ConfigError;
+use crate::dataset::DatasetError;
+use crate::program::ProgramError;
+use crate::results::ResultsError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Program(#[from] ProgramError),
+    #[error(transparent)]
+    Dataset(#[from] DatasetError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A flag or setting that cannot work (found before anything was sent).
+    #[error("{0}")]
+    Usage(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The results folder could not be written (or, resuming, read).
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    #[error("cannot resume {}: {message}", folder.display())]
+    Resume { folder: PathBuf, message: String },
+    #[error("the model cannot be used: {0}")]
+    Backend(String),
+    #[error("the run finished but could not be scored: {0}")]
+    Score(#[from] crate::score::ScoreError),
+    #[error("batch: {0}")]
+    Batch(#[from] crate::batch::BatchError),
+}
+
+impl RunError {
+    /// Errors found before anything was sent: the user must fix input or configuration.
+    pub fn is_usage(&self) -> bool {
+        !matches!(
+            self,
+            RunError::Io { .. } | RunError::Score(_) | RunError::Results(_) | RunError::Batch(_)
+        )
+    }
+}
