@@ -10,6 +10,7 @@ pub mod batch;
 pub mod cli;
 pub mod config;
 pub mod dataset;
+pub mod examples;
 pub mod files;
 pub mod limiter;
 pub mod prices;

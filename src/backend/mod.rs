@@ -5,6 +5,7 @@
 //! response cache live in `run`; quota lives in `limiter`.
 
 pub mod azureml;
+pub mod embeddings;
 pub mod http;
 pub mod identity;
 pub mod openai;
@@ -278,6 +279,20 @@ pub struct GenReply {
     pub requests: u32,
 }
 
+/// Texts to embed, one vector each.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EmbedRequest {
+    pub inputs: Vec<String>,
+}
+
+/// The vectors of an `EmbedRequest`, in the order of its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedReply {
+    pub vectors: Vec<Vec<f32>>,
+    pub usage: Usage,
+    pub requests: u32,
+}
+
 /// Why a call failed. `run` decides on retries from `is_retryable`.
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
@@ -330,5 +345,13 @@ pub trait Backend: Send + Sync {
     /// What each deployment's quota limiter learned (remote backends), for the run's results.
     fn quota_traces(&self) -> Vec<crate::limiter::DeploymentQuota> {
         Vec::new()
+    }
+    /// Embeds texts (an embeddings deployment, `/v1/embeddings`, or the local model's pooled
+    /// hidden states). Backends without embeddings say so.
+    async fn embed(&self, _request: &EmbedRequest) -> Result<EmbedReply, BackendError> {
+        Err(BackendError::Fatal(format!(
+            "{} cannot embed text: pass --embeddings-model with an embeddings deployment (azure:DEPLOYMENT, openai:MODEL) or `local`",
+            self.identity()
+        )))
     }
 }

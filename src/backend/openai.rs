@@ -80,6 +80,9 @@ impl ChatTransport for JsonEndpoint {
 pub struct ChatBackend {
     config: ChatConfig,
     http: Arc<dyn ChatTransport>,
+    /// The same deployment's (or server's) embeddings URL, under the same quota limiter
+    /// (none for a backend whose chat bodies go to a batch).
+    embeddings_http: Option<JsonEndpoint>,
     tokens: TokenCounter,
     /// Turned off the first time the service answers without the logprobs it was asked for.
     logprobs_work: AtomicBool,
@@ -104,10 +107,19 @@ impl ChatBackend {
             chat_url(&config.endpoint),
             config.credential.clone(),
             Vec::new(),
+            Arc::clone(&limiter),
+            config.request_timeout,
+        )?;
+        let embeddings_http = JsonEndpoint::new(
+            super::embeddings::embeddings_url(&config.endpoint),
+            config.credential.clone(),
+            Vec::new(),
             limiter,
             config.request_timeout,
         )?;
-        Ok(ChatBackend::with_transport(config, Arc::new(http)))
+        let mut backend = ChatBackend::with_transport(config, Arc::new(http));
+        backend.embeddings_http = Some(embeddings_http);
+        Ok(backend)
     }
 
     /// A backend whose bodies go through `transport` instead of straight to the service.
@@ -122,6 +134,7 @@ impl ChatBackend {
             estimate_correction: AtomicU64::new(1.0f64.to_bits()),
             config,
             http: transport,
+            embeddings_http: None,
             tokens,
         }
     }
@@ -488,6 +501,23 @@ impl Backend for ChatBackend {
             usage: completion.usage(),
             requests: 1,
         })
+    }
+
+    async fn embed(
+        &self,
+        request: &super::EmbedRequest,
+    ) -> Result<super::EmbedReply, BackendError> {
+        let model = match &self.config.endpoint {
+            ChatEndpoint::OpenAi { model, .. } => Some(model.as_str()),
+            ChatEndpoint::Azure { .. } => None,
+        };
+        let Some(http) = &self.embeddings_http else {
+            return Err(BackendError::Fatal(format!(
+                "{} answers chat through a batch and cannot embed text: embed the rows in a live run (evalr embed) and pass them with --row-embeddings",
+                self.url_for_errors()
+            )));
+        };
+        super::embeddings::post_embeddings(http, model, &self.tokens, request).await
     }
 }
 

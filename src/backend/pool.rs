@@ -9,7 +9,8 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use super::{
-    Backend, BackendError, Capabilities, GenReply, GenRequest, SelectReply, SelectRequest,
+    Backend, BackendError, Capabilities, EmbedReply, EmbedRequest, GenReply, GenRequest,
+    SelectReply, SelectRequest,
 };
 
 /// How long a deployment rests after a failure that is not its quota.
@@ -129,5 +130,9 @@ impl Backend for DeploymentPool {
 
     async fn generate(&self, request: &GenRequest) -> Result<GenReply, BackendError> {
         self.route(|member| member.generate(request)).await
+    }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedReply, BackendError> {
+        self.route(|member| member.embed(request)).await
     }
 }

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 pub mod azureml;
 pub mod batch;
 pub mod datasets;
+pub mod embed;
 pub mod exit;
 pub mod judge;
 pub mod programs;
@@ -51,6 +52,8 @@ pub enum Command {
     Compare(score::CompareArgs),
     /// List the runs under a results folder and serve their HTML pages on 127.0.0.1.
     View(view::ViewArgs),
+    /// Embed a dataset's questions (one vector per row id) into a parquet file.
+    Embed(Box<embed::EmbedArgs>),
     /// The batches of a batch run (`evalr run --batch`): status, cancel.
     #[command(subcommand)]
     Batch(batch::BatchCommand),
@@ -83,6 +86,7 @@ pub fn execute(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Score(args) => score::execute_score(args),
         Command::Compare(args) => score::execute_compare(args),
         Command::View(args) => view::execute_view(args),
+        Command::Embed(args) => embed::execute_embed(*args),
         Command::Batch(command) => batch::execute(command),
     }
 }

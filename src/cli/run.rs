@@ -101,6 +101,14 @@ impl RunFlags {
             request_timeout_secs: self.request_timeout,
             threads: self.threads,
             no_chat_template: self.no_chat_template,
+            pick: None,
+            examples_where: None,
+            embeddings_model: None,
+            pool_embeddings: None,
+            row_embeddings: None,
+            repeats: None,
+            shuffle: None,
+            reduce: None,
             batch: Default::default(),
             repeat: 0,
         }
@@ -138,6 +146,34 @@ pub struct RunArgs {
     /// Number of few-shot examples (default: the program's `examples.count`).
     #[arg(long)]
     pub shots: Option<usize>,
+    /// How examples are picked: `knn` (nearest by embedding, see --embeddings-model) or
+    /// `random` (default: the program's `examples.pick`, else random).
+    #[arg(long)]
+    pub pick: Option<crate::program::ExamplePick>,
+    /// With --examples results/<run>: which of its rows serve as examples, `correct` (default)
+    /// or `all`; their captures (e.g. `explanation`) become example fields.
+    #[arg(long)]
+    pub examples_where: Option<crate::examples::ExampleFilter>,
+    /// The model that embeds pool and rows for --pick knn (same forms as --model; default:
+    /// the run's model).
+    #[arg(long)]
+    pub embeddings_model: Option<String>,
+    /// The pool's embeddings file for --pick knn (e.g. from `evalr embed`; default:
+    /// results/embeddings/<pool>-<model hash>.parquet, computed when missing).
+    #[arg(long)]
+    pub pool_embeddings: Option<PathBuf>,
+    /// The evaluated rows' embeddings file for --pick knn (default: as for the pool).
+    #[arg(long)]
+    pub row_embeddings: Option<PathBuf>,
+    /// Play each row N times and reduce the answers (default: the program's `ensemble`).
+    #[arg(long)]
+    pub repeats: Option<u32>,
+    /// Order of the choices in each repeat: none, plain-hunt or random (seeded by --seed).
+    #[arg(long)]
+    pub shuffle: Option<crate::program::Shuffle>,
+    /// How repeats become the row's answer: majority, mode, mean, pass-at-k or all-correct.
+    #[arg(long)]
+    pub reduce: Option<crate::program::Reduce>,
     /// Only these subjects (comma-separated).
     #[arg(long, value_delimiter = ',')]
     pub subjects: Option<Vec<String>>,
@@ -209,6 +245,14 @@ impl RunArgs {
             shard: self.shard,
             run_id: self.run_id.clone(),
             results_dir: self.results_dir.clone(),
+            pick: self.pick,
+            examples_where: self.examples_where,
+            embeddings_model: self.embeddings_model.clone(),
+            pool_embeddings: self.pool_embeddings.clone(),
+            row_embeddings: self.row_embeddings.clone(),
+            repeats: self.repeats,
+            shuffle: self.shuffle,
+            reduce: self.reduce,
             batch: crate::batch::BatchOptions {
                 enabled: self.batch,
                 fallback: self.batch_fallback,
@@ -229,6 +273,9 @@ impl RunArgs {
 fn print_dry_run(estimate: &crate::run::DryRunEstimate) -> std::io::Result<()> {
     say!("{}", estimate.model)?;
     say!("rows:               {}", estimate.rows)?;
+    if estimate.repeats > 1 {
+        say!("repeats per row:    {}", estimate.repeats)?;
+    }
     say!("requests:           {}", estimate.requests)?;
     say!("prompt tokens:      {} (estimated)", estimate.prompt_tokens)?;
     say!(
@@ -246,12 +293,29 @@ fn print_dry_run(estimate: &crate::run::DryRunEstimate) -> std::io::Result<()> {
             price.input_per_mtok,
             price.output_per_mtok,
             price.source.describe(false)
-        ),
+        )?,
         _ => say!(
             "cost:               unknown ({})",
             crate::prices::no_price_hint(&estimate.model)
-        ),
+        )?,
     }
+    if let Some(e) = &estimate.embeddings {
+        say!("embeddings model:   {}", e.model)?;
+        say!(
+            "texts to embed:     {} (not yet in their embeddings files)",
+            e.texts
+        )?;
+        say!("embedding requests: {}", e.requests)?;
+        say!("embedding tokens:   {} (estimated)", e.tokens)?;
+        match e.cost {
+            Some(cost) => say!("embedding cost:     ${cost:.4}")?,
+            None => say!(
+                "embedding cost:     unknown ({})",
+                crate::prices::no_price_hint(&e.model)
+            )?,
+        }
+    }
+    Ok(())
 }
 
 fn print_run_summary(report: &crate::run::RunReport) -> std::io::Result<()> {

@@ -17,6 +17,31 @@ use super::settings::{DefaultParameters, ModelSection, parse_model};
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 pub struct ExamplesSpec {
     pub count: usize,
+    /// How examples are chosen from the pool (`--pick` overrides): `random` (the default) or
+    /// `knn` (the pool rows nearest the row by embedding).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pick: Option<ExamplePick>,
+}
+
+/// How few-shot examples are chosen from their pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ExamplePick {
+    /// A seeded order per subject (same subject first), shared by the subject's rows.
+    Random,
+    /// The k pool rows whose question embeddings are nearest the row's (cosine).
+    Knn,
+}
+
+impl std::str::FromStr for ExamplePick {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text {
+            "random" => Ok(ExamplePick::Random),
+            "knn" => Ok(ExamplePick::Knn),
+            _ => Err(format!("unknown pick `{text}`: use knn or random")),
+        }
+    }
 }
 
 /// The template language of the body.
@@ -60,6 +85,7 @@ const KNOWN_KEYS: &[&str] = &[
     "answer",
     "examples",
     "parameters",
+    "ensemble",
 ];
 
 /// A parsed program file.
@@ -89,6 +115,9 @@ pub struct ProgramFile {
     /// The capture whose selected option is the row's answer.
     pub answer_capture: String,
     pub examples: Option<ExamplesSpec>,
+    /// Repeats, choice shuffling and vote reduction the program asks for (evalr's `ensemble:`
+    /// key; flags override).
+    pub ensemble: Option<super::EnsembleSpec>,
     /// Front matter keys evalr does not use, each with why (for `programs check`).
     pub ignored: Vec<String>,
     /// The template body.
@@ -338,7 +367,23 @@ impl ProgramFile {
             None | Some(Value::Null) => None,
             Some(value) => Some(
                 serde_json::from_value::<ExamplesSpec>(value.clone()).map_err(|e| {
-                    key_error("examples", format!("examples must be {{count: N}}: {e}"))
+                    key_error(
+                        "examples",
+                        format!("examples must be {{count: N, pick: knn|random}}: {e}"),
+                    )
+                })?,
+            ),
+        };
+        let ensemble = match front.get("ensemble") {
+            None | Some(Value::Null) => None,
+            Some(value) => Some(
+                serde_json::from_value::<super::EnsembleSpec>(value.clone()).map_err(|e| {
+                    key_error(
+                        "ensemble",
+                        format!(
+                            "ensemble must be {{repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}}: {e}"
+                        ),
+                    )
                 })?,
             ),
         };
@@ -391,6 +436,7 @@ impl ProgramFile {
             parameters,
             answer_capture: text_of("answer").unwrap_or_else(|| "answer".to_string()),
             examples,
+            ensemble,
             ignored,
             body: body.to_string(),
             body_first_line,
@@ -416,6 +462,31 @@ mod tests {
         assert_eq!(program.body_first_line, 7);
         assert_eq!(program.answer_capture, "answer");
         assert!(program.ignored.is_empty());
+    }
+
+    #[test]
+    fn evalr_examples_pick_and_ensemble_keys() {
+        let text = "---\nname: t\nexamples:\n  count: 3\n  pick: knn\nensemble:\n  repeats: 5\n  shuffle: plain-hunt\n  reduce: majority\n---\nuser:\nhi\n";
+        let program = ProgramFile::parse(Path::new("t.prompty"), text).unwrap();
+        let examples = program.examples.unwrap();
+        assert_eq!(examples.count, 3);
+        assert_eq!(examples.pick, Some(ExamplePick::Knn));
+        let ensemble = program.ensemble.unwrap();
+        assert_eq!(ensemble.repeats, Some(5));
+        assert_eq!(ensemble.shuffle, Some(super::super::Shuffle::PlainHunt));
+        assert_eq!(ensemble.reduce, Some(super::super::Reduce::Majority));
+        assert!(program.ignored.is_empty(), "{:?}", program.ignored);
+    }
+
+    #[test]
+    fn bad_ensemble_names_the_key_line() {
+        let text = "---\nname: t\nensemble:\n  repeats: 5\n  shufle: random\n---\nuser:\nhi\n";
+        let error = ProgramFile::parse(Path::new("t.prompty"), text)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("t.prompty"), "{error}");
+        assert!(error.contains(":3"), "{error}");
+        assert!(error.contains("shufle"), "{error}");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::path::PathBuf;
 mod catalog;
 mod content;
 mod context;
+mod ensemble;
 mod file;
 mod front_matter;
 mod images;
@@ -23,7 +24,8 @@ mod settings;
 
 pub use catalog::{ProgramEntry, ProgramOrigin, list_programs, load_program};
 pub use context::{NAMESPACE, letters, template_context};
-pub use file::{Dialect, ExamplesSpec, ProgramFile, TemplateFormat};
+pub use ensemble::{EnsembleSpec, Reduce, Shuffle};
+pub use file::{Dialect, ExamplePick, ExamplesSpec, ProgramFile, TemplateFormat};
 pub use inputs::{InputSpec, complete_inputs};
 pub use render::{Call, CallKind, Captures, OUTPUT_CAPTURE, Program, Step, split_messages};
 pub use settings::{

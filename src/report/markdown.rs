@@ -78,6 +78,7 @@ impl Exporter<Summary> for MarkdownExporter {
         positions_section(&mut out, s);
         calibration_section(&mut out, s);
         cost_section(&mut out, s);
+        quota_section(&mut out, s);
         text_section(&mut out, s);
         judged_section(&mut out, s);
         quality_section(&mut out, s);
@@ -291,6 +292,72 @@ fn cost_section(out: &mut String, s: &Summary) {
         let _ = writeln!(out, "\n> {note}");
     }
     out.push('\n');
+}
+
+/// How the limiter paced each deployment: what it was told, what it learned, the 429s, and
+/// the pace over the run.
+fn quota_section(out: &mut String, s: &Summary) {
+    if s.quota.is_empty() {
+        return;
+    }
+    let per_minute = |x: Option<f64>| x.map_or_else(|| "–".to_string(), |x| format!("{x:.0}"));
+    let configured = |x: Option<u32>| x.map_or_else(|| "not set".to_string(), |x| x.to_string());
+    let _ = writeln!(out, "## Quota\n");
+    let _ = writeln!(
+        out,
+        "| deployment | paced by | configured rpm / tpm | learned rpm / tpm | requests | 429s | in flight |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---:|---:|---|");
+    for q in &s.quota {
+        let in_flight = match q.in_flight_range {
+            Some([lo, hi]) if lo != hi => format!(
+                "{lo}–{hi} of {} ({} changes)",
+                q.max_in_flight, q.in_flight_changes
+            ),
+            Some([cap, _]) => format!("{cap} of {}", q.max_in_flight),
+            None => format!("up to {}", q.max_in_flight),
+        };
+        let mode = serde_json::to_value(q.mode)
+            .ok()
+            .and_then(|v| v.as_str().map(|m| m.replace('_', " ")))
+            .unwrap_or_default();
+        let _ = writeln!(
+            out,
+            "| {} | {mode} | {} / {} | {} / {} | {} | {} ({}) | {in_flight} |",
+            q.deployment,
+            configured(q.configured_rpm),
+            configured(q.configured_tpm),
+            per_minute(q.learned_rpm),
+            per_minute(q.learned_tpm),
+            q.requests,
+            q.rate_limited,
+            pct(q.rate_limited_share),
+        );
+    }
+    out.push('\n');
+    for q in s.quota.iter().filter(|q| q.timeline.len() > 1) {
+        let _ = writeln!(out, "Pace over the run, {}:\n", q.deployment);
+        let _ = writeln!(
+            out,
+            "| seconds | sent rpm | sent tpm | 429s | allowed rpm / tpm at the end | in flight |"
+        );
+        let _ = writeln!(out, "|---|---:|---:|---:|---|---:|");
+        for step in &q.timeline {
+            let _ = writeln!(
+                out,
+                "| {:.0}–{:.0} | {:.0} | {:.0} | {} | {} / {} | {} |",
+                step.from_s,
+                step.to_s,
+                step.sent_rpm,
+                step.sent_tpm,
+                step.rate_limited,
+                per_minute(step.pace_rpm),
+                per_minute(step.pace_tpm),
+                step.in_flight_cap
+            );
+        }
+        out.push('\n');
+    }
 }
 
 /// Exact match and token F1.

@@ -5,6 +5,7 @@
 //!   run.json        what the run was (RunManifest), with schema_version
 //!   outputs.jsonl   one OutputRecord per finished row, append-only
 //!   errors.jsonl    one ErrorRecord per row that did not finish
+//!   repeats.jsonl   ensemble runs: one RepeatLine per finished repeat (for resume)
 //! ```
 //!
 //! `run` writes through [`Journal`] and [`write_manifest`]; `score`, `compare`, `judge`,
@@ -24,17 +25,19 @@ pub use manifest::{
     ShardInfo,
 };
 pub use reader::{
-    Line, ReadNotes, ResultFolder, finished_ids, for_each_line, read_manifest, read_optional,
+    Line, ReadNotes, ResultFolder, finished_ids, finished_repeats, for_each_line, read_manifest,
+    read_optional,
 };
 pub use record::{
-    AnswerRecord, AnswerSelect, CallKind, CallRecord, ErrorKind, ErrorRecord, FinishedRow, Outcome,
-    OutputRecord, now,
+    AnswerRecord, AnswerSelect, CallKind, CallRecord, EnsembleRecord, ErrorKind, ErrorRecord,
+    FinishedRow, Outcome, OutputRecord, PickedExample, RepeatLine, RepeatRecord, now,
 };
-pub use writer::{Journal, write_folder, write_lines, write_manifest};
+pub use writer::{Journal, RepeatJournal, write_folder, write_lines, write_manifest};
 
 pub const MANIFEST_FILE: &str = "run.json";
 pub const OUTPUTS_FILE: &str = "outputs.jsonl";
 pub const ERRORS_FILE: &str = "errors.jsonl";
+pub const REPEATS_FILE: &str = "repeats.jsonl";
 
 /// Why a results folder could not be read or written. Each names the file (and line).
 #[derive(Debug, thiserror::Error)]

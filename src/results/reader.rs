@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use serde::de::DeserializeOwned;
 
 use super::manifest::{RunManifest, SCHEMA_VERSION};
-use super::record::{ErrorRecord, OutputRecord};
-use super::{ERRORS_FILE, MANIFEST_FILE, OUTPUTS_FILE, ResultsError};
+use super::record::{ErrorRecord, OutputRecord, RepeatLine};
+use super::{ERRORS_FILE, MANIFEST_FILE, OUTPUTS_FILE, REPEATS_FILE, ResultsError};
 
 /// An opened results folder: `run.json` read, the JSONL files ready to stream.
 #[derive(Debug, Clone)]
@@ -200,31 +200,53 @@ impl ResultFolder {
     }
 }
 
-/// The ids already in `outputs.jsonl` of `folder`, for resuming. A torn last line is cut off
-/// the file, and an unterminated one ended, so appending goes on from a clean line boundary.
+/// Reads a journal file of `folder` before appending to it again (resume): a torn last line
+/// is cut off the file, and an unterminated one ended, so appending goes on from a clean line
+/// boundary. A missing file is an empty one.
+fn read_for_resume<T: DeserializeOwned>(
+    path: &Path,
+    visit: impl FnMut(Line<'_, T>) -> Result<(), ResultsError>,
+) -> Result<(), ResultsError> {
+    let notes = read_optional(path, visit)?;
+    let io = |source| ResultsError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    if let Some(offset) = notes.torn_at {
+        let file = OpenOptions::new().write(true).open(path).map_err(io)?;
+        file.set_len(offset).map_err(io)?;
+    } else if notes.unterminated_last_line {
+        let mut file = OpenOptions::new().append(true).open(path).map_err(io)?;
+        file.write_all(b"\n").map_err(io)?;
+    }
+    Ok(())
+}
+
+/// The ids already in `outputs.jsonl` of `folder`, for resuming (see [`read_for_resume`]).
 pub fn finished_ids(folder: &Path) -> Result<HashSet<String>, ResultsError> {
     #[derive(serde::Deserialize)]
     struct IdOnly {
         id: String,
     }
-    let path = folder.join(OUTPUTS_FILE);
     let mut ids = HashSet::new();
-    let notes = read_optional(&path, |line: Line<'_, IdOnly>| {
+    read_for_resume(&folder.join(OUTPUTS_FILE), |line: Line<'_, IdOnly>| {
         ids.insert(line.record.id);
-        Ok::<_, ResultsError>(())
+        Ok(())
     })?;
-    let io = |source| ResultsError::Io {
-        path: path.clone(),
-        source,
-    };
-    if let Some(offset) = notes.torn_at {
-        let file = OpenOptions::new().write(true).open(&path).map_err(io)?;
-        file.set_len(offset).map_err(io)?;
-    } else if notes.unterminated_last_line {
-        let mut file = OpenOptions::new().append(true).open(&path).map_err(io)?;
-        file.write_all(b"\n").map_err(io)?;
-    }
     Ok(ids)
+}
+
+/// The repeats already in `repeats.jsonl` of `folder`, by row id, for resuming an ensemble
+/// run (see [`read_for_resume`]).
+pub fn finished_repeats(folder: &Path) -> Result<HashMap<String, Vec<RepeatLine>>, ResultsError> {
+    let mut done: HashMap<String, Vec<RepeatLine>> = HashMap::new();
+    read_for_resume(&folder.join(REPEATS_FILE), |line: Line<'_, RepeatLine>| {
+        done.entry(line.record.id.clone())
+            .or_default()
+            .push(line.record);
+        Ok(())
+    })?;
+    Ok(done)
 }
 
 #[cfg(test)]

@@ -178,6 +178,66 @@ pub struct OutputRecord {
     /// prices it at the batch rate.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub batch: bool,
+    /// The few-shot examples the row was shown, in prompt order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<PickedExample>,
+    /// Repeats, votes and their reduction, when the row was ensembled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<EnsembleRecord>,
+}
+
+/// One few-shot example chosen for a row.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PickedExample {
+    pub id: String,
+    /// Cosine similarity of the example's embedding to the row's (`knn` picks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub similarity: Option<f64>,
+}
+
+/// How an ensembled row was decided.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleRecord {
+    pub shuffle: crate::program::Shuffle,
+    pub reduce: crate::program::Reduce,
+    /// Votes per choice of the row (dataset order).
+    pub votes: Vec<u32>,
+    /// The row's option probabilities, in dataset order: the vote shares (`mean`: the mean
+    /// option probabilities).
+    pub option_probs: Vec<f64>,
+    /// How the winner was found among tied choices, when there was a tie.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tie_break: Option<String>,
+    pub repeats: Vec<RepeatRecord>,
+}
+
+/// One repeat of an ensembled row: what it was shown and what it answered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatRecord {
+    pub repeat: u32,
+    /// `permutation[i]` is the dataset index of the choice shown at position `i`.
+    pub permutation: Vec<usize>,
+    /// The option index the model chose among the shown options.
+    pub chosen: Option<usize>,
+    /// `chosen` mapped back to the dataset's choice order.
+    pub answer: Option<usize>,
+    /// The answer select's probabilities mapped back to the dataset's choice order.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub option_probs: Option<Vec<f64>>,
+    pub outcome: Outcome,
+    pub captures: Map<String, Value>,
+    pub usage: Usage,
+    pub requests: u32,
+    pub cached: bool,
+}
+
+/// One line of `repeats.jsonl`: a finished repeat of an ensembled row and the calls it made,
+/// journaled as it finishes so a resumed run never asks it again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RepeatLine {
+    pub id: String,
+    pub record: RepeatRecord,
+    pub calls: Vec<CallRecord>,
 }
 
 /// What a row's program did, before the totals and the outcome are derived from it.
@@ -244,6 +304,8 @@ impl OutputRecord {
             model,
             finished_at: Some(now()),
             batch,
+            examples: Vec::new(),
+            ensemble: None,
         }
     }
 
@@ -275,8 +337,12 @@ impl OutputRecord {
         self.calls.iter().rev().find(|c| &c.capture == capture)
     }
 
-    /// Option probabilities of the answer call, aligned with `row.choices`.
+    /// Option probabilities of the row, aligned with `row.choices`: the answer call's, or for
+    /// an ensembled row the vote shares (its repeats' calls saw permuted choices).
     pub fn option_probs(&self) -> Option<&[f64]> {
+        if let Some(ensemble) = &self.ensemble {
+            return Some(ensemble.option_probs.as_slice()).filter(|p| !p.is_empty());
+        }
         self.answer_call()?.option_probs.as_deref()
     }
 

@@ -8,8 +8,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use super::manifest::RunManifest;
-use super::record::{ErrorRecord, OutputRecord};
-use super::{ERRORS_FILE, MANIFEST_FILE, OUTPUTS_FILE, ResultsError};
+use super::record::{ErrorRecord, OutputRecord, RepeatLine};
+use super::{ERRORS_FILE, MANIFEST_FILE, OUTPUTS_FILE, REPEATS_FILE, ResultsError};
 
 /// The append-only journal of a run folder.
 pub struct Journal {
@@ -84,6 +84,33 @@ impl Journal {
         self.errors
             .sync_data()
             .map_err(io_error(&self.folder.join(ERRORS_FILE)))
+    }
+}
+
+/// The journal of an ensemble run's finished repeats, `repeats.jsonl`: appended by rows in
+/// flight (one line per repeat, one write each), read back by [`super::finished_repeats`].
+pub struct RepeatJournal {
+    path: PathBuf,
+    file: std::sync::Mutex<File>,
+}
+
+impl RepeatJournal {
+    pub fn open(folder: &Path) -> Result<RepeatJournal, ResultsError> {
+        let path = folder.join(REPEATS_FILE);
+        let file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(io_error(&path))?;
+        Ok(RepeatJournal {
+            path,
+            file: std::sync::Mutex::new(file),
+        })
+    }
+
+    pub fn append(&self, line: &RepeatLine) -> Result<(), ResultsError> {
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        Journal::append(&mut file, self.path.clone(), line)
     }
 }
 

@@ -34,6 +34,12 @@ pub enum RunError {
     Score(#[from] crate::score::ScoreError),
     #[error("batch: {0}")]
     Batch(#[from] crate::batch::BatchError),
+    #[error(transparent)]
+    Examples(#[from] crate::examples::ExamplesError),
+    #[error(
+        "cannot embed the examples and rows for --pick knn (the embeddings model is --embeddings-model, else the run's model): {0}"
+    )]
+    Embed(#[from] super::embed::EmbedError),
 }
 
 impl RunError {
@@ -41,7 +47,11 @@ impl RunError {
     pub fn is_usage(&self) -> bool {
         !matches!(
             self,
-            RunError::Io { .. } | RunError::Score(_) | RunError::Results(_) | RunError::Batch(_)
+            RunError::Io { .. }
+                | RunError::Score(_)
+                | RunError::Results(_)
+                | RunError::Batch(_)
+                | RunError::Embed(_)
         )
     }
 }

@@ -10,10 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub mod cache;
+pub mod embed;
+pub mod ensemble;
 mod error;
 pub mod judge;
 mod models;
 mod options;
+mod picker;
 mod plan;
 mod progress;
 mod row;
@@ -29,6 +32,7 @@ pub use row::{RetryPolicy, RowContext, RowFailure, row_context, run_row};
 use crate::backend::Usage;
 use crate::results::{Journal, ResultFolder, RunStatus, write_manifest};
 use cache::ResponseCache;
+use ensemble::EnsembleRunner;
 
 /// How a run ended.
 #[derive(Debug, Clone)]
@@ -56,6 +60,13 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
     }
     // A batch run checks its model and credentials here too, before anything is sent.
     let batched = plan.options.batch.wanted(&plan.inputs.batch_profile()) || plan.ledger.is_some();
+    if batched && plan.inputs.ensemble.is_some() {
+        // A batch answers each request once, in rounds; repeats journaled per repeat
+        // (repeats.jsonl) are not part of its ledger.
+        return Err(RunError::Usage(
+            "--batch does not run ensembles: drop --repeats (or the program's `ensemble:`), or run without --batch".into(),
+        ));
+    }
     let chat = if batched {
         Some(chat_setup(&plan.inputs.model, &plan.options).await?)
     } else {
@@ -63,6 +74,7 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
     };
     let backend = build_backend(&plan.inputs.model, &plan.options).await?;
     plan.inputs.check_program_settings(backend.capabilities())?;
+    let picker = picker::build_picker(&plan.inputs, &plan.options, &backend, show_progress).await?;
     let mut manifest = plan.manifest(backend.identity());
     let ctx = Arc::new(RowContext {
         program: Arc::clone(&plan.inputs.program),
@@ -80,13 +92,30 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
     write_manifest(&plan.folder, &manifest)?;
     let status = match chat {
         Some(chat) => {
-            schedule::schedule_batch(&plan, chat, &mut journal, &mut manifest, show_progress)
-                .await?
+            schedule::schedule_batch(
+                &plan,
+                chat,
+                picker.as_ref(),
+                &mut journal,
+                &mut manifest,
+                show_progress,
+            )
+            .await?
         }
         None => {
+            let ensemble = match plan.inputs.ensemble {
+                Some(ensemble) => Some(EnsembleRunner::open(ensemble, &plan.folder)?),
+                None => None,
+            };
             let spent = spent_so_far(&plan)?;
             let concurrency = models::concurrency(&plan.inputs.model, &plan.options);
-            schedule::schedule(&plan, ctx, concurrency, &mut journal, spent, show_progress).await?
+            let scheduled = schedule::Scheduled {
+                ctx,
+                picker: picker.as_ref(),
+                ensemble: ensemble.as_ref(),
+                concurrency,
+            };
+            schedule::schedule(&plan, scheduled, &mut journal, spent, show_progress).await?
         }
     };
     journal.sync()?;

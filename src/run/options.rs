@@ -36,6 +36,29 @@ pub struct RunOptions {
     pub request_timeout_secs: f64,
     pub threads: Option<usize>,
     pub no_chat_template: bool,
+    /// How examples are picked (default: the program's `examples.pick`, else random).
+    #[serde(default)]
+    pub pick: Option<crate::program::ExamplePick>,
+    /// Which rows of a run folder given as `--examples` serve as examples.
+    #[serde(default)]
+    pub examples_where: Option<crate::examples::ExampleFilter>,
+    /// The model that embeds pool and rows for `--pick knn` (default: the run's model).
+    #[serde(default)]
+    pub embeddings_model: Option<String>,
+    /// The pool's embeddings file (default: under `results/embeddings/`, named by dataset
+    /// and model).
+    #[serde(default)]
+    pub pool_embeddings: Option<PathBuf>,
+    /// The evaluated rows' embeddings file (default: as for the pool).
+    #[serde(default)]
+    pub row_embeddings: Option<PathBuf>,
+    /// Repeats of each row (default: the program's `ensemble.repeats`).
+    #[serde(default)]
+    pub repeats: Option<u32>,
+    #[serde(default)]
+    pub shuffle: Option<crate::program::Shuffle>,
+    #[serde(default)]
+    pub reduce: Option<crate::program::Reduce>,
     /// `--batch` and its limits (absent from the run.json of older runs).
     #[serde(default)]
     pub batch: crate::batch::BatchOptions,

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::ensemble::{self, EnsemblePlan};
 use super::error::RunError;
 use super::options::{ResumeOverrides, RunOptions};
 use super::row::row_context;
@@ -20,7 +21,7 @@ use crate::config::{
 };
 use crate::dataset::{DatasetSource, Row, RowError};
 use crate::prices::{Price, PricedModel};
-use crate::program::{Program, load_program};
+use crate::program::{ExamplePick, Program, load_program};
 use crate::results::{
     self, DatasetInfo, ModelInfo, OUTPUTS_FILE, ProgramInfo, RunManifest, RunStatus, ShardInfo,
 };
@@ -30,8 +31,13 @@ pub struct Inputs {
     pub program: Arc<Program>,
     pub source: DatasetSource,
     pub selection: RowSelection,
-    pub examples: Option<ExamplePool>,
+    /// The example pool's rows, when the program shows examples.
+    pub pool: Option<Vec<Row>>,
+    /// How examples are picked from the pool (random, or nearest by embedding).
+    pub pick: ExamplePick,
     pub shots: usize,
+    /// Repeats of each row and how they are shuffled and reduced (`None`: one plain play).
+    pub ensemble: Option<EnsemblePlan>,
     pub model: ResolvedModel,
     pub model_origin: ModelOrigin,
     /// `None`: no price is known (then `--max-cost` was refused).
@@ -47,22 +53,29 @@ impl Inputs {
             .shots
             .or(program.file.examples.as_ref().map(|e| e.count))
             .unwrap_or(0);
-        let examples = match (&options.examples, shots) {
-            (Some(spec), _) => {
-                let pool = DatasetSource::resolve(spec, &options.datasets_dir)?;
-                Some(ExamplePool::new(
-                    pool.rows().filter_map(Result::ok).collect(),
-                    options.seed,
-                ))
-            }
+        let pool = match (&options.examples, shots) {
+            (Some(spec), _) => Some(crate::examples::load_pool(
+                spec,
+                &options.datasets_dir,
+                options.examples_where,
+            )?),
             (None, 0) => None,
             // Offline there is no dev split: by default examples are other rows of the dataset
             // itself (same subject, never the row under test).
-            (None, _) => Some(ExamplePool::new(
-                source.rows().filter_map(Result::ok).collect(),
-                options.seed,
-            )),
+            (None, _) => Some(source.rows().filter_map(Result::ok).collect()),
         };
+        let pick = options
+            .pick
+            .or(program.file.examples.as_ref().and_then(|e| e.pick))
+            .unwrap_or(ExamplePick::Random);
+        let ensemble = EnsemblePlan::resolve(
+            program.file.ensemble.as_ref(),
+            options.repeats,
+            options.shuffle,
+            options.reduce,
+            options.seed,
+        )
+        .map_err(RunError::Usage)?;
         let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
         let overrides = QuotaOverrides {
             rpm: options.rpm,
@@ -104,8 +117,10 @@ impl Inputs {
             program: Arc::new(program),
             source,
             selection,
-            examples,
+            pool,
+            pick,
             shots,
+            ensemble,
             model,
             model_origin,
             price,
@@ -135,19 +150,6 @@ impl Inputs {
                     .map(|row| !done.contains(&row.id))
                     .unwrap_or(true)
             })
-    }
-
-    /// The few-shot examples of `row` (owned: they travel with the row's future).
-    pub fn examples_for(&self, row: &Row) -> Vec<Row> {
-        self.examples
-            .as_ref()
-            .map(|pool| {
-                pool.examples_for(row, self.shots)
-                    .into_iter()
-                    .cloned()
-                    .collect()
-            })
-            .unwrap_or_default()
     }
 
     /// The model's batch settings (a local model has none).
@@ -225,7 +227,7 @@ impl Inputs {
 }
 
 /// The one price lookup (`crate::prices`) applied to a resolved model.
-fn price_of(model: &ResolvedModel, file: &ConfigFile) -> Option<Price> {
+pub(super) fn price_of(model: &ResolvedModel, file: &ConfigFile) -> Option<Price> {
     let names: Vec<&str> = [model.model_name(), model.deployment(), Some(model.spec())]
         .into_iter()
         .flatten()
@@ -423,6 +425,8 @@ fn check_unchanged(
 pub struct DryRunEstimate {
     pub model: String,
     pub rows: u64,
+    /// Plays of each row (ensemble repeats; 1 otherwise).
+    pub repeats: u32,
     pub requests: u64,
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
@@ -431,39 +435,63 @@ pub struct DryRunEstimate {
     pub price: Option<Price>,
     /// The run would go through batches: `cost` is at the batch rate.
     pub batch: bool,
+    /// Embeddings a `--pick knn` run still has to compute (pool and rows not in their files).
+    pub embeddings: Option<super::picker::EmbeddingEstimate>,
 }
 
 /// Counts what a run would send, without calling the model: each row's program is played with
-/// placeholder answers (first option, `max_tokens` of text).
+/// placeholder answers (first option, `max_tokens` of text), once per ensemble repeat with the
+/// repeat's choice order. A `--pick knn` run also counts the embeddings it still has to
+/// compute (its examples are then estimated with a random pick of the same size).
 pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
     use crate::program::{CallKind, Captures, Step};
     let inputs = Inputs::resolve(options)?;
     let counter = crate::backend::tokens::TokenCounter::for_model(inputs.model.model_name());
+    let repeats = inputs.ensemble.map_or(1, |plan| plan.repeats);
+    let picker = inputs
+        .pool
+        .clone()
+        .map(|rows| ExamplePool::new(rows, options.seed));
     let mut usage = Usage::default();
     let (mut rows, mut requests) = (0u64, 0u64);
     for row in inputs.rows(&HashSet::new()).filter_map(Result::ok) {
-        let examples = inputs.examples_for(&row);
-        let mut context = row_context(&row, &examples.iter().collect::<Vec<_>>());
+        let examples = picker
+            .as_ref()
+            .map(|p| p.examples_for(&row, inputs.shots))
+            .unwrap_or_default();
         // A row that lacks a required input fails without a request: nothing to count.
+        let mut context = row_context(&row, &examples);
         if crate::program::complete_inputs(&inputs.program.file.inputs, &mut context).is_err() {
             continue;
         }
-        let mut captures = Captures::new();
         rows += 1;
-        while let Step::Call(call) = inputs.program.next_step(&context, &captures)? {
-            requests += 1;
-            usage.prompt_tokens += counter.count_messages(&call.messages);
-            let (value, completion) = match &call.kind {
-                CallKind::Select { options, .. } => (options[0].clone(), 1),
-                CallKind::Gen { max_tokens, .. } => {
-                    let n = max_tokens
-                        .or(inputs.program.file.parameters.max_tokens)
-                        .unwrap_or(256);
-                    (String::new(), u64::from(n))
-                }
+        for repeat in 0..repeats {
+            let shown = match &inputs.ensemble {
+                Some(plan) => ensemble::permuted_row(
+                    &row,
+                    &plan.permutation(&row.id, row.choices.len(), repeat),
+                ),
+                None => row.clone(),
             };
-            usage.completion_tokens += completion;
-            captures.insert(call.capture.clone(), serde_json::Value::String(value));
+            let mut context = row_context(&shown, &examples);
+            // Checked above on the dataset's order; the shown order has the same fields.
+            let _ = crate::program::complete_inputs(&inputs.program.file.inputs, &mut context);
+            let mut captures = Captures::new();
+            while let Step::Call(call) = inputs.program.next_step(&context, &captures)? {
+                requests += 1;
+                usage.prompt_tokens += counter.count_messages(&call.messages);
+                let (value, completion) = match &call.kind {
+                    CallKind::Select { options, .. } => (options[0].clone(), 1),
+                    CallKind::Gen { max_tokens, .. } => {
+                        let n = max_tokens
+                            .or(inputs.program.file.parameters.max_tokens)
+                            .unwrap_or(256);
+                        (String::new(), u64::from(n))
+                    }
+                };
+                usage.completion_tokens += completion;
+                captures.insert(call.capture.clone(), serde_json::Value::String(value));
+            }
         }
     }
     let batch = options.batch.wanted(&inputs.batch_profile());
@@ -472,14 +500,20 @@ pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
     } else {
         1.0
     };
+    let embeddings = match (inputs.pick, &inputs.pool) {
+        (ExamplePick::Knn, Some(_)) => Some(super::picker::estimate_embeddings(&inputs, options)?),
+        _ => None,
+    };
     Ok(DryRunEstimate {
         model: inputs.model_line(),
         batch,
         rows,
+        repeats,
         requests,
         prompt_tokens: usage.prompt_tokens,
         completion_tokens: usage.completion_tokens,
         cost: inputs.price.as_ref().map(|p| p.cost(&usage) * factor),
         price: inputs.price,
+        embeddings,
     })
 }

@@ -69,6 +69,8 @@ pub enum RowFailure {
         "row `{id}`: the program's required input `{field}` has no value in the row and no default"
     )]
     MissingInput { id: String, field: String },
+    #[error("row `{id}`: {message}")]
+    Ensemble { id: String, message: String },
 }
 
 impl RowFailure {
@@ -84,15 +86,15 @@ impl RowFailure {
     }
 }
 
-struct Attempted<T> {
-    value: T,
-    attempts: u32,
-    rate_limited: u32,
-    latency: Duration,
-    cached: bool,
+pub(crate) struct Attempted<T> {
+    pub value: T,
+    pub attempts: u32,
+    pub rate_limited: u32,
+    pub latency: Duration,
+    pub cached: bool,
 }
 
-async fn with_retries<T, F, Fut>(
+pub(crate) async fn with_retries<T, F, Fut>(
     policy: RetryPolicy,
     mut call: F,
 ) -> Result<Attempted<T>, RowFailure>
@@ -142,6 +144,7 @@ async fn cached_call<T, F, Fut>(
     ctx: &RowContext,
     kind: RecordedKind,
     request: &impl serde::Serialize,
+    ensemble_repeat: u32,
     call: F,
 ) -> Result<Attempted<T>, RowFailure>
 where
@@ -149,13 +152,21 @@ where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, BackendError>>,
 {
+    // Repeat 0 of an ensemble is the very request an ordinary run sends, so it shares that
+    // entry; later repeats carry their index, so repeats sampled at temperature > 0 get
+    // answers of their own. The run's repeat (a judge's `--judge-repeats`) is another axis.
     let key = ctx.cache.as_ref().map(|_| {
-        ResponseCache::key_of_repeat(
-            &ctx.backend.identity(),
-            cache_kind(kind),
-            request,
-            ctx.repeat,
-        )
+        let identity = ctx.backend.identity();
+        let kind = cache_kind(kind);
+        match ensemble_repeat {
+            0 => ResponseCache::key_of_repeat(&identity, kind, request, ctx.repeat),
+            r => ResponseCache::key_of_repeat(
+                &identity,
+                kind,
+                &serde_json::json!({"request": request, "ensemble_repeat": r}),
+                ctx.repeat,
+            ),
+        }
     });
     if let (Some(cache), Some(key)) = (&ctx.cache, &key)
         && let Some(value) = cache.get::<T>(key)
@@ -271,13 +282,14 @@ async fn select_call(
     call: Call,
     options: Vec<String>,
     temperature: Option<f64>,
+    repeat: u32,
 ) -> Result<CallEnd, RowFailure> {
     let request = SelectRequest {
         messages: call.messages,
         options: options.clone(),
         temperature: temperature.or(ctx.program.file.parameters.temperature),
     };
-    let result = cached_call(ctx, RecordedKind::Select, &request, || {
+    let result = cached_call(ctx, RecordedKind::Select, &request, repeat, || {
         ctx.backend.select(&request)
     })
     .await;
@@ -314,7 +326,7 @@ async fn select_call(
     })
 }
 
-async fn gen_call(ctx: &RowContext, call: Call) -> Result<CallEnd, RowFailure> {
+async fn gen_call(ctx: &RowContext, call: Call, repeat: u32) -> Result<CallEnd, RowFailure> {
     let CallKind::Gen {
         max_tokens,
         stop,
@@ -339,6 +351,16 @@ async fn gen_call(ctx: &RowContext, call: Call) -> Result<CallEnd, RowFailure> {
         } else {
             (wants_object, json_schema)
         };
+    let temperature = temperature.or(params.temperature);
+    let mut seed = seed.or(params.seed);
+    if repeat > 0 && temperature.is_some_and(|t| t > 0.0) {
+        // Without a seed of its own, a sampled repeat on a seeded backend (the local model)
+        // would draw exactly what repeat 0 drew.
+        seed = Some(super::rows::derived_seed(
+            seed.unwrap_or(0),
+            &format!("repeat {repeat}"),
+        ));
+    }
     let request = GenRequest {
         messages: call.messages,
         max_tokens: max_tokens.or(params.max_tokens).unwrap_or(256),
@@ -348,16 +370,16 @@ async fn gen_call(ctx: &RowContext, call: Call) -> Result<CallEnd, RowFailure> {
         } else {
             stop
         },
-        temperature: temperature.or(params.temperature),
+        temperature,
         top_p: top_p.or(params.top_p),
-        seed: seed.or(params.seed),
+        seed,
         regex,
         json_object,
         json_schema,
         presence_penalty: params.presence_penalty,
         frequency_penalty: params.frequency_penalty,
     };
-    let result = cached_call(ctx, RecordedKind::Gen, &request, || {
+    let result = cached_call(ctx, RecordedKind::Gen, &request, repeat, || {
         ctx.backend.generate(&request)
     })
     .await;
@@ -382,27 +404,52 @@ async fn gen_call(ctx: &RowContext, call: Call) -> Result<CallEnd, RowFailure> {
     })
 }
 
-/// Runs a row to the end of its program.
-pub async fn run_row(
+/// What one play of a program over a context produced.
+pub struct Played {
+    pub captures: Captures,
+    pub calls: Vec<CallRecord>,
+    /// What the answer select gave (`None` until it was made).
+    pub answer: AnswerSelect,
+    /// The options of the answer select, when it was made.
+    pub answer_options: Option<Vec<String>>,
+    pub refused: bool,
+}
+
+/// The row's template context with the program's inputs completed: a missing input takes its
+/// default, a required one without a default fails the row.
+pub fn input_context(
     ctx: &RowContext,
     row: &Row,
     examples: &[&Row],
-) -> Result<OutputRecord, RowFailure> {
-    let program = &ctx.program;
+) -> Result<Map<String, Value>, RowFailure> {
     let mut context = row_context(row, examples);
-    crate::program::complete_inputs(&program.file.inputs, &mut context).map_err(|input| {
+    crate::program::complete_inputs(&ctx.program.file.inputs, &mut context).map_err(|input| {
         RowFailure::MissingInput {
             id: row.id.clone(),
             field: input.name.clone(),
         }
     })?;
+    Ok(context)
+}
+
+/// Plays the program over `context` to its end: render, call, capture, render again.
+/// `repeat` is the ensemble repeat (0 for an ordinary row): it enters the cache key and the
+/// calls' records, and a sampled `gen` of a later repeat gets a seed of its own.
+pub async fn play_program(
+    ctx: &RowContext,
+    context: &Map<String, Value>,
+    repeat: u32,
+) -> Result<Played, RowFailure> {
+    let program = &ctx.program;
     let answer_capture = &program.file.answer_capture;
-    let mut captures = Captures::new();
-    let mut calls: Vec<CallRecord> = Vec::new();
-    let mut answer = AnswerSelect::None;
-    let mut refused = false;
-    let started = Instant::now();
-    while let Step::Call(call) = program.next_step(&context, &captures)? {
+    let mut played = Played {
+        captures: Captures::new(),
+        calls: Vec::new(),
+        answer: AnswerSelect::None,
+        answer_options: None,
+        refused: false,
+    };
+    while let Step::Call(call) = program.next_step(context, &played.captures)? {
         let is_answer = &call.capture == answer_capture;
         let end = match call.kind {
             CallKind::Select {
@@ -410,37 +457,56 @@ pub async fn run_row(
                 temperature,
             } => {
                 let options = options.clone();
-                select_call(ctx, call, options, temperature).await?
+                if is_answer {
+                    played.answer_options = Some(options.clone());
+                }
+                select_call(ctx, call, options, temperature, repeat).await?
             }
-            CallKind::Gen { .. } => gen_call(ctx, call).await?,
+            CallKind::Gen { .. } => gen_call(ctx, call, repeat).await?,
         };
         match end {
             CallEnd::Answered {
                 value,
                 chosen,
-                record,
+                mut record,
             } => {
                 if is_answer && record.kind == RecordedKind::Select {
-                    answer = chosen.map_or(AnswerSelect::Unmatched, AnswerSelect::Chosen);
+                    played.answer = chosen.map_or(AnswerSelect::Unmatched, AnswerSelect::Chosen);
                 }
-                captures.insert(record.capture.clone(), Value::String(value));
-                calls.push(record);
+                record.repeat = (repeat > 0).then_some(repeat);
+                played
+                    .captures
+                    .insert(record.capture.clone(), Value::String(value));
+                played.calls.push(record);
             }
-            CallEnd::Refused(record) => {
-                refused = true;
-                calls.push(record);
+            CallEnd::Refused(mut record) => {
+                record.repeat = (repeat > 0).then_some(repeat);
+                played.refused = true;
+                played.calls.push(record);
                 break;
             }
         }
     }
+    Ok(played)
+}
+
+/// Runs a row to the end of its program.
+pub async fn run_row(
+    ctx: &RowContext,
+    row: &Row,
+    examples: &[&Row],
+) -> Result<OutputRecord, RowFailure> {
+    let context = input_context(ctx, row, examples)?;
+    let started = Instant::now();
+    let played = play_program(ctx, &context, 0).await?;
     Ok(OutputRecord::from_finished(FinishedRow {
         row: row.clone(),
-        program: program.file.name.clone(),
-        captures,
-        answer_capture: answer_capture.clone(),
-        answer,
-        refused,
-        calls,
+        program: ctx.program.file.name.clone(),
+        captures: played.captures,
+        answer_capture: ctx.program.file.answer_capture.clone(),
+        answer: played.answer,
+        refused: played.refused,
+        calls: played.calls,
         latency_ms: started.elapsed().as_secs_f64() * 1000.0,
         model: ctx.backend.identity(),
         batch: false,

@@ -7,14 +7,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use futures::StreamExt;
 
+use super::ensemble::EnsembleRunner;
 use super::error::RunError;
 use super::plan::Plan;
 use super::progress::Progress;
 use super::row::{RowContext, RowFailure, run_row};
 use crate::dataset::{Row, RowError};
+use crate::examples::{ExamplePicker, Picked};
 use crate::prices::Price;
 use crate::results::{
-    ErrorKind, ErrorRecord, Journal, OutputRecord, RunManifest, RunStatus, now, write_manifest,
+    ErrorKind, ErrorRecord, Journal, OutputRecord, PickedExample, RunManifest, RunStatus, now,
+    write_manifest,
 };
 
 /// How one row ended.
@@ -136,12 +139,20 @@ fn error_record(result: RowResult) -> Option<ErrorRecord> {
     })
 }
 
+/// How each row is played: the row context, its examples' picker, the ensemble runner when
+/// rows repeat, and how many rows are in flight at once.
+pub(super) struct Scheduled<'a> {
+    pub ctx: Arc<RowContext>,
+    pub picker: Option<&'a ExamplePicker>,
+    pub ensemble: Option<&'a EnsembleRunner>,
+    pub concurrency: usize,
+}
+
 /// Runs the plan's remaining rows; returns how the run ended. `spent` is what the rows
 /// already done cost (the budget is the whole run's).
 pub(super) async fn schedule(
     plan: &Plan,
-    ctx: Arc<RowContext>,
-    concurrency: usize,
+    scheduled: Scheduled<'_>,
     journal: &mut Journal,
     spent: f64,
     show_progress: bool,
@@ -162,21 +173,41 @@ pub(super) async fn schedule(
         .inputs
         .rows(&plan.done)
         .take_while(|_| !stop.load(Ordering::SeqCst));
+    let Scheduled {
+        ctx,
+        picker,
+        ensemble,
+        concurrency,
+    } = scheduled;
+    let shots = plan.inputs.shots;
     let mut results = futures::stream::iter(rows)
         .map(|item| {
             let ctx = Arc::clone(&ctx);
-            let examples: Vec<Row> = match &item {
-                Ok(row) => plan.inputs.examples_for(row),
-                Err(_) => Vec::new(),
+            let picked: Vec<Picked<'_>> = match (&item, picker) {
+                (Ok(row), Some(picker)) => picker.pick(row, shots),
+                _ => Vec::new(),
             };
             async move {
                 let row = match item {
                     Ok(row) => row,
                     Err(invalid) => return RowResult::Invalid(invalid),
                 };
-                let refs: Vec<&Row> = examples.iter().collect();
-                match run_row(&ctx, &row, &refs).await {
-                    Ok(record) => RowResult::Finished(Box::new(record)),
+                let refs: Vec<&Row> = picked.iter().map(|p| p.row).collect();
+                let played = match ensemble {
+                    Some(runner) => runner.run_row(&ctx, &row, &refs).await,
+                    None => run_row(&ctx, &row, &refs).await,
+                };
+                match played {
+                    Ok(mut record) => {
+                        record.examples = picked
+                            .iter()
+                            .map(|p| PickedExample {
+                                id: p.row.id.clone(),
+                                similarity: p.similarity,
+                            })
+                            .collect();
+                        RowResult::Finished(Box::new(record))
+                    }
                     Err(failure) => RowResult::Failed {
                         id: row.id,
                         failure,
@@ -219,6 +250,7 @@ pub(super) async fn schedule_batch(
         crate::backend::openai::ChatConfig,
         crate::limiter::QuotaConfig,
     ),
+    picker: Option<&ExamplePicker>,
     journal: &mut Journal,
     manifest: &mut RunManifest,
     show_progress: bool,
@@ -227,7 +259,14 @@ pub(super) async fn schedule_batch(
     for item in plan.inputs.rows(&plan.done) {
         match item {
             Ok(row) => {
-                let examples = plan.inputs.examples_for(&row);
+                let examples: Vec<Row> = picker
+                    .map(|p| {
+                        p.pick(&row, plan.inputs.shots)
+                            .into_iter()
+                            .map(|picked| picked.row.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
                 rows.push((row, examples));
             }
             Err(invalid) => {

@@ -15,6 +15,7 @@ pub mod calibration;
 pub mod compare;
 pub mod judge_answer;
 pub mod judged;
+pub mod quota;
 pub mod stats;
 pub mod summary;
 pub mod text;

@@ -46,6 +46,8 @@ pub struct Summary {
     /// Agreement of two judges of the same metric (`judge/<metric>` and
     /// `judge/<metric>@<label>`) over the rows both judged.
     pub judge_agreement: Vec<JudgeAgreement>,
+    /// How the quota limiter paced each remote deployment (from `run.json`'s `quota`).
+    pub quota: Vec<super::quota::QuotaSummary>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -426,5 +428,6 @@ pub fn summarise_folder_with(
         judged,
         quality_index,
         judge_agreement: Vec::new(),
+        quota: super::quota::summarise(&run.quota),
     })
 }

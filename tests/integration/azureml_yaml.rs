@@ -62,6 +62,9 @@ fn copy_of_repo() -> (tempfile::TempDir, PathBuf) {
     copy_tree(&Path::new(ROOT).join("azureml"), &root.join("azureml"));
     for file in [
         "programs/zero_shot.prompty",
+        "programs/zero_shot_cot.prompty",
+        "programs/medprompt.prompty",
+        "datasets/mmlu_college_medicine_test.jsonl",
         "datasets/mmlu_anatomy_test.jsonl",
         "Dockerfile",
     ] {
@@ -86,17 +89,20 @@ fn the_azureml_yamls_are_valid() {
     assert_eq!(code, 0, "{out}");
     for file in [
         "ok   azureml/components/compare.yml (component)",
+        "ok   azureml/components/embed.yml (component)",
+        "ok   azureml/components/examples_run.yml (component)",
         "ok   azureml/components/judge.yml (component)",
         "ok   azureml/components/merge.yml (component)",
         "ok   azureml/components/run.yml (component)",
         "ok   azureml/components/score.yml (component)",
         "ok   azureml/environment.yml (environment)",
         "ok   azureml/jobs/sharded-run.yml (job)",
+        "ok   azureml/medprompt-pipeline.yml (job)",
         "ok   azureml/pipeline.yml (job)",
     ] {
         assert!(out.contains(file), "{file} missing from:\n{out}");
     }
-    assert!(out.ends_with("8 of 8 files valid\n"), "{out}");
+    assert!(out.ends_with("11 of 11 files valid\n"), "{out}");
 }
 
 #[test]
@@ -134,5 +140,5 @@ fn the_validator_catches_broken_yamls() {
         out.contains("FAIL azureml/pipeline.yml: path: azureml/../datasets/mmlu_anatomy_test.jsonl does not exist"),
         "{out}"
     );
-    assert!(out.ends_with("4 of 8 files valid\n"), "{out}");
+    assert!(out.ends_with("6 of 11 files valid\n"), "{out}");
 }

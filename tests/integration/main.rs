@@ -15,6 +15,8 @@ mod judge;
 mod judge_azure;
 mod judge_programs;
 mod local_backend;
+mod medprompt;
+mod medprompt_local;
 mod merge;
 mod mlflow;
 mod prompty;

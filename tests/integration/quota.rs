@@ -200,6 +200,42 @@ fn without_headers_429s_teach_the_rate_and_in_flight() {
         learned <= 1_500.0,
         "learned {learned} requests/min of 1,200"
     );
+    // What the limiter learned is in the summary and the report, as the trace says.
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+            .unwrap();
+    let quota = &summary["quota"][0];
+    assert_eq!(quota["mode"], "rate_limits");
+    assert_eq!(quota["rate_limited"], trace["rate_limited"]);
+    assert_eq!(quota["requests"], trace["requests"]);
+    assert_eq!(quota["learned_rpm"], trace["learned_rpm"]);
+    let steps = quota["timeline"].as_array().unwrap();
+    assert!(!steps.is_empty() && steps.len() <= 8, "{steps:?}");
+    let step_429s: u64 = steps
+        .iter()
+        .map(|s| s["rate_limited"].as_u64().unwrap())
+        .sum();
+    assert_eq!(step_429s as usize, limited, "every 429 falls in one step");
+    let report = std::fs::read_to_string(folder.join("report.md")).unwrap();
+    let section = report
+        .split("## Quota")
+        .nth(1)
+        .expect("report.md has a quota section");
+    let row = format!(
+        "| rate limits | not set / not set | {learned:.0} / – | {} | {limited} (",
+        trace["requests"]
+    );
+    assert!(section.contains(&row), "{row}\n{section}");
+    assert!(section.contains("Pace over the run"), "{section}");
+    let page = std::fs::read_to_string(folder.join("report.html")).unwrap();
+    assert!(
+        page.contains("id=\"quota-table\""),
+        "report.html shows the quota"
+    );
+    assert!(
+        page.contains("<td>rate limits</td>"),
+        "report.html says how it paced"
+    );
 }
 
 #[test]

@@ -9,6 +9,7 @@
 //! a prompt prefix reuse the KV cache of the previous call (see `engine`).
 
 mod chat;
+mod embed;
 mod engine;
 mod generate;
 mod model;
@@ -27,7 +28,8 @@ use llama_cpp_2::context::params::LlamaContextParams;
 use tokio::sync::oneshot;
 
 use super::{
-    Backend, BackendError, Capabilities, GenReply, GenRequest, Message, SelectReply, SelectRequest,
+    Backend, BackendError, Capabilities, EmbedReply, EmbedRequest, GenReply, GenRequest, Message,
+    SelectReply, SelectRequest,
 };
 pub use chat::ChatFormatSource;
 pub use model::llama_backend;
@@ -140,6 +142,10 @@ enum Job {
         oneshot::Sender<Result<OptionScores, BackendError>>,
     ),
     Generate(GenRequest, oneshot::Sender<Result<GenReply, BackendError>>),
+    Embed(
+        EmbedRequest,
+        oneshot::Sender<Result<EmbedReply, BackendError>>,
+    ),
     Render(
         Vec<Message>,
         oneshot::Sender<Result<RenderedPrompt, BackendError>>,
@@ -317,6 +323,12 @@ impl Backend for LocalBackend {
         self.send(Job::Generate(request.clone(), tx))?;
         rx.await.map_err(|_| worker_gone())?
     }
+
+    async fn embed(&self, request: &EmbedRequest) -> Result<EmbedReply, BackendError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(Job::Embed(request.clone(), tx))?;
+        rx.await.map_err(|_| worker_gone())?
+    }
 }
 
 fn worker_main(
@@ -383,6 +395,7 @@ fn worker_main(
     };
     let mut engine = engine::Engine::new(&model, ctx, chat, options.prefix_cache, n_seq, stats);
     let mut constraints = generate::Constraints::default();
+    let mut embedder: Option<embed::Embedder> = None;
     if ready.send(Ok(info)).is_err() {
         return;
     }
@@ -398,6 +411,22 @@ fn worker_main(
             }
             Job::Generate(request, reply) => {
                 let result = engine.generate(&request, &mut constraints);
+                let _ = reply.send(result);
+            }
+            Job::Embed(request, reply) => {
+                if embedder.is_none() {
+                    match embed::Embedder::new(backend, &model, threads_i32) {
+                        Ok(created) => embedder = Some(created),
+                        Err(e) => {
+                            let _ = reply.send(Err(e));
+                            continue;
+                        }
+                    }
+                }
+                let result = match embedder.as_mut() {
+                    Some(embedder) => embedder.embed(&request),
+                    None => Err(worker_gone()),
+                };
                 let _ = reply.send(result);
             }
             Job::Render(messages, reply) => {

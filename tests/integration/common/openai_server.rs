@@ -146,6 +146,10 @@ pub struct ServerConfig {
     /// Reasoning tokens each answer reports (`usage.completion_tokens_details`), counted
     /// in its completion tokens as the service does.
     pub reasoning_tokens: u64,
+    /// Question text -> the text of the choice to answer: the server finds the question in
+    /// the latest user message that holds one, finds the line there that shows that choice
+    /// (`B. text` or `1: text`) and answers its label, wherever the choice sits.
+    pub choice_key: Vec<(String, String)>,
 }
 
 impl Default for ServerConfig {
@@ -170,6 +174,7 @@ impl Default for ServerConfig {
             others_take: None,
             cached_prompt_tokens: 0,
             reasoning_tokens: 0,
+            choice_key: Vec::new(),
         }
     }
 }
@@ -254,6 +259,11 @@ impl ChatServer {
                 post(azure_chat),
             )
             .route("/v1/chat/completions", post(openai_chat))
+            .route(
+                "/openai/deployments/{deployment}/embeddings",
+                post(azure_embeddings),
+            )
+            .route("/v1/embeddings", post(openai_embeddings))
             .route("/score", post(azureml_score))
             .route("/custom/score", post(custom_score))
             .with_state(Arc::clone(&shared));
@@ -461,7 +471,8 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             );
         }
     };
-    let question = find_question(&shared, &parsed);
+    let by_content = answer_by_content(&shared, &parsed);
+    let question = find_question(&shared, &parsed).or_else(|| by_content.clone().map(|(q, _)| q));
     let record = |status: u16| {
         shared.seen.lock().expect("lock").push(SeenRequest {
             question: question.clone(),
@@ -660,6 +671,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         .map(|(_, a)| a.clone());
     let answer = repeated
         .or_else(|| question.as_ref().and_then(|q| shared.key.get(q)).cloned())
+        .or_else(|| by_content.map(|(_, label)| label))
         .unwrap_or_else(|| config.default_answer.clone());
     let wants_logprobs = parsed
         .get("logprobs")
@@ -801,6 +813,154 @@ async fn scoring(
         StatusCode::OK,
         [("content-type", "application/json")],
         wrap(text).to_string(),
+    )
+        .into_response()
+}
+
+/// `choice_key` answering: the latest user message holding a known question, and the label of
+/// the line there that shows the question's keyed choice.
+fn answer_by_content(shared: &Shared, body: &Value) -> Option<(String, String)> {
+    if shared.config.choice_key.is_empty() {
+        return None;
+    }
+    let messages = body.get("messages")?.as_array()?;
+    for message in messages.iter().rev() {
+        if message.get("role").and_then(Value::as_str) != Some("user") {
+            continue;
+        }
+        let text = message.get("content")?.as_str()?;
+        let Some((question, choice)) = shared
+            .config
+            .choice_key
+            .iter()
+            .filter(|(q, _)| text.contains(q.as_str()))
+            .max_by_key(|(q, _)| q.len())
+        else {
+            continue;
+        };
+        // The question's own choices follow it; earlier lines may belong to other questions.
+        let after = &text[text.rfind(question.as_str())? + question.len()..];
+        let label = after.lines().find_map(|line| {
+            let (label, rest) = line.split_once(['.', ':'])?;
+            let label = label.trim();
+            let is_label = !label.is_empty()
+                && (label.chars().all(|c| c.is_ascii_uppercase()) && label.len() == 1
+                    || label.chars().all(|c| c.is_ascii_digit()));
+            (is_label && rest.trim() == choice.trim()).then(|| label.to_string())
+        })?;
+        return Some((question.clone(), label));
+    }
+    None
+}
+
+/// The deterministic embedding the test server returns for a text: each lower-cased word
+/// adds +1 or -1 (a hash bit) to one of 32 dimensions (another hash), so texts that share words
+/// are near. Tests compute expected neighbours with it.
+pub fn test_embedding(text: &str) -> Vec<f32> {
+    let mut vector = vec![0.0f32; 32];
+    for word in text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        // FNV-1a: fixed across platforms and runs.
+        let mut hash: u64 = 0xcbf29ce484222325;
+        for byte in word.to_lowercase().bytes() {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x100000001b3);
+        }
+        let sign = if hash & (1 << 40) == 0 { 1.0 } else { -1.0 };
+        vector[(hash % 32) as usize] += sign;
+    }
+    vector
+}
+
+async fn azure_embeddings(
+    State(shared): State<Arc<Shared>>,
+    Path(deployment): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let key = headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| bearer(&headers));
+    embeddings(shared, key, deployment, body).await
+}
+
+async fn openai_embeddings(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    embeddings(shared, bearer(&headers), String::new(), body).await
+}
+
+/// `POST .../embeddings`: `input` a string or a list of strings; answers with the items in
+/// reverse order (each with its `index`), as nothing in the API promises order.
+async fn embeddings(
+    shared: Arc<Shared>,
+    key: Option<String>,
+    deployment: String,
+    body: Bytes,
+) -> Response {
+    shared.counter.fetch_add(1, Ordering::SeqCst);
+    let parsed: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                &format!("We could not parse the JSON body of your request: {e}"),
+            );
+        }
+    };
+    let authorized = shared
+        .config
+        .api_key
+        .as_ref()
+        .is_none_or(|k| key.as_deref() == Some(k.as_str()));
+    let status = if authorized { 200 } else { 401 };
+    shared.seen.lock().expect("lock").push(SeenRequest {
+        question: None,
+        deployment: (!deployment.is_empty()).then_some(deployment),
+        status,
+        body: parsed.clone(),
+        at: Instant::now(),
+    });
+    if !authorized {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "401",
+            "Access denied due to invalid subscription key.",
+        );
+    }
+    let inputs: Vec<String> = match &parsed["input"] {
+        Value::String(text) => vec![text.clone()],
+        Value::Array(items) => items
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => Vec::new(),
+    };
+    if inputs.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request_error",
+            "'input' is a required property",
+        );
+    }
+    let tokens: u64 = inputs.iter().map(|t| (t.len() as u64).div_ceil(4)).sum();
+    let data: Vec<Value> = inputs
+        .iter()
+        .enumerate()
+        .rev()
+        .map(|(index, text)| json!({"object": "embedding", "index": index, "embedding": test_embedding(text)}))
+        .collect();
+    (
+        StatusCode::OK,
+        [("content-type", "application/json")],
+        json!({"object": "list", "data": data, "model": "text-embedding-3-small", "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}).to_string(),
     )
         .into_response()
 }
