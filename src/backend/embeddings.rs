@@ -14,19 +14,7 @@ use super::{BackendError, EmbedReply, EmbedRequest, Usage};
 
 /// The embeddings URL beside a chat endpoint.
 pub fn embeddings_url(endpoint: &ChatEndpoint) -> String {
-    match endpoint {
-        ChatEndpoint::Azure {
-            endpoint,
-            deployment,
-            api_version,
-        } => format!(
-            "{}/openai/deployments/{deployment}/embeddings?api-version={api_version}",
-            endpoint.trim_end_matches('/')
-        ),
-        ChatEndpoint::OpenAi { base_url, .. } => {
-            format!("{}/embeddings", base_url.trim_end_matches('/'))
-        }
-    }
+    super::openai::operation_url(endpoint, "embeddings")
 }
 
 #[derive(Debug, Deserialize)]

@@ -143,6 +143,15 @@ impl ChatBackend {
         self.http.url_for_errors()
     }
 
+    /// The tokens of the longest option (at least 1): what an answer naming it takes.
+    fn longest_option(&self, options: &[String]) -> u64 {
+        options
+            .iter()
+            .map(|o| self.tokens.count(o))
+            .max()
+            .unwrap_or(1)
+    }
+
     fn base_body(&self, messages: &[Message], max_tokens: u32) -> serde_json::Map<String, Value> {
         let mut body = serde_json::Map::new();
         if let ChatEndpoint::OpenAi { model, .. } = &self.config.endpoint {
@@ -303,12 +312,7 @@ impl ChatBackend {
         &self,
         request: &SelectRequest,
     ) -> Result<Result<SelectReply, Usage>, BackendError> {
-        let longest = request
-            .options
-            .iter()
-            .map(|o| self.tokens.count(o))
-            .max()
-            .unwrap_or(1);
+        let longest = self.longest_option(&request.options);
         let max_tokens = (longest + 16) as u32;
         let mut body = self.base_body(&request.messages, max_tokens);
         self.set_sampling(&mut body, request.temperature, None);
@@ -357,12 +361,7 @@ impl ChatBackend {
         &self,
         request: &SelectRequest,
     ) -> Result<SelectReply, BackendError> {
-        let longest = request
-            .options
-            .iter()
-            .map(|o| self.tokens.count(o))
-            .max()
-            .unwrap_or(1);
+        let longest = self.longest_option(&request.options);
         // Reasoning models spend hidden reasoning tokens out of the same budget.
         let max_tokens = if self.config.reasoning {
             REASONING_SELECT_BUDGET
@@ -613,19 +612,25 @@ struct TopLogprob {
     logprob: f64,
 }
 
-/// The live chat-completions URL of an endpoint.
-pub fn chat_url(endpoint: &ChatEndpoint) -> String {
+/// The URL of an operation (`chat/completions`, `embeddings`) of an endpoint: under the
+/// deployment with the api-version on Azure, under the base URL elsewhere.
+pub fn operation_url(endpoint: &ChatEndpoint, operation: &str) -> String {
     match endpoint {
         ChatEndpoint::Azure {
             endpoint,
             deployment,
             api_version,
         } => format!(
-            "{}/openai/deployments/{deployment}/chat/completions?api-version={api_version}",
+            "{}/openai/deployments/{deployment}/{operation}?api-version={api_version}",
             endpoint.trim_end_matches('/')
         ),
         ChatEndpoint::OpenAi { base_url, .. } => {
-            format!("{}/chat/completions", base_url.trim_end_matches('/'))
+            format!("{}/{operation}", base_url.trim_end_matches('/'))
         }
     }
+}
+
+/// The live chat-completions URL of an endpoint.
+pub fn chat_url(endpoint: &ChatEndpoint) -> String {
+    operation_url(endpoint, "chat/completions")
 }

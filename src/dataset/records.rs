@@ -17,6 +17,14 @@ use serde_json::{Map, Number, Value};
 use super::DatasetError;
 use super::row::kind_of;
 
+fn open(path: &Path) -> Result<File, DatasetError> {
+    File::open(path).map_err(|source| DatasetError::Io {
+        path: path.to_path_buf(),
+        action: "open",
+        source,
+    })
+}
+
 /// Streams the records of a parquet file as JSON objects; `visit` gets the 1-based record
 /// number. Memory: one record batch at a time.
 pub(crate) fn read_parquet(
@@ -27,11 +35,7 @@ pub(crate) fn read_parquet(
         path: path.to_path_buf(),
         message,
     };
-    let file = File::open(path).map_err(|source| DatasetError::Io {
-        path: path.to_path_buf(),
-        action: "open",
-        source,
-    })?;
+    let file = open(path)?;
     let reader = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| format(format!("not a readable parquet file: {e}")))?
         .with_batch_size(1024)
@@ -160,11 +164,7 @@ pub(crate) fn read_csv(
         path: path.to_path_buf(),
         message,
     };
-    let file = File::open(path).map_err(|source| DatasetError::Io {
-        path: path.to_path_buf(),
-        action: "open",
-        source,
-    })?;
+    let file = open(path)?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
