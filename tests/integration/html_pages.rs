@@ -62,6 +62,19 @@ fn figures_match(browser: &mut Browser, document: &Value) -> usize {
     checked
 }
 
+/// 14042 -> "14,042".
+fn with_commas(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn shown_rows(browser: &mut Browser, status: &str) -> u64 {
     browser
         .eval(&format!(
@@ -375,6 +388,32 @@ fn every_call_shows_the_messages_the_model_received_and_judge_scores_filter() {
     assert_eq!(
         shown_rows(&mut browser, "#row-status"),
         run.rows.len() as u64
+    );
+
+    // The judge's card: counts (tokens, unparsed answers) read as whole numbers, not
+    // "7816459.000" as a full MMLU run showed, and the mean comes with its interval.
+    let judged = &summary["judged"][0];
+    let card = browser.eval("document.querySelector('.card.judged').innerText");
+    let lines: Vec<&str> = card.as_str().unwrap().lines().map(str::trim).collect();
+    for key in ["prompt_tokens", "completion_tokens", "unparsed"] {
+        let count = judged[key]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{key} in {judged}"));
+        let expected = format!("{}: {}", key.replace('_', " "), with_commas(count));
+        assert!(
+            lines.contains(&expected.as_str()),
+            "{expected:?} in {lines:?}"
+        );
+    }
+    let ci = &judged["ci95"];
+    let expected = format!(
+        "95% CI {:.2} – {:.2}",
+        ci[0].as_f64().unwrap(),
+        ci[1].as_f64().unwrap()
+    );
+    assert!(
+        lines.contains(&expected.as_str()),
+        "{expected:?} in {lines:?}"
     );
 
     // Judge scores: coherence 5 is given to rows 4, 9, 14, 19, 24.

@@ -161,11 +161,19 @@ fn a_shard_killed_and_resumed_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let shards = dir.path().join("shards");
     let folder = |k: u32| -> PathBuf { shards.join(format!("shard-{k}-of-{SHARDS}")) };
-    // Shards 0, 1 and 3 run to the end; shard 2 is killed after 10 rows, then resumed.
+    // Shards 0, 1 and 3 run to the end; then shard 2 runs, is killed after 10 rows, and resumed.
     let mut others: Vec<_> = [0, 1, 3]
         .iter()
         .map(|&k| run_command(&server, &shards, Some(k)).spawn().unwrap())
         .collect();
+    for child in &mut others {
+        assert!(child.wait().unwrap().success());
+    }
+    // The server answers shard 2's first 10 requests and holds every later one unanswered. Once
+    // its 10 rows are on disk no answer is on its way to it, so the kill cannot land between an
+    // answer and its line (such a row is rightly sent again on resume, and would be counted
+    // twice below: the race this test used to lose under load).
+    server.hang_after(10);
     let mut victim = run_command(&server, &shards, Some(2)).spawn().unwrap();
     let outputs = folder(2).join("outputs.jsonl");
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -175,9 +183,7 @@ fn a_shard_killed_and_resumed_loses_nothing() {
     }
     victim.kill().unwrap();
     victim.wait().unwrap();
-    for child in &mut others {
-        assert!(child.wait().unwrap().success());
-    }
+    assert_eq!(lines_in(&outputs), 10, "only answered rows are written");
     // Merging now would merge an unfinished shard: it is, with its status.
     let early = dir.path().join("early");
     merge(&shards, &early);
@@ -186,6 +192,7 @@ fn a_shard_killed_and_resumed_loses_nothing() {
     assert_ne!(early_run["status"], "finished");
     assert!(read_jsonl(&early.join("outputs.jsonl")).len() < 135);
 
+    server.stop_hanging();
     let mut resume = evalr();
     resume
         .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())

@@ -150,6 +150,24 @@ pub struct ServerConfig {
     /// the latest user message that holds one, finds the line there that shows that choice
     /// (`B. text` or `1: text`) and answers its label, wherever the choice sits.
     pub choice_key: Vec<(String, String)>,
+    /// A stand-in model for benchmarks: when set, it writes every answer (see [`Simulated`]).
+    pub simulated: Option<Simulated>,
+}
+
+/// A stand-in for a model, for benchmarks that need answers of a realistic size and spread
+/// (the answer key is looked up by substring, too slow for 14,000 questions): given the last
+/// user message and whether the request is a select (it asks for logprobs or a JSON schema),
+/// the answer option or the generated text.
+#[derive(Clone)]
+pub struct Simulated(pub Arc<SimulatedAnswer>);
+
+/// `(last user message, is a select) -> answer`.
+pub type SimulatedAnswer = dyn Fn(&str, bool) -> String + Send + Sync;
+
+impl std::fmt::Debug for Simulated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Simulated(..)")
+    }
 }
 
 impl Default for ServerConfig {
@@ -175,6 +193,7 @@ impl Default for ServerConfig {
             cached_prompt_tokens: 0,
             reasoning_tokens: 0,
             choice_key: Vec::new(),
+            simulated: None,
         }
     }
 }
@@ -285,6 +304,15 @@ impl ChatServer {
 
     pub fn seen(&self) -> Vec<SeenRequest> {
         self.shared.seen.lock().expect("lock").clone()
+    }
+
+    /// From now on, answers `answered` more requests and then holds every later one unanswered
+    /// (until `stop_hanging`), like `hang_from` counted from this moment.
+    pub fn hang_after(&self, answered: u64) {
+        let received = self.shared.counter.load(Ordering::SeqCst);
+        self.shared
+            .hang_from
+            .store(received + answered + 1, Ordering::SeqCst);
     }
 
     /// Answers normally again after `hang_from`.
@@ -430,24 +458,7 @@ fn invalid_messages(body: &Value) -> Option<String> {
 /// The question a request is about: the known question found in its last user message (chat
 /// and AzureML `input_data` requests) or in its `prompt` (the custom scoring script).
 fn find_question(shared: &Shared, body: &Value) -> Option<String> {
-    let text = match body.get("prompt").and_then(Value::as_str) {
-        Some(prompt) => prompt,
-        None => {
-            let messages = body
-                .get("messages")
-                .or_else(|| body.pointer("/input_data/input_string"))?
-                .as_array()?;
-            let last_user = messages
-                .iter()
-                .rev()
-                .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-            return find_in(shared, &text_of(last_user.get("content")?));
-        }
-    };
-    find_in(shared, text)
-}
-
-fn find_in(shared: &Shared, text: &str) -> Option<String> {
+    let text = last_user_text(body)?;
     shared
         .config
         .answer_key
@@ -456,6 +467,23 @@ fn find_in(shared: &Shared, text: &str) -> Option<String> {
         .filter(|q| text.contains(q.as_str()))
         .max_by_key(|q| q.len())
         .cloned()
+}
+
+/// The text a request asks about: its `prompt`, else the text of its last user message (its
+/// text parts, when it has images).
+fn last_user_text(body: &Value) -> Option<String> {
+    if let Some(prompt) = body.get("prompt").and_then(Value::as_str) {
+        return Some(prompt.to_string());
+    }
+    let messages = body
+        .get("messages")
+        .or_else(|| body.pointer("/input_data/input_string"))?
+        .as_array()?;
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
+    Some(text_of(last_user.get("content")?))
 }
 
 async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response {
@@ -669,10 +697,6 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         .filter(|_| asked_before)
         .and_then(|q| config.repeat_answers.iter().find(|(k, _)| k == q))
         .map(|(_, a)| a.clone());
-    let answer = repeated
-        .or_else(|| question.as_ref().and_then(|q| shared.key.get(q)).cloned())
-        .or_else(|| by_content.map(|(_, label)| label))
-        .unwrap_or_else(|| config.default_answer.clone());
     let wants_logprobs = parsed
         .get("logprobs")
         .and_then(Value::as_bool)
@@ -681,6 +705,17 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         .pointer("/response_format/type")
         .and_then(Value::as_str)
         == Some("json_schema");
+    let simulated = config.simulated.as_ref().map(|model| {
+        (model.0)(
+            &last_user_text(&parsed).unwrap_or_default(),
+            wants_logprobs || schema,
+        )
+    });
+    let answer = simulated
+        .or(repeated)
+        .or_else(|| question.as_ref().and_then(|q| shared.key.get(q)).cloned())
+        .or_else(|| by_content.map(|(_, label)| label))
+        .unwrap_or_else(|| config.default_answer.clone());
     let (content, logprobs) = if config.style.is_judge() {
         // A judge writes its answer in its style whatever the request asks for.
         (config.style.write(&answer), Value::Null)

@@ -31,21 +31,32 @@ function readJson(id) {
 
 // Row chunks are gzip + base64 inside <script type="application/x-evalr-chunk"> elements; the
 // browser's own DecompressionStream inflates one only when a row in it is needed.
+async function inflateChunk(kind, k) {
+  const node = byId('evalr-' + kind + '-' + k);
+  if (!node) return null;
+  const raw = atob(node.textContent.trim());
+  const bytes = new Uint8Array(raw.length);
+  for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
+  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
+  return JSON.parse(await new Response(stream).text());
+}
+
+// The chunks of the rows last opened stay inflated, a few of them: an inflated chunk takes
+// about 7 times its size in the page, so keeping every chunk a reader ever touched would grow
+// the heap with the run (a full MMLU run's rows: ~180 MB).
+const CHUNKS_KEPT = 8;
 const chunkCache = new Map();
 function loadChunk(kind, k) {
   const key = kind + ':' + k;
-  if (!chunkCache.has(key)) {
-    chunkCache.set(key, (async () => {
-      const node = byId('evalr-' + kind + '-' + k);
-      if (!node) return null;
-      const raw = atob(node.textContent.trim());
-      const bytes = new Uint8Array(raw.length);
-      for (let i = 0; i < raw.length; i++) bytes[i] = raw.charCodeAt(i);
-      const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream('gzip'));
-      return JSON.parse(await new Response(stream).text());
-    })());
+  let chunk = chunkCache.get(key);
+  if (chunk) {
+    chunkCache.delete(key);
+  } else {
+    chunk = inflateChunk(kind, k);
   }
-  return chunkCache.get(key);
+  chunkCache.set(key, chunk);
+  while (chunkCache.size > CHUNKS_KEPT) chunkCache.delete(chunkCache.keys().next().value);
+  return chunk;
 }
 
 const pct = (x) => (x == null ? '–' : (x * 100).toFixed(1) + '%');

@@ -55,7 +55,7 @@
 
   // Search reads the row details, which are compressed: they are inflated chunk by chunk the
   // first time a search is typed (never at load), yielding between chunks so the page stays
-  // responsive.
+  // responsive. Only the searchable text is kept, not the inflated chunks.
   let haystack = null;
   let indexing = null;
   function buildHaystack() {
@@ -65,7 +65,7 @@
       const chunks = Math.ceil(n / CS);
       for (let k = 0; k < chunks; k++) {
         status.textContent = 'Reading rows for search… ' + Math.round((k / chunks) * 100) + '%';
-        const rows = await loadChunk('rows', k);
+        const rows = await inflateChunk('rows', k);
         rows.forEach((d, j) => { texts[k * CS + j] = searchText(d).toLowerCase(); });
       }
       haystack = texts;
