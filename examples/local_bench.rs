@@ -78,28 +78,19 @@ fn question_text(q: &Question) -> String {
 
 fn zero_shot(q: &Question) -> Vec<Message> {
     vec![
-        Message {
-            role: Role::User,
-            content: question_text(q),
-        },
-        Message {
-            role: Role::Assistant,
-            content: "Answer:".into(),
-        },
+        Message::text(Role::User, question_text(q)),
+        Message::text(Role::Assistant, "Answer:"),
     ]
 }
 
 fn five_shot(shots: &[Question], q: &Question) -> Vec<Message> {
     let mut messages = Vec::new();
     for shot in shots {
-        messages.push(Message {
-            role: Role::User,
-            content: question_text(shot),
-        });
-        messages.push(Message {
-            role: Role::Assistant,
-            content: format!("Answer: {}", LETTERS[shot.answer]),
-        });
+        messages.push(Message::text(Role::User, question_text(shot)));
+        messages.push(Message::text(
+            Role::Assistant,
+            format!("Answer: {}", LETTERS[shot.answer]),
+        ));
     }
     messages.extend(zero_shot(q));
     messages

@@ -67,4 +67,7 @@ fi
 if [ $want_test = 1 ]; then
     python3 -c "import mlflow, azure.ai.ml" 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check mlflow azure-ai-ml azure-ai-evaluation
+    # The Prompty v2 Python runtime: the peer of evalr's image-input rendering.
+    python3 -c "import prompty" 2>/dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check "prompty==2.1.0" jinja2
 fi

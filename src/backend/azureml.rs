@@ -73,10 +73,8 @@ impl AzureMlBackend {
         messages: &[Message],
         parameters: &Value,
     ) -> Result<Value, BackendError> {
-        let wire: Vec<Value> = messages
-            .iter()
-            .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-            .collect();
+        super::refuse_images(messages, "an AzureML endpoint")?;
+        let wire: Vec<Value> = messages.iter().map(Message::to_wire).collect();
         let Some(env) = &self.template else {
             return Ok(json!({"input_data": {"input_string": wire, "parameters": parameters}}));
         };

@@ -47,10 +47,108 @@ impl Role {
 
 /// One chat message. A conversation that ends with an `assistant` message asks the model to
 /// continue that message (the text a program wrote before a call, e.g. "Answer: ").
+///
+/// A message with images carries its whole content, in order, in `parts` (OpenAI's content
+/// parts); `content` is then the text of its text parts, for what reads text only (token
+/// estimates, reports). A text-only message has no parts, so its serialized form - and the
+/// response cache key made from it - is the same as before images existed.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Message {
     pub role: Role,
     pub content: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<ContentPart>,
+    /// Who speaks (a Prompty role line's `name` attribute), sent as the message's `name`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+/// A part of a message's content, as chat APIs take it (`{"type": "text", ...}`,
+/// `{"type": "image_url", ...}`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ContentPart {
+    Text { text: String },
+    ImageUrl { image_url: ImageUrl },
+}
+
+/// An image: an `https://` URL or a `data:image/...;base64,` URL.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ImageUrl {
+    pub url: String,
+    /// `low`, `high` or `auto`, when the program or row says.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
+impl Message {
+    /// A text message.
+    pub fn text(role: Role, content: impl Into<String>) -> Message {
+        Message {
+            role,
+            content: content.into(),
+            parts: Vec::new(),
+            name: None,
+        }
+    }
+
+    /// A message of text and image parts; with no image it is a text message.
+    pub fn with_parts(role: Role, parts: Vec<ContentPart>) -> Message {
+        let texts = parts.iter().filter_map(|p| match p {
+            ContentPart::Text { text } => Some(text.as_str()),
+            ContentPart::ImageUrl { .. } => None,
+        });
+        let content = texts.collect::<Vec<_>>().join("\n");
+        let has_image = parts
+            .iter()
+            .any(|p| matches!(p, ContentPart::ImageUrl { .. }));
+        Message {
+            role,
+            content,
+            parts: if has_image { parts } else { Vec::new() },
+            name: None,
+        }
+    }
+
+    pub fn named(mut self, name: Option<String>) -> Message {
+        self.name = name;
+        self
+    }
+
+    /// The message's images, in order.
+    pub fn images(&self) -> impl Iterator<Item = &ImageUrl> {
+        self.parts.iter().filter_map(|p| match p {
+            ContentPart::ImageUrl { image_url } => Some(image_url),
+            ContentPart::Text { .. } => None,
+        })
+    }
+
+    /// The message as chat-completions APIs take it: `content` a string, or the list of parts
+    /// when there are images (Prompty spec §7.1.1); `name` when there is one.
+    pub fn to_wire(&self) -> serde_json::Value {
+        let mut wire = serde_json::Map::new();
+        wire.insert("role".into(), self.role.as_str().into());
+        let content = if self.parts.is_empty() {
+            serde_json::Value::String(self.content.clone())
+        } else {
+            serde_json::to_value(&self.parts).unwrap_or_default()
+        };
+        wire.insert("content".into(), content);
+        if let Some(name) = &self.name {
+            wire.insert("name".into(), name.clone().into());
+        }
+        serde_json::Value::Object(wire)
+    }
+}
+
+/// A backend that cannot read images refuses a conversation holding one, with what to do.
+pub fn refuse_images(messages: &[Message], backend: &str) -> Result<(), BackendError> {
+    if messages.iter().any(|m| m.images().next().is_some()) {
+        return Err(BackendError::Fatal(format!(
+            "the conversation holds an image, which {backend} cannot read; run image programs against a chat API model that takes images (--model azure:DEPLOYMENT or openai:MODEL)"
+        )));
+    }
+    Ok(())
 }
 
 /// What a backend can do; decides how `select` is carried out.
@@ -68,6 +166,8 @@ pub struct Capabilities {
     pub penalties: bool,
     /// Accepts `response_format: {type: json_object}`.
     pub json_object: bool,
+    /// Takes image content parts (chat APIs).
+    pub images: bool,
 }
 
 /// Which way a `select` was decided; recorded on every output row.

@@ -159,12 +159,7 @@ impl ChatBackend {
         }
         body.insert(
             "messages".into(),
-            Value::Array(
-                messages
-                    .iter()
-                    .map(|m| json!({"role": m.role.as_str(), "content": m.content}))
-                    .collect(),
-            ),
+            Value::Array(messages.iter().map(Message::to_wire).collect()),
         );
         let key = if self.config.reasoning {
             "max_completion_tokens"
@@ -434,6 +429,7 @@ impl Backend for ChatBackend {
             regex: false,
             penalties: true,
             json_object: true,
+            images: true,
         }
     }
 
@@ -711,15 +707,9 @@ mod tests {
         );
         let request = SelectRequest {
             messages: vec![
-                Message {
-                    role: Role::User,
-                    // 80 characters: 20 tokens by length, + 4 for the message, + 3 for the reply.
-                    content: "x".repeat(80),
-                },
-                Message {
-                    role: Role::Assistant,
-                    content: "Answer:".into(),
-                },
+                // 80 characters: 20 tokens by length, + 4 for the message, + 3 for the reply.
+                Message::text(Role::User, "x".repeat(80)),
+                Message::text(Role::Assistant, "Answer:"),
             ],
             options: [" A", " B", " C", " D"].map(String::from).to_vec(),
             temperature: None,

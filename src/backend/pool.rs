@@ -115,6 +115,7 @@ impl Backend for DeploymentPool {
             let other = member.capabilities();
             caps.logprobs &= other.logprobs;
             caps.json_schema &= other.json_schema;
+            caps.images &= other.images;
         }
         caps
     }

@@ -144,14 +144,11 @@ where
         });
     }
     let mut messages = request.messages.clone();
-    messages.push(Message {
-        role: Role::Assistant,
-        content: text.clone(),
-    });
-    messages.push(Message {
-        role: Role::User,
-        content: format!("Reply with exactly one of: {}", request.options.join(", ")),
-    });
+    messages.push(Message::text(Role::Assistant, text.clone()));
+    messages.push(Message::text(
+        Role::User,
+        format!("Reply with exactly one of: {}", request.options.join(", ")),
+    ));
     let (retext, more) = ask(messages).await?;
     usage.add(more);
     Ok(SelectReply {

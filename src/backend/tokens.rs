@@ -46,6 +46,10 @@ impl Encoding {
         }
     }
 }
+/// An image's cost before the service says: OpenAI's published price of a 1024x1024 image at
+/// high detail (85 + 4 tiles of 170). The image's size is not read; the `usage` correction
+/// catches up after the first answers.
+const TOKENS_PER_IMAGE: u64 = 765;
 
 pub struct TokenCounter {
     encoding: Option<Encoding>,
@@ -127,7 +131,11 @@ impl TokenCounter {
     pub fn count_messages(&self, messages: &[Message]) -> u64 {
         messages
             .iter()
-            .map(|m| TOKENS_PER_MESSAGE + self.count(&m.content))
+            .map(|m| {
+                TOKENS_PER_MESSAGE
+                    + self.count(&m.content)
+                    + TOKENS_PER_IMAGE * m.images().count() as u64
+            })
             .sum::<u64>()
             + TOKENS_PER_REPLY
     }
@@ -137,7 +145,11 @@ impl TokenCounter {
     pub fn estimate_messages(messages: &[Message]) -> u64 {
         messages
             .iter()
-            .map(|m| TOKENS_PER_MESSAGE + estimate(&m.content))
+            .map(|m| {
+                TOKENS_PER_MESSAGE
+                    + estimate(&m.content)
+                    + TOKENS_PER_IMAGE * m.images().count() as u64
+            })
             .sum::<u64>()
             + TOKENS_PER_REPLY
     }
@@ -165,10 +177,7 @@ mod tests {
         let other = TokenCounter::for_model(Some("llama-3"));
         assert!(!other.knows_tokens());
         assert_eq!(other.count("12345678"), 2);
-        let messages = [Message {
-            role: Role::User,
-            content: "hello world".into(),
-        }];
+        let messages = [Message::text(Role::User, "hello world")];
         assert_eq!(gpt4o.count_messages(&messages), 4 + 2 + 3);
         // 11 characters: 3 tokens by length.
         assert_eq!(TokenCounter::estimate_messages(&messages), 4 + 3 + 3);

@@ -247,11 +247,27 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
     };
     let mut out = String::new();
     for message in messages {
-        out.push_str(&format!(
-            "--- {} ---\n{}\n",
-            message.role.as_str(),
-            message.content
-        ));
+        let name = message
+            .name
+            .as_deref()
+            .map(|n| format!(" [name={n}]"))
+            .unwrap_or_default();
+        out.push_str(&format!("--- {}{name} ---\n", message.role.as_str()));
+        if message.parts.is_empty() {
+            out.push_str(&message.content);
+            out.push('\n');
+        }
+        for part in &message.parts {
+            match part {
+                crate::backend::ContentPart::Text { text } => {
+                    out.push_str(text);
+                    out.push('\n');
+                }
+                crate::backend::ContentPart::ImageUrl { image_url } => {
+                    out.push_str(&format!("[image: {}]\n", shown_url(&image_url.url)));
+                }
+            }
+        }
     }
     if let Some(call) = call {
         match call.kind {
@@ -288,6 +304,17 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+/// An image URL as `programs render` shows it: a data URL by its type and size, not its bytes.
+fn shown_url(url: &str) -> String {
+    match url.split_once(";base64,") {
+        Some((head, data)) if head.starts_with("data:") => {
+            let padding = data.bytes().rev().take_while(|&b| b == b'=').count();
+            format!("{head};base64, {} bytes", data.len() / 4 * 3 - padding)
+        }
+        _ => url.to_string(),
+    }
 }
 
 fn check(

@@ -95,6 +95,9 @@ pub struct ProgramFile {
     pub description: String,
     pub path: PathBuf,
     pub dialect: Dialect,
+    /// v1 files: markdown images are image parts unless `template.options.disable_image_parsing`
+    /// says not (the v1 runtime's switch).
+    pub markdown_images: bool,
     /// Declared inputs: defaults fill a row's missing values; a required one with no value is
     /// a row error.
     pub inputs: Vec<InputSpec>,
@@ -395,6 +398,17 @@ impl ProgramFile {
                 other => ignored.push(format!("{other}: not a Prompty key evalr reads")),
             }
         }
+        let dialect = dialect(&front);
+        // The v1 runtimes' front matter pattern eats the whitespace after the closing `---`
+        // (`---\s*(.+)`): blank lines there start no empty system message in a v1 file.
+        let (body, body_first_line) = match dialect {
+            Dialect::V1 if split.yaml.is_some() => {
+                let body = split.body.trim_start();
+                let skipped = &split.body[..split.body.len() - body.len()];
+                (body, split.body_first_line + skipped.matches('\n').count())
+            }
+            _ => (split.body, split.body_first_line),
+        };
         let name = text_of("name").unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -407,7 +421,13 @@ impl ProgramFile {
                 .trim()
                 .to_string(),
             path: path.to_path_buf(),
-            dialect: dialect(&front),
+            dialect,
+            markdown_images: !front
+                .get("template")
+                .and_then(|t| t.get("options"))
+                .and_then(|o| o.get("disable_image_parsing"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
             inputs,
             sample,
             outputs_schema,
@@ -418,8 +438,8 @@ impl ProgramFile {
             examples,
             ensemble,
             ignored,
-            body: split.body.to_string(),
-            body_first_line: split.body_first_line,
+            body: body.to_string(),
+            body_first_line,
             sha256,
         })
     }
@@ -516,6 +536,18 @@ mod tests {
         assert_eq!(program.parameters.max_tokens, Some(3000));
         assert_eq!(program.format, TemplateFormat::Jinja2);
         assert!(program.ignored.is_empty(), "{:?}", program.ignored);
+    }
+
+    #[test]
+    fn v1_body_starts_after_the_blank_lines_that_follow_the_front_matter() {
+        let text = "---\nmodel:\n  api: chat\n---\n\n\n  system:\nhi\n";
+        let program = ProgramFile::parse(Path::new("v1.prompty"), text).unwrap();
+        assert_eq!(program.body, "system:\nhi\n");
+        assert_eq!(program.body_first_line, 7);
+        // v2 keeps them (its runtimes do): they make an empty system message there.
+        let text = "---\nname: v2\n---\n\nsystem:\nhi\n";
+        let program = ProgramFile::parse(Path::new("v2.prompty"), text).unwrap();
+        assert_eq!(program.body, "\nsystem:\nhi\n");
     }
 
     #[test]

@@ -10,10 +10,12 @@
 use std::path::PathBuf;
 
 mod catalog;
+mod content;
 mod context;
 mod ensemble;
 mod file;
 mod front_matter;
+mod images;
 mod inputs;
 mod mustache;
 mod render;

@@ -19,9 +19,12 @@ use rand::Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
-use super::roles::{MarkedText, ParsedMessage, ParsedRole, split_marked};
+use std::path::Path;
+
+use super::content::{RichInputs, expand_message};
+use super::roles::{MarkedText, ParsedRole, split_marked};
 use super::settings::ResponseFormat;
-use super::{ProgramError, ProgramFile, TemplateFormat};
+use super::{Dialect, ProgramError, ProgramFile, TemplateFormat};
 use crate::backend::{Message, Role};
 
 const CAPTURES_KEY: &str = "__evalr_captures";
@@ -87,6 +90,8 @@ struct Markers {
     call_close: String,
     thread_open: String,
     thread_close: String,
+    image_open: String,
+    image_close: String,
 }
 
 impl Markers {
@@ -102,6 +107,8 @@ impl Markers {
             call_close: format!("\u{F8F4}{nonce}\u{F8F1}"),
             thread_open: format!("\u{F8F5}{nonce}\u{F8F1}"),
             thread_close: format!("\u{F8F6}{nonce}\u{F8F1}"),
+            image_open: format!("\u{F8F7}{nonce}\u{F8F1}"),
+            image_close: format!("\u{F8F8}{nonce}\u{F8F1}"),
         }
     }
 }
@@ -192,6 +199,31 @@ impl Program {
         names
     }
 
+    /// What makes the program send images, for backends that cannot read them: its image
+    /// inputs, and in v1 files the markdown images of its body (with their line). Thread
+    /// values may hold images too; those are known only row by row.
+    pub fn image_sources(&self) -> Vec<String> {
+        let mut sources: Vec<String> = self
+            .file
+            .inputs
+            .iter()
+            .filter(|i| i.is_image())
+            .map(|i| format!("image input `{}`", i.name))
+            .collect();
+        if self.file.dialect == Dialect::V1 && self.file.markdown_images {
+            let pattern = regex::Regex::new(r"!\[[^\]\n]*\]\(").expect("constant regex");
+            for (i, line) in self.file.body.lines().enumerate() {
+                if pattern.is_match(line) {
+                    sources.push(format!(
+                        "the markdown image on line {}",
+                        self.file.body_first_line + i
+                    ));
+                }
+            }
+        }
+        sources
+    }
+
     /// Variables the body reads from its context (for `programs check`).
     pub fn undeclared_variables(&self) -> Vec<String> {
         match self.file.format {
@@ -217,20 +249,37 @@ impl Program {
         captures: &Captures,
     ) -> Result<Step, ProgramError> {
         let mut vars = context.clone();
-        // Thread inputs render as markers and become messages after the split (spec §6.7).
+        // Thread and image inputs render as markers and become messages and image parts
+        // after the split (spec §5.2, §6.7).
         let mut threads = Vec::new();
-        for input in self.file.inputs.iter().filter(|i| i.is_thread()) {
+        let mut images = Vec::new();
+        for input in &self.file.inputs {
+            let (list, open, close) = if input.is_thread() {
+                (
+                    &mut threads,
+                    &self.markers.thread_open,
+                    &self.markers.thread_close,
+                )
+            } else if input.is_image() {
+                (
+                    &mut images,
+                    &self.markers.image_open,
+                    &self.markers.image_close,
+                )
+            } else {
+                continue;
+            };
             if let Some(value) = vars.get_mut(&input.name) {
-                let marker = format!(
-                    "{}{}{}",
-                    self.markers.thread_open,
-                    threads.len(),
-                    self.markers.thread_close
-                );
-                threads.push((input.name.clone(), std::mem::take(value)));
+                let marker = format!("{open}{}{close}", list.len());
+                list.push((input.name.clone(), std::mem::take(value)));
                 *value = serde_json::Value::String(marker);
             }
         }
+        let rendered = Rendered {
+            threads: &threads,
+            images: &images,
+            v1_thread: context.get("thread"),
+        };
         for (name, value) in captures {
             vars.insert(name.clone(), value.clone());
         }
@@ -262,7 +311,7 @@ impl Program {
         };
         match text.find(&self.markers.call_open) {
             None => {
-                let messages = self.messages(&text, &threads)?;
+                let messages = self.messages(&text, &rendered)?;
                 if self.is_plain_completion() && !captures.contains_key(OUTPUT_CAPTURE) {
                     return Ok(Step::Call(self.completion_call(messages)));
                 }
@@ -285,7 +334,7 @@ impl Program {
                         line: self.file.body_first_line,
                         message: format!("internal call marker unreadable: {e}"),
                     })?;
-                let mut messages = self.messages(&text[..start], &threads)?;
+                let mut messages = self.messages(&text[..start], &rendered)?;
                 // `assistant:` right before a call opens the model's turn: no text of its own
                 // to continue, so it is not sent as an empty message.
                 if messages
@@ -328,126 +377,38 @@ impl Program {
     }
 
     /// Rendered text (with value markers) to messages: split at the template's role lines,
-    /// threads expanded in place.
-    fn messages(
-        &self,
-        text: &str,
-        threads: &[(String, serde_json::Value)],
-    ) -> Result<Vec<Message>, ProgramError> {
+    /// threads expanded in place, images made content parts.
+    fn messages(&self, text: &str, rendered: &Rendered) -> Result<Vec<Message>, ProgramError> {
         let marked =
             MarkedText::from_wrapped(text, &self.markers.value_open, &self.markers.value_close);
+        let v1 = self.file.dialect == Dialect::V1;
+        let rich = RichInputs {
+            thread_markers: (&self.markers.thread_open, &self.markers.thread_close),
+            image_markers: (&self.markers.image_open, &self.markers.image_close),
+            threads: rendered.threads,
+            images: rendered.images,
+            markdown_images: v1 && self.file.markdown_images,
+            v1_thread: rendered.v1_thread,
+            folder: self.file.path.parent().unwrap_or(Path::new(".")),
+        };
         let mut out = Vec::new();
-        for parsed in split_marked(&marked) {
-            self.expand(parsed, threads, &mut out)?;
+        for parsed in split_marked(&marked, v1) {
+            expand_message(parsed, &rich, &mut out).map_err(|message| ProgramError::Template {
+                path: self.file.path.clone(),
+                line: self.file.body_first_line,
+                message,
+            })?;
         }
         Ok(out)
     }
-
-    fn expand(
-        &self,
-        parsed: ParsedMessage,
-        threads: &[(String, serde_json::Value)],
-        out: &mut Vec<Message>,
-    ) -> Result<(), ProgramError> {
-        let error = |message: String| ProgramError::Template {
-            path: self.file.path.clone(),
-            line: self.file.body_first_line,
-            message,
-        };
-        let role = match parsed.role {
-            ParsedRole::System => Role::System,
-            ParsedRole::User => Role::User,
-            ParsedRole::Assistant => Role::Assistant,
-            ParsedRole::Developer => Role::Developer,
-            ParsedRole::Tool => {
-                return Err(error(
-                    "a `function:`/`tool:` message needs tool calling, which evalr does not do; remove it or make it a user message".into(),
-                ));
-            }
-        };
-        let mut rest = parsed.content.as_str();
-        let open = &self.markers.thread_open;
-        let close = &self.markers.thread_close;
-        let mut emitted_any = false;
-        while let Some(at) = rest.find(open.as_str()) {
-            let after = &rest[at + open.len()..];
-            let Some(end) = after.find(close.as_str()) else {
-                break;
-            };
-            let index: usize = after[..end].parse().unwrap_or(usize::MAX);
-            let before = rest[..at].trim_matches(['\n', '\r']);
-            if !before.trim().is_empty() {
-                out.push(Message {
-                    role,
-                    content: before.to_string(),
-                });
-            }
-            if let Some((name, value)) = threads.get(index) {
-                out.extend(thread_messages(name, value).map_err(error)?);
-            }
-            emitted_any = true;
-            rest = &after[end + close.len()..];
-        }
-        let tail = if emitted_any {
-            rest.trim_matches(['\n', '\r'])
-        } else {
-            rest
-        };
-        if !emitted_any || !tail.trim().is_empty() {
-            out.push(Message {
-                role,
-                content: tail.to_string(),
-            });
-        }
-        Ok(())
-    }
 }
 
-/// A thread input's value: a list of `{role, content}` messages (content a string, or a list
-/// of text parts).
-fn thread_messages(name: &str, value: &serde_json::Value) -> Result<Vec<Message>, String> {
-    let items = match value {
-        serde_json::Value::Null => return Ok(Vec::new()),
-        serde_json::Value::Array(items) => items,
-        other => {
-            return Err(format!(
-                "thread input `{name}` must be a list of {{role, content}} messages, found {other}"
-            ));
-        }
-    };
-    items
-        .iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let role = match item.get("role").and_then(|r| r.as_str()) {
-                Some("system") => Role::System,
-                Some("user") => Role::User,
-                Some("assistant") => Role::Assistant,
-                Some("developer") => Role::Developer,
-                other => {
-                    return Err(format!(
-                        "thread input `{name}`[{i}]: role {other:?} is not system, user, assistant or developer"
-                    ));
-                }
-            };
-            let content = match item.get("content") {
-                Some(serde_json::Value::String(text)) => text.clone(),
-                Some(serde_json::Value::Array(parts)) => parts
-                    .iter()
-                    .filter_map(|p| p.get("text").or_else(|| p.get("value")))
-                    .filter_map(|t| t.as_str())
-                    .collect::<Vec<_>>()
-                    .join("\n"),
-                None | Some(serde_json::Value::Null) => String::new(),
-                Some(other) => {
-                    return Err(format!(
-                        "thread input `{name}`[{i}]: content must be text, found {other}"
-                    ));
-                }
-            };
-            Ok(Message { role, content })
-        })
-        .collect()
+/// The rich inputs of one render, taken out of the context before the template ran.
+struct Rendered<'a> {
+    threads: &'a [(String, serde_json::Value)],
+    images: &'a [(String, serde_json::Value)],
+    /// The `thread` field, for v1 `![thread]` sections.
+    v1_thread: Option<&'a serde_json::Value>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -577,16 +538,16 @@ fn gen_function(
 
 /// Splits template-only text into messages (no values, so every role line counts).
 pub fn split_messages(text: &str) -> Vec<Message> {
-    split_marked(&MarkedText::literal(text))
+    split_marked(&MarkedText::literal(text), false)
         .into_iter()
-        .map(|m| Message {
-            role: match m.role {
+        .map(|m| {
+            let role = match m.role {
                 ParsedRole::System => Role::System,
-                ParsedRole::User => Role::User,
+                ParsedRole::User | ParsedRole::Thread => Role::User,
                 ParsedRole::Assistant => Role::Assistant,
                 ParsedRole::Developer | ParsedRole::Tool => Role::Developer,
-            },
-            content: m.content,
+            };
+            Message::text(role, m.content)
         })
         .collect()
 }
@@ -609,3 +570,6 @@ fn template_error(file: &ProgramFile, error: &minijinja::Error) -> ProgramError 
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod rich_tests;

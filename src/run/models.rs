@@ -95,6 +95,7 @@ fn remote_chat_capabilities(logprobs: bool, json_schema: bool) -> Capabilities {
         regex: false,
         penalties: true,
         json_object: true,
+        images: true,
     }
 }
 

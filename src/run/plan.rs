@@ -170,6 +170,13 @@ impl Inputs {
         let program = &self.program;
         let p = &program.file.parameters;
         let path = program.file.path.display();
+        if !capabilities.images
+            && let Some(source) = program.image_sources().first()
+        {
+            return Err(RunError::Usage(format!(
+                "{path}: {source} is sent as an image, which this model cannot read (the embedded model and AzureML endpoints take text only); run the program against a chat API model that takes images (--model azure:DEPLOYMENT or openai:MODEL)"
+            )));
+        }
         if !p.unknown.is_empty() {
             return Err(RunError::Usage(format!(
                 "{path}: evalr cannot send the model settings {}; remove them from the file",

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use openai_server::{AnswerStyle, ChatServer, ServerConfig};
-use runs::{REPO, answer_key, dataset_rows, evalr, read_jsonl};
+use runs::{REPO, answer_key, azure_ai_evaluation_prompty_files, dataset_rows, evalr, read_jsonl};
 use serde_json::{Value, json};
 
 const ROWS: usize = 10;
@@ -117,8 +117,15 @@ fn judge_server(style: AnswerStyle) -> ChatServer {
 }
 
 /// Judges `folder` (a fresh copy per style) with evalr and with the package, and checks that
-/// they agree on `metrics`.
-fn compare(folder: &Path, style: AnswerStyle, metrics: &[&str], text_answers: bool) {
+/// they agree on `metrics`. `--metric` gets `metric_arg` (the metrics' names, or the paths of
+/// their judge files); returns the server, which saw evalr's requests and then the package's.
+fn compare(
+    folder: &Path,
+    style: AnswerStyle,
+    metrics: &[&str],
+    metric_arg: &str,
+    text_answers: bool,
+) -> ChatServer {
     let server = judge_server(style);
     let output = evalr()
         .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
@@ -127,7 +134,7 @@ fn compare(folder: &Path, style: AnswerStyle, metrics: &[&str], text_answers: bo
         .arg(folder)
         .args([
             "--metric",
-            &metrics.join(","),
+            metric_arg,
             "--judge-model",
             "azure:gpt-4o",
             "--no-cache",
@@ -229,6 +236,7 @@ fn compare(folder: &Path, style: AnswerStyle, metrics: &[&str], text_answers: bo
             "{style:?} {metric}"
         );
     }
+    server
 }
 
 fn copy_run(from: &Path, to: &Path) {
@@ -269,6 +277,154 @@ fn evalr_and_azure_ai_evaluation_agree_row_by_row() {
     for (style, metrics, text_answers) in cases {
         let folder = dir.path().join(format!("{style:?}"));
         copy_run(&run, &folder);
-        compare(&folder, style, metrics, text_answers);
+        compare(&folder, style, metrics, &metrics.join(","), text_answers);
+    }
+}
+
+/// The official judge files, as the installed package ships them, given to `evalr judge` by
+/// path: evalr sends the requests the package's own evaluators send (same messages, same
+/// settings, row by row), and writes the same per-row fields and summary.
+#[test]
+fn official_judge_files_by_path_send_what_the_package_sends_and_agree() {
+    if !package_available() {
+        return;
+    }
+    let files = azure_ai_evaluation_prompty_files();
+    let official = |suffix: &str| {
+        files
+            .iter()
+            .find(|f| f.ends_with(suffix))
+            .unwrap_or_else(|| panic!("{suffix} not in {files:?}"))
+            .display()
+            .to_string()
+    };
+    let metrics = ["coherence", "groundedness", "relevance", "similarity"];
+    let paths = [
+        official("_coherence/coherence.prompty"),
+        official("_groundedness/groundedness_with_query.prompty"),
+        official("_relevance/relevance.prompty"),
+        official("_similarity/similarity.prompty"),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("official");
+    copy_run(&judged_run(dir.path()), &folder);
+    let server = compare(
+        &folder,
+        AnswerStyle::JudgeJson,
+        &metrics,
+        &paths.join(","),
+        false,
+    );
+
+    // Each metric's judge run ran the official file.
+    for (metric, path) in metrics.iter().zip(&paths) {
+        let run_json: Value = serde_json::from_str(
+            &std::fs::read_to_string(folder.join("judge").join(metric).join("run.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(run_json["program"]["path"], json!(path), "{metric}");
+    }
+
+    // The same requests: evalr's came first, then the package's.
+    let seen = server.seen();
+    let (ours, theirs) = seen.split_at(ROWS * metrics.len());
+    let settings = [
+        "temperature",
+        "max_tokens",
+        "top_p",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+    ];
+    // A setting written `0` in the file is `0` from the package and `0.0` from evalr: the
+    // same number, so numbers are compared as numbers.
+    fn numbers_as_floats(value: &Value) -> Value {
+        match value {
+            Value::Number(n) => json!(n.as_f64()),
+            Value::Array(items) => Value::Array(items.iter().map(numbers_as_floats).collect()),
+            Value::Object(map) => Value::Object(
+                map.iter()
+                    .map(|(k, v)| (k.clone(), numbers_as_floats(v)))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+    let request = |r: &openai_server::SeenRequest| {
+        let mut kept = serde_json::Map::new();
+        kept.insert("messages".into(), r.body["messages"].clone());
+        for key in settings {
+            kept.insert(key.into(), r.body[key].clone());
+        }
+        numbers_as_floats(&Value::Object(kept)).to_string()
+    };
+    let mut ours: Vec<String> = ours.iter().map(request).collect();
+    let mut theirs: Vec<String> = theirs.iter().map(request).collect();
+    ours.sort();
+    theirs.sort();
+    for (a, b) in ours.iter().zip(&theirs) {
+        assert_eq!(a, b, "evalr's request, then the package's");
+    }
+    let first: Value = serde_json::from_str(&ours[0]).unwrap();
+    assert_eq!(first["response_format"], json!({"type": "json_object"}));
+    assert_eq!(first["max_tokens"], json!(800.0));
+
+    // The per-row fields azure-ai-evaluation names, and the summary.
+    let judged: BTreeMap<String, Value> = read_jsonl(&folder.join("judged.jsonl"))
+        .into_iter()
+        .map(|r| (r["id"].as_str().unwrap().to_string(), r))
+        .collect();
+    for (i, row) in rows().iter().enumerate() {
+        let fields = &judged[row["id"].as_str().unwrap()];
+        let score = score_of(i);
+        for metric in metrics {
+            assert_eq!(fields[metric], json!(score as f64), "{metric} row {i}");
+            assert_eq!(fields[format!("gpt_{metric}")], json!(score as f64));
+            assert_eq!(
+                fields[format!("{metric}_result")],
+                json!(if score >= 3 { "pass" } else { "fail" })
+            );
+            assert_eq!(fields[format!("{metric}_threshold")], json!(3));
+            assert_eq!(
+                fields[format!("{metric}_reason")],
+                json!(openai_server::JUDGE_REASON)
+            );
+            let prompt = fields[format!("{metric}_prompt_tokens")].as_u64().unwrap();
+            let completion = fields[format!("{metric}_completion_tokens")]
+                .as_u64()
+                .unwrap();
+            assert!(prompt > 100 && completion > 0, "{metric}");
+            assert_eq!(
+                fields[format!("{metric}_total_tokens")],
+                json!(prompt + completion)
+            );
+        }
+    }
+    let summary: Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+            .unwrap();
+    for metric in metrics {
+        let entry = summary["judged"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["metric"] == metric)
+            .unwrap();
+        assert_eq!(entry["n"], 10, "{metric}");
+        assert_eq!(entry["mean"], 3.0, "{metric}");
+        assert_eq!(entry["distribution"], json!([2, 2, 2, 2, 2]), "{metric}");
+        assert_eq!(entry["pass_rate"], 0.6, "{metric}");
+        assert_eq!(entry["unparsed"], 0, "{metric}");
+        // t(0.975, 9) * sd / sqrt(10), sd of 1..5 twice = sqrt(20/9).
+        let half = 2.2621571628540993 * (20.0f64 / 9.0).sqrt() / 10f64.sqrt();
+        let ci = entry["ci95"].as_array().unwrap();
+        assert!(
+            (ci[0].as_f64().unwrap() - (3.0 - half)).abs() < 1e-9,
+            "{ci:?}"
+        );
+        assert!(
+            (ci[1].as_f64().unwrap() - (3.0 + half)).abs() < 1e-9,
+            "{ci:?}"
+        );
     }
 }

@@ -91,14 +91,8 @@ fn question_text(row: &Row) -> String {
 /// starts with "Answer:" and the model continues it.
 fn letters_messages(row: &Row) -> Vec<Message> {
     vec![
-        Message {
-            role: Role::User,
-            content: question_text(row),
-        },
-        Message {
-            role: Role::Assistant,
-            content: "Answer:".to_string(),
-        },
+        Message::text(Role::User, question_text(row)),
+        Message::text(Role::Assistant, "Answer:".to_string()),
     ]
 }
 
@@ -298,18 +292,9 @@ fn gemma_base_model_uses_the_builtin_gemma_template_and_continues_the_assistant_
     );
     let rt = runtime();
     let messages = vec![
-        Message {
-            role: Role::System,
-            content: "Answer with one letter.".into(),
-        },
-        Message {
-            role: Role::User,
-            content: "Which letter comes first?\nA. b\nB. a\n".into(),
-        },
-        Message {
-            role: Role::Assistant,
-            content: "Answer:".into(),
-        },
+        Message::text(Role::System, "Answer with one letter."),
+        Message::text(Role::User, "Which letter comes first?\nA. b\nB. a\n"),
+        Message::text(Role::Assistant, "Answer:"),
     ];
     let prompt = rt.block_on(backend.render_prompt(&messages)).unwrap();
     assert_eq!(
@@ -342,14 +327,8 @@ fn no_chat_template_joins_the_messages_as_raw_text_with_one_bos() {
     assert_eq!(backend.info().chat_format, ChatFormatSource::Plain);
     let rt = runtime();
     let messages = vec![
-        Message {
-            role: Role::User,
-            content: "Question: 2+2=?\nA. 3\nB. 4".into(),
-        },
-        Message {
-            role: Role::Assistant,
-            content: "Answer:".into(),
-        },
+        Message::text(Role::User, "Question: 2+2=?\nA. 3\nB. 4"),
+        Message::text(Role::Assistant, "Answer:"),
     ];
     let prompt = rt.block_on(backend.render_prompt(&messages)).unwrap();
     assert_eq!(prompt.text, "Question: 2+2=?\nA. 3\nB. 4\nAnswer:");
@@ -370,14 +349,11 @@ fn reference_token_count(text: &str) -> usize {
 fn few_shot_messages(shots: &[Row], row: &Row) -> Vec<Message> {
     let mut messages = Vec::new();
     for shot in shots {
-        messages.push(Message {
-            role: Role::User,
-            content: question_text(shot),
-        });
-        messages.push(Message {
-            role: Role::Assistant,
-            content: format!("Answer: {}", LETTERS[shot.correct_answer.unwrap()]),
-        });
+        messages.push(Message::text(Role::User, question_text(shot)));
+        messages.push(Message::text(
+            Role::Assistant,
+            format!("Answer: {}", LETTERS[shot.correct_answer.unwrap()]),
+        ));
     }
     messages.extend(letters_messages(row));
     messages
@@ -518,14 +494,8 @@ fn gen_honours_regex_json_schema_stop_sequences_and_max_tokens() {
 
     // max_tokens: greedy free text stops after exactly that many tokens.
     let story = vec![
-        Message {
-            role: Role::User,
-            content: "Tell me about the history of Rome.".into(),
-        },
-        Message {
-            role: Role::Assistant,
-            content: "Rome was founded".into(),
-        },
+        Message::text(Role::User, "Tell me about the history of Rome."),
+        Message::text(Role::Assistant, "Rome was founded"),
     ];
     let reply = rt
         .block_on(backend.generate(&gen_request(story.clone(), 7)))

@@ -21,6 +21,7 @@ mod merge;
 mod mlflow;
 mod prompty;
 mod prompty_conformance;
+mod prompty_images;
 mod quota;
 mod results_seams;
 mod run_azureml_endpoint;

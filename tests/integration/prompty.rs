@@ -60,7 +60,7 @@ fn sent_messages(server: &ChatServer) -> Vec<Vec<(String, String)>> {
 fn render_v1_file_from_its_sample_with_defaults_roles_and_indentation() {
     assert_eq!(
         stdout_of(&["programs", "render", &fixture("v1_chat.prompty")]),
-        "--- system ---\nYou are a helpful assistant speaking with Jane.\n    Keep this indented line.\n\nContext: no context given\n--- user ---\nWhat is the capital of France?\n--- completion `output` (max_tokens Some(64), stop [\"###\"]) ---\n"
+        "--- system ---\nYou are a helpful assistant speaking with Jane.\n    Keep this indented line.\n\nContext: no context given\n--- user [name=jane] ---\nWhat is the capital of France?\n--- completion `output` (max_tokens Some(64), stop [\"###\"]) ---\n"
     );
     // --input overrides the sample; values are JSON when they parse, else text.
     let out = stdout_of(&[
@@ -460,41 +460,9 @@ fn a_setting_evalr_cannot_send_is_refused_before_any_request() {
     assert!(server.seen().is_empty());
 }
 
-/// The `.prompty` files azure-ai-evaluation ships, read where pip installed them (evalr never
-/// copies Microsoft's prompt text; scripts/setup.sh --test installs the package).
-fn azure_ai_evaluation_prompty_files() -> Vec<PathBuf> {
-    let output = std::process::Command::new("python3")
-        .args([
-            "-c",
-            "import azure.ai.evaluation, os; print(os.path.dirname(azure.ai.evaluation.__file__))",
-        ])
-        .output()
-        .expect("python3");
-    assert!(
-        output.status.success(),
-        "azure-ai-evaluation is not installed: run scripts/setup.sh --test ({})",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let root = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
-    let mut files = Vec::new();
-    let mut stack = vec![root];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.extension().is_some_and(|e| e == "prompty") {
-                files.push(path);
-            }
-        }
-    }
-    files.sort();
-    files
-}
-
 #[test]
 fn azure_ai_evaluation_judge_files_load_and_run_as_one_completion() {
-    let files = azure_ai_evaluation_prompty_files();
+    let files = runs::azure_ai_evaluation_prompty_files();
     assert!(files.len() >= 5, "{files:?}");
     for file in &files {
         let output = evalr()

@@ -11,7 +11,10 @@ use std::path::Path;
 use evalr::program::{Program, ProgramFile, Step, complete_inputs, template_context};
 use serde_json::{Value, json};
 
-fn evalr_messages(path: &Path, text: &str, inputs: &Value) -> Vec<(String, String)> {
+/// Role, text and the `name` a message is sent with.
+type Sent = (String, String, Option<String>);
+
+fn evalr_messages(path: &Path, text: &str, inputs: &Value) -> Vec<Sent> {
     let program = Program::compile(ProgramFile::parse(path, text).unwrap()).unwrap();
     let mut context = template_context(inputs, Vec::new());
     complete_inputs(&program.file.inputs, &mut context).unwrap();
@@ -21,11 +24,11 @@ fn evalr_messages(path: &Path, text: &str, inputs: &Value) -> Vec<(String, Strin
     };
     messages
         .into_iter()
-        .map(|m| (m.role.as_str().to_string(), m.content))
+        .map(|m| (m.role.as_str().to_string(), m.content, m.name))
         .collect()
 }
 
-fn runtime_messages(path: &Path, text: &str, inputs: &Value) -> Vec<(String, String)> {
+fn runtime_messages(path: &Path, text: &str, inputs: &Value) -> Vec<Sent> {
     prompty::register_defaults();
     let agent = prompty::load_from_string(text, path).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -37,7 +40,15 @@ fn runtime_messages(path: &Path, text: &str, inputs: &Value) -> Vec<(String, Str
         .unwrap();
     messages
         .into_iter()
-        .map(|m| (m.role.to_string(), m.text_content()))
+        .map(|m| {
+            // The runtime keeps role-line attributes as metadata and sends `name` (spec §7.1.1).
+            let name = m
+                .metadata
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string);
+            (m.role.to_string(), m.text_content(), name)
+        })
         .collect()
 }
 
@@ -111,5 +122,27 @@ fn jinja_loops_conditionals_and_filters() {
         "loops.prompty",
         &long_forms(text),
         json!({"items": ["a", "b"], "flag": true}),
+    );
+}
+
+/// Names of role lines, with the runtime's strict mode off: in strict mode (its default) it
+/// rewrites every role line as `role[nonce=...]:` before rendering and so loses the line's
+/// attributes; evalr marks values instead of rewriting role lines and keeps them.
+#[test]
+fn role_line_names_and_v2_markdown_images_kept_as_text() {
+    let text = "---\nname: names\ninputs:\n  - name: who\n    kind: string\ntemplate:\n  format:\n    kind: jinja2\n    strict: false\n  parser:\n    kind: prompty\n---\nsystem[name=\"rules\"]:\nBe fair. See ![a chart](chart.png).\nuser[name=\"{{ who }}\"]:\nhi\nassistant:\nhello\n";
+    assert_same("names.prompty", text, json!({"who": "alice"}));
+}
+
+/// An image input in a user message: the same roles and texts around it. (The runtime 2.1.0
+/// expands every rich input as a thread, so it drops the image part itself, which evalr sends;
+/// tests/integration/prompty_images.rs checks those parts against the chat server.)
+#[test]
+fn image_input_in_a_user_message_keeps_the_texts_around_it() {
+    let text = "---\nname: picture\ninputs:\n  - name: question\n    kind: string\n  - name: photo\n    kind: image\n---\nsystem:\nDescribe pictures.\nuser:\n{{ question }}\n{{ photo }}\n";
+    assert_same(
+        "picture.prompty",
+        text,
+        json!({"question": "What is it?", "photo": "https://example.test/p.png"}),
     );
 }

@@ -200,3 +200,38 @@ fn a_missing_model_file_is_an_error_naming_the_path_with_exit_code_2() {
     assert!(String::from_utf8_lossy(&output.stderr).contains(missing.to_str().unwrap()));
     assert!(!dir.path().join("run").exists());
 }
+
+#[test]
+fn an_image_program_is_refused_by_the_embedded_model_before_any_row_runs() {
+    if !model_installed() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let rows = dir.path().join("rows.jsonl");
+    std::fs::write(
+        &rows,
+        "{\"id\": \"1\", \"photo\": \"images/red.png\"}\n{\"id\": \"2\", \"photo\": \"https://example.test/p.png\"}\n",
+    )
+    .unwrap();
+    let folder = dir.path().join("run");
+    let program = "tests/fixtures/prompty/v2_image.prompty";
+    let output = evalr()
+        .args(["run", "--program", program, "--model", "local", "--quiet"])
+        .arg("--dataset")
+        .arg(&rows)
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains(program)
+            && stderr
+                .contains("image input `photo` is sent as an image, which this model cannot read"),
+        "{stderr}"
+    );
+    // Nothing ran: no row answered, none failed.
+    assert!(read_jsonl(&folder.join("outputs.jsonl")).is_empty());
+    assert!(read_jsonl(&folder.join("errors.jsonl")).is_empty());
+}

@@ -59,10 +59,7 @@ impl ChatFormat {
             template: Some(template),
             source,
         };
-        let probe = [Message {
-            role: Role::User,
-            content: "Hello".to_string(),
-        }];
+        let probe = [Message::text(Role::User, "Hello".to_string())];
         format.render(model, &probe).map_err(|e| {
             format!("{e}; run with the chat template switched off (--no-chat-template)")
         })?;

@@ -306,16 +306,19 @@ impl Backend for LocalBackend {
             regex: true,
             penalties: false,
             json_object: false,
+            images: false,
         }
     }
 
     async fn select(&self, request: &SelectRequest) -> Result<SelectReply, BackendError> {
+        crate::backend::refuse_images(&request.messages, "the embedded model")?;
         let (tx, rx) = oneshot::channel();
         self.send(Job::Select(request.clone(), tx))?;
         rx.await.map_err(|_| worker_gone())?
     }
 
     async fn generate(&self, request: &GenRequest) -> Result<GenReply, BackendError> {
+        crate::backend::refuse_images(&request.messages, "the embedded model")?;
         let (tx, rx) = oneshot::channel();
         self.send(Job::Generate(request.clone(), tx))?;
         rx.await.map_err(|_| worker_gone())?

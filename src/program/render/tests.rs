@@ -20,10 +20,7 @@ fn context() -> Map<String, serde_json::Value> {
 }
 
 fn msg(role: Role, content: &str) -> Message {
-    Message {
-        role,
-        content: content.into(),
-    }
+    Message::text(role, content)
 }
 
 fn done(step: Step) -> Vec<Message> {
@@ -271,7 +268,10 @@ fn developer_role_and_attributes_and_refused_tool_role() {
         )
         .unwrap(),
     );
-    assert_eq!(messages[0], msg(Role::Developer, "Rules."));
+    assert_eq!(
+        messages[0],
+        msg(Role::Developer, "Rules.").named(Some("ops".into()))
+    );
     let p = program("function:\n{}\nuser:\nhi");
     let err = p
         .next_step(&context(), &Captures::new())

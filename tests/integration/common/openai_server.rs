@@ -376,6 +376,85 @@ fn error(status: StatusCode, code: &str, message: &str) -> Response {
         .into_response()
 }
 
+/// The text of a message's content: the string, or its text parts joined.
+pub fn text_of(content: &Value) -> String {
+    match content {
+        Value::String(text) => text.clone(),
+        Value::Array(parts) => parts
+            .iter()
+            .filter_map(|p| p.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// What the service refuses in `messages`, with its error text: content parts it does not
+/// know, images outside user messages, image URLs that are neither http(s) nor base64 image
+/// data URLs, names with spaces or `<|\/>`.
+fn invalid_messages(body: &Value) -> Option<String> {
+    let messages = body.get("messages")?.as_array()?;
+    for (i, message) in messages.iter().enumerate() {
+        let role = message.get("role").and_then(Value::as_str).unwrap_or("");
+        if let Some(name) = message.get("name") {
+            let ok = name.as_str().is_some_and(|n| {
+                !n.is_empty() && !n.chars().any(|c| c.is_whitespace() || "<|\\/>".contains(c))
+            });
+            if !ok {
+                return Some(format!(
+                    "Invalid 'messages[{i}].name': string does not match pattern. Expected a string that matches the pattern '^[^\\s<|\\\\/>]+$'."
+                ));
+            }
+        }
+        let Some(parts) = message.get("content").and_then(Value::as_array) else {
+            continue;
+        };
+        for (j, part) in parts.iter().enumerate() {
+            match part.get("type").and_then(Value::as_str) {
+                Some("text") if part.get("text").is_some_and(Value::is_string) => {}
+                Some("image_url") => {
+                    if role != "user" {
+                        return Some(format!(
+                            "Invalid 'messages[{i}]'. Image URLs are only allowed for messages with role 'user', but this message with role '{role}' contains an image URL."
+                        ));
+                    }
+                    let url = part
+                        .pointer("/image_url/url")
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    let detail_ok = part
+                        .pointer("/image_url/detail")
+                        .is_none_or(|d| matches!(d.as_str(), Some("low" | "high" | "auto")));
+                    let data_ok = url.strip_prefix("data:").is_some_and(|rest| {
+                        rest.split_once(";base64,").is_some_and(|(media, data)| {
+                            matches!(
+                                media,
+                                "image/png" | "image/jpeg" | "image/gif" | "image/webp"
+                            ) && !data.is_empty()
+                                && data
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b))
+                        })
+                    });
+                    if !(url.starts_with("https://") || url.starts_with("http://") || data_ok)
+                        || !detail_ok
+                    {
+                        return Some(format!(
+                            "Invalid image URL: 'messages[{i}].content[{j}].image_url.url'. Expected a valid URL or a base64-encoded data URL with an image MIME type (e.g. 'data:image/png;base64,aW1nIGJ5dGVzIGhlcmU=')."
+                        ));
+                    }
+                }
+                _ => {
+                    return Some(format!(
+                        "Invalid value: 'messages[{i}].content[{j}]'. Supported values are: 'text' and 'image_url'."
+                    ));
+                }
+            }
+        }
+    }
+    None
+}
+
 /// The question a request is about: the known question found in its last user message (chat
 /// and AzureML `input_data` requests) or in its `prompt` (the custom scoring script).
 fn find_question(shared: &Shared, body: &Value) -> Option<String> {
@@ -390,10 +469,11 @@ fn find_question(shared: &Shared, body: &Value) -> Option<String> {
         .cloned()
 }
 
-/// The text a request asks about: its `prompt`, else the content of its last user message.
-fn last_user_text(body: &Value) -> Option<&str> {
+/// The text a request asks about: its `prompt`, else the text of its last user message (its
+/// text parts, when it has images).
+fn last_user_text(body: &Value) -> Option<String> {
     if let Some(prompt) = body.get("prompt").and_then(Value::as_str) {
-        return Some(prompt);
+        return Some(prompt.to_string());
     }
     let messages = body
         .get("messages")
@@ -403,7 +483,7 @@ fn last_user_text(body: &Value) -> Option<&str> {
         .iter()
         .rev()
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))?;
-    last_user.get("content")?.as_str()
+    Some(text_of(last_user.get("content")?))
 }
 
 async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response {
@@ -440,6 +520,10 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
             "Access denied due to invalid subscription key or wrong API endpoint. Make sure to provide a valid key for an active subscription and use a correct regional API endpoint for your resource.",
         );
     }
+    if let Some(message) = invalid_messages(&parsed) {
+        record(400);
+        return error(StatusCode::BAD_REQUEST, "invalid_request_error", &message);
+    }
     if n <= config.hang_first || n >= shared.hang_from.load(Ordering::SeqCst) {
         record(0);
         tokio::time::sleep(Duration::from_secs(3600)).await;
@@ -447,12 +531,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
     // Quota, as the service estimates it on arrival: prompt characters / 4 + max_tokens.
     let prompt_chars: usize = parsed["messages"]
         .as_array()
-        .map(|m| {
-            m.iter()
-                .filter_map(|x| x["content"].as_str())
-                .map(str::len)
-                .sum()
-        })
+        .map(|m| m.iter().map(|x| text_of(&x["content"]).len()).sum())
         .unwrap_or(0);
     let max_tokens = parsed
         .get("max_tokens")
@@ -628,7 +707,7 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         == Some("json_schema");
     let simulated = config.simulated.as_ref().map(|model| {
         (model.0)(
-            last_user_text(&parsed).unwrap_or_default(),
+            &last_user_text(&parsed).unwrap_or_default(),
             wants_logprobs || schema,
         )
     });

@@ -113,3 +113,35 @@ pub fn summary(folder: &Path) -> Value {
         "cached_rows": full["retries"]["cached_rows"],
     })
 }
+
+/// The `.prompty` files azure-ai-evaluation ships, read where pip installed them (evalr never
+/// copies Microsoft's prompt text; scripts/setup.sh --test installs the package).
+pub fn azure_ai_evaluation_prompty_files() -> Vec<PathBuf> {
+    let output = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import azure.ai.evaluation, os; print(os.path.dirname(azure.ai.evaluation.__file__))",
+        ])
+        .output()
+        .expect("python3");
+    assert!(
+        output.status.success(),
+        "azure-ai-evaluation is not installed: run scripts/setup.sh --test ({})",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let root = PathBuf::from(String::from_utf8(output.stdout).unwrap().trim());
+    let mut files = Vec::new();
+    let mut stack = vec![root];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "prompty") {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}
