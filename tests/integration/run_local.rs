@@ -3,30 +3,7 @@
 
 use crate::common::runs;
 
-use std::path::PathBuf;
-
-use runs::{evalr, read_jsonl, summary};
-
-fn model_installed() -> bool {
-    let dir = std::env::var_os("EVALR_MODEL_DIR")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/evalr/models")))
-        .expect("HOME");
-    let path = dir.join("gemma-3-270m-q4_k_m.gguf");
-    if path.is_file() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("EVALR_REQUIRE_MODEL").is_none(),
-        "EVALR_REQUIRE_MODEL is set but {} is missing: run scripts/install-default-model.sh",
-        path.display()
-    );
-    eprintln!(
-        "\n*** SKIPPED: {} is not installed (scripts/install-default-model.sh) ***\n",
-        path.display()
-    );
-    false
-}
+use runs::{evalr, model_installed, read_jsonl, summary};
 
 #[test]
 fn the_main_job_runs_20_rows_on_the_embedded_model_with_exact_selects() {

@@ -145,3 +145,29 @@ pub fn azure_ai_evaluation_prompty_files() -> Vec<PathBuf> {
     files.sort();
     files
 }
+
+/// Whether the default embedded model is installed; a missing model fails when
+/// `EVALR_REQUIRE_MODEL` is set (CI), else the test is skipped loudly.
+pub fn model_installed() -> bool {
+    let dir = std::env::var_os("EVALR_MODEL_DIR")
+        .map(std::path::PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .map(|h| std::path::PathBuf::from(h).join(".cache/evalr/models"))
+        })
+        .expect("HOME");
+    let path = dir.join("gemma-3-270m-q4_k_m.gguf");
+    if path.is_file() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("EVALR_REQUIRE_MODEL").is_none(),
+        "EVALR_REQUIRE_MODEL is set but {} is missing: run scripts/install-default-model.sh",
+        path.display()
+    );
+    eprintln!(
+        "\n*** SKIPPED: {} is not installed (scripts/install-default-model.sh) ***\n",
+        path.display()
+    );
+    false
+}
