@@ -392,6 +392,9 @@ fn rows_sharing_a_few_shot_prefix_reuse_the_kv_cache_and_score_the_same() {
 
         let decoded = after.decoded_tokens - before.decoded_tokens;
         let reused = after.reused_tokens - before.reused_tokens;
+        // One pass over the weights per row: the prompt's new tail and its last token (whose
+        // logits score every single-token option) go in one batch, not two decodes.
+        assert_eq!(after.decode_calls - before.decode_calls, 1, "row {n}");
         if n == 0 {
             // Cold cache: the whole prompt is decoded once; single-token options need no
             // decoding of their own (the last prompt token's logits score them all).
@@ -424,6 +427,7 @@ fn rows_sharing_a_few_shot_prefix_reuse_the_kv_cache_and_score_the_same() {
     let before = cached.stats();
     rt.block_on(cached.select(&request)).unwrap();
     assert_eq!(cached.stats().decoded_tokens - before.decoded_tokens, 1);
+    assert_eq!(cached.stats().decode_calls - before.decode_calls, 1);
 }
 
 fn gen_request(messages: Vec<Message>, max_tokens: u32) -> GenRequest {

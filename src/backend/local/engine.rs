@@ -79,11 +79,20 @@ impl<'m> Engine<'m> {
         Ok(())
     }
 
-    /// Makes sequence 0 hold exactly `tokens`, decoding only what the cache lacks. Asks for
-    /// no logits: callers decode the token whose logits they need themselves.
-    pub fn eval_prefix(&mut self, tokens: &[LlamaToken]) -> Result<(), BackendError> {
+    /// Makes sequence 0 hold exactly `tokens` (not empty), decoding only what the cache lacks,
+    /// and returns the batch index of the last token's logits. The last token is decoded in
+    /// the same batch as the rest of the new tail, with the only logits row asked for: a
+    /// separate one-token decode would cost a whole extra pass over the weights per call
+    /// (about a tenth of a short prompt's time on a 270M model). When the whole prompt is
+    /// cached (the same call again), its last token is decoded again for its logits.
+    pub fn eval_prompt(&mut self, tokens: &[LlamaToken]) -> Result<i32, BackendError> {
+        let Some(last) = tokens.len().checked_sub(1) else {
+            return Err(BackendError::Fatal(
+                "cannot evaluate an empty prompt".into(),
+            ));
+        };
         let mut keep = if self.prefix_cache {
-            common_prefix(&self.cached, tokens)
+            reusable_prefix(&self.cached, tokens)
         } else {
             0
         };
@@ -104,18 +113,23 @@ impl<'m> Engine<'m> {
             .reused_tokens
             .fetch_add(keep as u64, Ordering::Relaxed);
         let mut position = keep;
+        let mut logits_index = 0;
         for chunk in tokens[keep..].chunks(self.n_batch as usize) {
             let mut batch = LlamaBatch::new(chunk.len(), 1);
             for (i, token) in chunk.iter().enumerate() {
+                let wanted = position + i == last;
                 batch
-                    .add(*token, (position + i) as i32, &[0], false)
+                    .add(*token, (position + i) as i32, &[0], wanted)
                     .map_err(fatal)?;
+                if wanted {
+                    logits_index = i as i32;
+                }
             }
             self.decode(&mut batch)?;
             self.cached.extend_from_slice(chunk);
             position += chunk.len();
         }
-        Ok(())
+        Ok(logits_index)
     }
 
     /// Decodes one token at the end of sequence 0 and keeps it in the prefix; its logits are
@@ -138,6 +152,7 @@ impl<'m> Engine<'m> {
             return Err(BackendError::Fatal(format!("llama.cpp decode failed: {e}")));
         }
         self.stats.decoded_tokens.fetch_add(n, Ordering::Relaxed);
+        self.stats.decode_calls.fetch_add(1, Ordering::Relaxed);
         Ok(())
     }
 
@@ -156,6 +171,12 @@ pub fn common_prefix(a: &[LlamaToken], b: &[LlamaToken]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
+/// How many of `tokens` can stay in the cache that holds `cached`: their common prefix, but
+/// never the last token, which must be decoded for its logits.
+pub fn reusable_prefix(cached: &[LlamaToken], tokens: &[LlamaToken]) -> usize {
+    common_prefix(cached, tokens).min(tokens.len().saturating_sub(1))
+}
+
 pub fn fatal(e: impl std::fmt::Display) -> BackendError {
     BackendError::Fatal(format!("llama.cpp: {e}"))
 }
@@ -166,4 +187,30 @@ pub fn token_logprob(logits: &[f32], token: LlamaToken) -> f64 {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max) as f64;
     let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
     logits[token.0 as usize] as f64 - max - sum.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tokens(ids: &[i32]) -> Vec<LlamaToken> {
+        ids.iter().map(|&id| LlamaToken(id)).collect()
+    }
+
+    #[test]
+    fn a_prompt_sharing_a_prefix_keeps_it_in_the_cache() {
+        let cached = tokens(&[2, 10, 11, 12, 13]);
+        assert_eq!(reusable_prefix(&cached, &tokens(&[2, 10, 11, 20, 21])), 3);
+        assert_eq!(reusable_prefix(&cached, &tokens(&[3, 10])), 0);
+        assert_eq!(reusable_prefix(&[], &tokens(&[2, 10])), 0);
+    }
+
+    #[test]
+    fn the_last_prompt_token_is_always_decoded_for_its_logits() {
+        let cached = tokens(&[2, 10, 11, 12, 13]);
+        // The same prompt again, or one the cache already holds entirely.
+        assert_eq!(reusable_prefix(&cached, &cached), 4);
+        assert_eq!(reusable_prefix(&cached, &tokens(&[2, 10, 11])), 2);
+        assert_eq!(reusable_prefix(&cached, &tokens(&[2])), 0);
+    }
 }

@@ -28,9 +28,7 @@ impl Engine<'_> {
         let matcher = constraints.matcher(self, request)?;
         let mut sampler = build_sampler(request, matcher);
 
-        let (last, head) = prompt.split_last().expect("prompt is not empty");
-        self.eval_prefix(head)?;
-        self.push_token(*last)?;
+        let mut logits_index = self.eval_prompt(&prompt)?;
 
         let vocab = self.model.vocab();
         let mut bytes: Vec<u8> = Vec::new();
@@ -41,7 +39,7 @@ impl Engine<'_> {
             if self.cached_len() >= self.n_ctx as usize {
                 break;
             }
-            let token = sampler.sample(&self.ctx, 0);
+            let token = sampler.sample(&self.ctx, logits_index);
             if vocab.is_eog(token) {
                 finish_reason = "stop";
                 break;
@@ -57,6 +55,7 @@ impl Engine<'_> {
                 break;
             }
             self.push_token(token)?;
+            logits_index = 0;
         }
         if let Some(at) = cut_at {
             bytes.truncate(at);

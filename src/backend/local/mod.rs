@@ -112,6 +112,8 @@ pub struct LocalStats {
     pub decoded_tokens: AtomicU64,
     /// Prompt tokens taken from the KV cache instead of being decoded again.
     pub reused_tokens: AtomicU64,
+    /// `llama_decode` calls: each is a pass over the model's weights, whatever its size.
+    pub decode_calls: AtomicU64,
 }
 
 /// A snapshot of `LocalStats`.
@@ -119,6 +121,7 @@ pub struct LocalStats {
 pub struct LocalStatsSnapshot {
     pub decoded_tokens: u64,
     pub reused_tokens: u64,
+    pub decode_calls: u64,
 }
 
 /// Facts about the loaded model.
@@ -243,6 +246,7 @@ impl LocalBackend {
         LocalStatsSnapshot {
             decoded_tokens: self.stats.decoded_tokens.load(Ordering::Relaxed),
             reused_tokens: self.stats.reused_tokens.load(Ordering::Relaxed),
+            decode_calls: self.stats.decode_calls.load(Ordering::Relaxed),
         }
     }
 

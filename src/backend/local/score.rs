@@ -121,11 +121,9 @@ impl Engine<'_> {
 
         // Sequence 0 ends with the last shared token, decoded with its logits: that one row
         // of logits is the distribution of every option's first token.
-        let (last, head) = prompt[..shared].split_last().expect("shared > 0");
-        self.eval_prefix(head)?;
-        self.push_token(*last)?;
+        let logits_index = self.eval_prompt(&prompt[..shared])?;
         let continuations: Vec<&[LlamaToken]> = wholes.iter().map(|w| &w[shared..]).collect();
-        let first = LogSoftmax::new(self.ctx.get_logits_ith(0));
+        let first = LogSoftmax::new(self.ctx.get_logits_ith(logits_index));
         let mut logprobs: Vec<f64> = continuations
             .iter()
             .map(|c| c.first().map_or(0.0, |t| first.at(*t)))
