@@ -4,11 +4,14 @@ Reads RUN/outputs.jsonl of an evalr run on the embedded model, renders each row'
 evalr's local backend does (llama.cpp's built-in "gemma" chat template through llama.cpp's own
 `llama_chat_apply_template`, a final assistant message continued rather than closed, one BOS),
 and evaluates it with llama-cpp-python: the prompt decoded with the KV prefix shared with the
-previous row kept (what `Llama.generate` does), then the log-probabilities of the options'
-first tokens read from the last position. Prints rows/s, decoded tokens/s and how often the
-argmax agrees with evalr's recorded choice (a check that both evaluated the same prompts).
+previous row kept (what `Llama.generate` does), the last token in the same batch, then the
+options' first-token log-probabilities read from the last position through a log-softmax over
+the whole vocabulary (the work evalr does to record every option's log-probability). Prints
+rows/s over the whole loop and between the first and the last row's end (what evalr's
+`finished_at` times measure), decoded tokens/s, and how often the argmax agrees with evalr's
+recorded choice (a check that both evaluated the same prompts).
 
-Usage: python3 benches/llama_cpp_peer.py MODEL.gguf RUN_FOLDER [THREADS]
+Usage: python3 benches/llama_cpp_peer.py MODEL.gguf RUN_FOLDER [THREADS] [--flash-attn]
 """
 
 import ctypes
@@ -45,14 +48,16 @@ def render(messages):
 
 
 def main():
-    model_path, run = sys.argv[1], sys.argv[2]
-    threads = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    args = [a for a in sys.argv[1:] if not a.startswith("--")]
+    flash_attn = "--flash-attn" in sys.argv[1:]
+    model_path, run = args[0], args[1]
+    threads = int(args[2]) if len(args) > 2 else 2
     calls = []
     for line in open(f"{run}/outputs.jsonl"):
         record = json.loads(line)
         for call in record["calls"]:
             if call.get("options"):
-                calls.append((call["messages"], call["options"], call.get("value")))
+                calls.append((call["messages"], call["options"], call.get("chosen")))
     llm = llama_cpp.Llama(
         model_path,
         n_ctx=8192,
@@ -61,21 +66,34 @@ def main():
         n_threads=threads,
         n_threads_batch=threads,
         logits_all=False,
+        flash_attn=flash_attn,
         verbose=False,
     )
     bos = llm.token_bos()
     prompts = []
-    for messages, options, value in calls:
-        tokens = llm.tokenize(render(messages).encode(), add_bos=False, special=True)
+    def tokenize(text):
+        tokens = llm.tokenize(text.encode(), add_bos=False, special=True)
         if not tokens or tokens[0] != bos:
             tokens.insert(0, bos)
-        firsts = [llm.tokenize(o.encode(), add_bos=False, special=False)[0] for o in options]
-        prompts.append((tokens, firsts, options, value))
+        return tokens
+
+    for messages, options, value in calls:
+        # As evalr does: prompt and option tokenized as one text ("Answer: " + "B" may end in
+        # the one token " B"), the prompt cut where the first option's tokens begin.
+        text = render(messages)
+        tokens = tokenize(text)
+        wholes = [tokenize(text + o) for o in options]
+        shared = min(
+            next((i for i, (a, b) in enumerate(zip(tokens, w)) if a != b), min(len(tokens), len(w)))
+            for w in wholes
+        )
+        prompts.append((tokens[:shared], [w[shared] for w in wholes], value))
 
     decoded = 0
     agree = 0
+    ends = []
     start = time.perf_counter()
-    for tokens, firsts, options, value in prompts:
+    for tokens, firsts, value in prompts:
         prefix = 0
         for a, b in zip(llm.input_ids[: llm.n_tokens], tokens):
             if a != b:
@@ -86,8 +104,12 @@ def main():
         llm.eval(tokens[prefix:])
         decoded += len(tokens) - prefix
         logits = np.ctypeslib.as_array(llm._ctx.get_logits_ith(-1), shape=(llm.n_vocab(),))
-        picked = options[int(np.argmax([logits[t] for t in firsts]))]
-        agree += picked == value
+        row = logits.astype(np.float64)
+        top = row.max()
+        log_norm = top + np.log(np.exp(row - top).sum())
+        logprobs = [row[t] - log_norm for t in firsts]
+        agree += int(np.argmax(logprobs)) == value
+        ends.append(time.perf_counter())
     seconds = time.perf_counter() - start
     n = len(prompts)
     print(
@@ -96,11 +118,14 @@ def main():
                 "rows": n,
                 "seconds": round(seconds, 3),
                 "rows_per_s": round(n / seconds, 3),
+                # Rows 2..n over the time between the first and the last row's end.
+                "rows_per_s_after_first": round((n - 1) / (ends[-1] - ends[0]), 3),
                 "decoded_tokens": decoded,
                 "decoded_tokens_per_s": round(decoded / seconds, 1),
                 "prompt_tokens": sum(len(p[0]) for p in prompts),
                 "agrees_with_evalr": agree,
                 "threads": threads,
+                "flash_attn": flash_attn,
                 "system": llama_cpp.llama_print_system_info().decode().strip(),
             }
         )
