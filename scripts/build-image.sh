@@ -62,6 +62,13 @@ if [ -z "$binary" ]; then
 fi
 
 [ -f "$binary" ] || { echo "build-image: $binary is not a file" >&2; exit 2; }
+# scripts/setup.sh builds llama.cpp for this machine's CPU (docs/cpu-build.md): an image around
+# such a binary runs only on CPUs with the same instruction sets.
+if [ -f .cargo/config.toml ] && grep -q '^GGML_' .cargo/config.toml; then
+    echo "build-image: warning: .cargo/config.toml builds llama.cpp for this CPU, so $binary may" \
+        "not run on other machines; for a portable image run scripts/setup.sh --portable and" \
+        "rebuild (docs/cpu-build.md)" >&2
+fi
 tag="${tag:-localhost/evalr:dev}"
 cache="${EVALR_CONTAINER_DIR:-$HOME/.cache/evalr/container}"
 root="$cache/storage"
