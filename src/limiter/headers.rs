@@ -203,7 +203,7 @@ impl Dimension {
     }
 
     /// The window to pace by, once learned (never for a bucket).
-    fn windowed(&self) -> Option<f64> {
+    pub fn windowed(&self) -> Option<f64> {
         self.window.filter(|_| !self.bucket)
     }
 

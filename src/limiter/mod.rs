@@ -391,6 +391,8 @@ impl QuotaLimiter {
             learned_tpm: pace.pace_tpm.filter(|_| mode == PacingMode::Headers),
             request_capacity: capacity(&learner.requests),
             token_capacity: capacity(&learner.tokens),
+            request_window_s: learner.requests.windowed(),
+            token_window_s: learner.tokens.windowed(),
             requests: state.recorder.requests,
             rate_limited: state.recorder.rate_limited,
             in_flight_changes: state.recorder.in_flight_changes,

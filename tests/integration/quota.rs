@@ -127,9 +127,17 @@ fn azure_remaining_headers_teach_the_pace(sliding: bool) {
         "learned {learned} requests/min of 1,200"
     );
     if sliding {
+        let window = trace["request_window_s"].as_f64().unwrap();
+        assert!(
+            (1.0..1.1).contains(&window),
+            "learned a window of {window} s"
+        );
         // The window never held more than its 20 (the server refuses the 21st anyway: this
         // says the few 429s were not a pace above the quota).
         assert!(busiest(&server, Duration::from_secs(1)) <= 20);
+    } else {
+        // Seen refilling continuously: paced as a bucket, no window claimed.
+        assert!(trace["request_window_s"].is_null(), "{trace}");
     }
     let sent: u64 = trace["samples"]
         .as_array()
