@@ -351,6 +351,13 @@ fn a_run_larger_than_the_page_holds_its_failures_and_a_sample_and_says_so() {
     ] {
         assert!(note.contains(needed), "{needed:?} not in {note:?}");
     }
+    // The files named link to the ones beside the page.
+    let links = browser
+        .eval("[...document.querySelectorAll('#rows-subset a')].map(a => a.getAttribute('href'))");
+    assert_eq!(
+        links,
+        json!(["outputs.parquet", "outputs.jsonl", "errors.jsonl"])
+    );
     assert!(figures_match(&mut browser, &summary) >= 15);
     assert_clean(&mut browser, &page);
 }
