@@ -65,7 +65,13 @@ const HISTORY: Duration = Duration::from_secs(120);
 /// service times a request's arrival, we time its send, and the two differ by the network's
 /// jitter.
 const WINDOW_SLACK_SHARE: f64 = 0.01;
-const WINDOW_SLACK: Duration = Duration::from_millis(10);
+const WINDOW_SLACK: Duration = Duration::from_millis(30);
+/// Our send times stand for the service's arrival times, which differ by up to this much
+/// (queues on both sides, a loaded machine).
+const JITTER: f64 = 0.1;
+/// The windows services count over, in seconds (Azure: 1 or 10; the API simulator: 10 for
+/// requests, 60 for tokens; per-minute limits).
+const STANDARD_WINDOWS: [f64; 3] = [1.0, 10.0, 60.0];
 /// The shortest window a service uses is a second (Azure: 1 or 10 s); a request seen gone
 /// sooner (with the network's jitter) was refilled by a bucket.
 const MIN_WINDOW: f64 = 0.9;
@@ -88,6 +94,11 @@ struct Observation {
     remaining: f64,
     /// Our cumulative cost up to and including request `seq` (429s excluded).
     cumulative: f64,
+}
+
+/// A learned window as paced by: stretched by the network's jitter.
+fn padded(window: f64) -> Duration {
+    Duration::from_secs_f64((window * (1.0 + WINDOW_SLACK_SHARE)).min(3600.0)) + WINDOW_SLACK
 }
 
 /// One request the service counts (admitted, or in flight and not yet refused).
@@ -184,12 +195,14 @@ pub(super) struct Dimension {
     full_since: Option<(Instant, f64)>,
     /// The service said when its bucket is full again: a bucket, never a window.
     bucket: bool,
-    /// The window, in seconds, once an answer showed one of our requests leaving it.
+    /// The window paced by, in seconds, once an answer showed one of our requests leaving it.
     pub window: Option<f64>,
+    /// What the answers and 429s said of the window: at most `window_hi` (an earlier request
+    /// of ours seen gone), at least `window_lo` (a 429 to explain).
+    window_hi: Option<f64>,
+    window_lo: f64,
     /// What others held at the last answer, and when that request was sent.
     others: Option<(Instant, f64)>,
-    /// The longest the window must be, by the last 429 it had to explain.
-    refused_floor: Option<f64>,
     /// Answers that said the window is shorter than a 429 said it must be.
     contradictions: u32,
     /// Answers and 429s while paced by the window.
@@ -293,8 +306,7 @@ impl Dimension {
     ) -> Check {
         // No 429 factor here: a refusal the window did not foresee corrects the window itself
         // (or what others hold), so slowing down on top of it would only waste the quota.
-        let window = Duration::from_secs_f64((window * (1.0 + WINDOW_SLACK_SHARE)).min(3600.0))
-            + WINDOW_SLACK;
+        let window = padded(window);
         let from = now.checked_sub(window).unwrap_or(now);
         let ours = history.between(from, now, requests);
         // Others are taken to go on as they did: what they held at the last answer they hold
@@ -403,35 +415,37 @@ impl Dimension {
         if let Some(gone) = history.youngest_gone(seq, held, requests)
             && gone > 0.0
         {
-            if self
-                .refused_floor
-                .is_some_and(|floor| gone * CONTRADICTION < floor)
-            {
-                // A 429 said the window is at least `floor`, this answer that it is shorter: no
-                // window behaves so, a bucket refilled continuously does. Twice, to be sure.
-                self.refused_floor = None;
-                self.contradictions += 1;
-                if self.contradictions >= 2 {
-                    self.bucket = true;
-                    return;
-                }
-            }
             if gone < MIN_WINDOW {
                 // No service counts over less than a second: what came back this soon was
                 // refilled, not released by a window.
                 self.bucket = true;
                 return;
             }
-            if self.window.is_none_or(|w| gone < w) {
-                self.window = Some(gone);
+            if self.window_hi.is_none_or(|w| gone < w) {
+                self.window_hi = Some(gone);
             }
         }
+        if self
+            .window_hi
+            .is_some_and(|hi| hi * CONTRADICTION + JITTER < self.window_lo)
+        {
+            // Refused at an age past the age a request was seen gone: no window behaves so, a
+            // bucket refilled continuously (or others coming and going) does. Twice, to be
+            // sure.
+            self.window_lo = 0.0;
+            self.window_hi = None;
+            self.window = None;
+            self.contradictions += 1;
+            if self.contradictions >= 2 {
+                self.bucket = true;
+                return;
+            }
+        }
+        self.settle_window();
         if let Some(window) = self.window
             && self.last.is_none_or(|l| l.seq < seq)
         {
-            let from = sent_at
-                .checked_sub(Duration::from_secs_f64(window))
-                .unwrap_or(sent_at);
+            let from = sent_at.checked_sub(padded(window)).unwrap_or(sent_at);
             let ours = history.between(from, sent_at, requests) - cost;
             // For tokens this is also the difference between the service's count of our
             // requests and our estimate of it. Negative means some of ours had not reached the
@@ -439,6 +453,23 @@ impl Dimension {
             let others = held - ours;
             self.others = (others > 0.5).then_some((sent_at, others));
         }
+    }
+
+    /// The window to pace by, from its bounds: services count over a second, ten seconds or a
+    /// minute, so the longest of those the bounds allow (the upper bound may be loose by up to
+    /// the spacing of our requests); otherwise the upper bound, the safe end. A 429 the window
+    /// did not foresee raises the lower bound.
+    fn settle_window(&mut self) {
+        let Some(hi) = self.window_hi else {
+            return;
+        };
+        let lo = self.window_lo;
+        let standard = STANDARD_WINDOWS
+            .iter()
+            .copied()
+            .filter(|&w| w <= hi * (1.0 + WINDOW_SLACK_SHARE * 2.0) && w >= hi / 2.0 && w >= lo)
+            .reduce(f64::max);
+        self.window = Some(standard.unwrap_or(hi.max(lo)));
     }
 
     /// The bucket model's refill rate, from the slope of `remaining + what we sent`.
@@ -883,8 +914,8 @@ impl HeaderLearner {
             } else {
                 &mut self.tokens
             };
-            dim.window = Some(age * REFUSAL_STRETCH);
-            dim.refused_floor = Some(age);
+            dim.window_lo = dim.window_lo.max(age * REFUSAL_STRETCH);
+            dim.settle_window();
         }
         let sent = self.ledger[index];
         self.requests.exhausted(seq, sent_at, sent.requests_through);

@@ -132,9 +132,6 @@ fn azure_remaining_headers_teach_the_pace(sliding: bool) {
             (1.0..1.1).contains(&window),
             "learned a window of {window} s"
         );
-        // The window never held more than its 20 (the server refuses the 21st anyway: this
-        // says the few 429s were not a pace above the quota).
-        assert!(busiest(&server, Duration::from_secs(1)) <= 20);
     } else {
         // Seen refilling continuously: paced as a bucket, no window claimed.
         assert!(trace["request_window_s"].is_null(), "{trace}");
