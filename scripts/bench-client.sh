@@ -8,7 +8,8 @@
 #   (b) CPU per row at 8 requests in flight: all 14,042 MMLU test rows, and the marginal cost
 #       between 1,404 and 14,042 rows (start-up and scoring cancel out);
 #   (c) memory: peak RSS of a run over BIG generated rows (the MMLU rows repeated with fresh
-#       ids; the scorer and report writers at the end included), 8 in flight.
+#       ids; the scorer and report writers at the end included), 8 in flight, and of
+#       `evalr score` alone on its folder; the sizes of the files written.
 # Usage: scripts/bench-client.sh [EVALR_BINARY] [BIG] [RUNS]
 # Without EVALR_BINARY, builds the release binary (CARGO_TARGET_DIR is honoured). BIG=0 skips (c).
 set -euo pipefail
@@ -72,7 +73,17 @@ if [ "$BIG" -gt 0 ]; then
                 print "{\"id\":\"gen/" i substr(row, index(row, "\",\"dataset\""))
             }
         }' "$WORK/all.jsonl" >"$WORK/big.jsonl"
+    rm -f "$WORK/all.jsonl"
     read -r WALL_B CPU_B RSS_B < <(timed big --dataset "$WORK/big.jsonl")
+    rm -f "$WORK/big.jsonl"
     DONE=$(wc -l <"$WORK/big/outputs.jsonl")
-    echo "| (c) $BIG generated rows, 8 in flight | $DONE rows written in $WALL_B s, CPU $CPU_B s; peak RSS $((RSS_B / 1024)) MiB |"
+    echo "| (c) $BIG generated rows, 8 in flight | $DONE rows written in $WALL_B s, CPU $CPU_B s = $(awk -v c="$CPU_B" -v n="$DONE" 'BEGIN { printf "%.3f", c * 1000 / n }') ms/row; peak RSS $((RSS_B / 1024)) MiB |"
+    /usr/bin/time -f "%e %U %S %M" -o "$WORK/score.time" "$BIN" score "$WORK/big" >/dev/null
+    read -r WALL_S USER_S SYS_S RSS_S <"$WORK/score.time"
+    echo "| (c) \`evalr score\` alone on those rows | $WALL_S s, CPU $(awk -v u="$USER_S" -v s="$SYS_S" 'BEGIN { printf "%.2f", u + s }') s; peak RSS $((RSS_S / 1024)) MiB |"
+    sizes=""
+    for f in outputs.jsonl outputs.parquet report.html; do
+        sizes="$sizes $f $(du -m "$WORK/big/$f" | cut -f1) MB;"
+    done
+    echo "| (c) files |$sizes |"
 fi

@@ -34,8 +34,20 @@ fn folder_of(path: &Path) -> &Path {
 
 /// Writes `bytes` to `path` atomically (temporary file + rename), with the user's umask.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut file = temp_file_in(folder_of(path))?;
-    file.write_all(bytes)?;
+    write_atomic_with(path, |out| out.write_all(bytes))
+}
+
+/// Writes `path` atomically from `write`, which streams into a buffered temporary file (so a
+/// report of a million rows never has to be whole in memory); the file replaces `path` only
+/// when `write` succeeded.
+pub fn write_atomic_with<E: From<std::io::Error>>(
+    path: &Path,
+    write: impl FnOnce(&mut (dyn Write + Send)) -> Result<(), E>,
+) -> Result<(), E> {
+    let file = temp_file_in(folder_of(path))?;
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, file);
+    write(&mut out)?;
+    let file = out.into_inner().map_err(|e| e.into_error())?;
     file.as_file().sync_all()?;
     file.persist(path).map_err(|e| e.error)?;
     Ok(())

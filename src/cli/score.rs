@@ -25,6 +25,12 @@ pub struct ScoreArgs {
     /// each judgment was made with (`evalr judge --threshold`), else 3.
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u8).range(1..=5))]
     pub judge_threshold: Option<u8>,
+    /// The most rows report.html holds. A larger run's page holds its wrong, unparsed,
+    /// refused and failed rows first and an even sample of the others, and says so; every
+    /// row stays in outputs.parquet and outputs.jsonl.
+    #[arg(long, value_name = "N", default_value_t = report::html::page_rows::DEFAULT_PAGE_ROWS,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub html_rows: u64,
 }
 
 #[derive(Debug, Args)]
@@ -63,7 +69,10 @@ pub fn execute_score(args: ScoreArgs) -> anyhow::Result<ExitCode> {
         judge_threshold: args.judge_threshold,
     };
     let summary = score::score_folder_with(&args.folder, &options)?;
-    let written = report::write_score_reports(&args.folder, &summary)?;
+    let reports = report::ReportOptions {
+        html_rows: args.html_rows,
+    };
+    let written = report::write_score_reports_with(&args.folder, &summary, &reports)?;
     let mut out = std::io::stdout().lock();
     match &summary.accuracy {
         Some(accuracy) => {

@@ -154,10 +154,7 @@ async fn run_page(State(listing): Shared, UrlPath(k): UrlPath<usize>) -> Respons
         let summary = crate::score::score_folder(&path).map_err(|e| e.to_string())?;
         let folder = crate::results::ResultFolder::open(&path).map_err(|e| e.to_string())?;
         HtmlExporter
-            .serialize(&RunPage {
-                folder: &folder,
-                summary: &summary,
-            })
+            .serialize(&RunPage::new(&folder, &summary))
             .map_err(|e| e.0)
     })
     .await;

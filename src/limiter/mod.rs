@@ -12,6 +12,8 @@
 mod aimd;
 mod buckets;
 mod headers;
+#[cfg(test)]
+mod simulation;
 mod trace;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -101,8 +103,7 @@ struct State {
 impl State {
     fn pace_now(&self, config: &QuotaConfig) -> PaceNow {
         let factor = self.aimd.factor;
-        let learned =
-            |dim: &headers::Dimension| dim.known().then(|| dim.pace_rate() * factor * 60.0);
+        let learned = |dim: &headers::Dimension| dim.known().then(|| dim.pace_per_minute(factor));
         let configured = |limit: Option<u32>| limit.map(|l| l as f64 * self.factor);
         let min = |a: Option<f64>, b: Option<f64>| a.into_iter().chain(b).reduce(f64::min);
         PaceNow {
@@ -390,6 +391,8 @@ impl QuotaLimiter {
             learned_tpm: pace.pace_tpm.filter(|_| mode == PacingMode::Headers),
             request_capacity: capacity(&learner.requests),
             token_capacity: capacity(&learner.tokens),
+            request_window_s: learner.requests.windowed(),
+            token_window_s: learner.tokens.windowed(),
             requests: state.recorder.requests,
             rate_limited: state.recorder.rate_limited,
             in_flight_changes: state.recorder.in_flight_changes,

@@ -85,6 +85,11 @@ pub struct QuotaTrace {
     pub request_capacity: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_capacity: Option<f64>,
+    /// The sliding windows learned (seconds), when the service counts over windows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_window_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_window_s: Option<f64>,
     pub requests: u64,
     pub rate_limited: u64,
     pub in_flight_changes: u64,

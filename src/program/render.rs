@@ -241,6 +241,22 @@ impl Program {
         }
     }
 
+    /// A row's template context made ready for the renders of the row ([`Program::next_step_with`]).
+    pub fn row_vars<'a>(&self, context: &'a Map<String, serde_json::Value>) -> RowVars<'a> {
+        // The row's values are converted for the template engine once, not at every render
+        // (a row renders once per call and once more at the end). Thread and image inputs
+        // are replaced by markers before each render, and mustache reads the JSON itself:
+        // those take the JSON path.
+        let rich = self
+            .file
+            .inputs
+            .iter()
+            .any(|input| input.is_thread() || input.is_image());
+        let converted = (self.file.format == TemplateFormat::Jinja2 && !rich)
+            .then(|| Value::from_serialize(context));
+        RowVars { context, converted }
+    }
+
     /// Renders with `context` (row fields, `evalr`...) and the captures so far, and returns
     /// the first open call or the finished conversation.
     pub fn next_step(
@@ -248,6 +264,38 @@ impl Program {
         context: &Map<String, serde_json::Value>,
         captures: &Captures,
     ) -> Result<Step, ProgramError> {
+        self.next_step_with(&self.row_vars(context), captures)
+    }
+
+    /// As [`Program::next_step`], with the row's context converted once ([`Program::row_vars`]).
+    pub fn next_step_with(
+        &self,
+        row: &RowVars<'_>,
+        captures: &Captures,
+    ) -> Result<Step, ProgramError> {
+        if let Some(converted) = &row.converted {
+            // The captures override the row's fields of the same name, as in the JSON path
+            // (of merged maps, the last that has a key gives its value).
+            let mut overlay: Map<String, serde_json::Value> = captures.clone();
+            overlay.insert(
+                CAPTURES_KEY.to_string(),
+                serde_json::Value::Object(captures.clone()),
+            );
+            let vars =
+                minijinja::value::merge_maps([converted.clone(), Value::from_serialize(&overlay)]);
+            let rendered = Rendered {
+                threads: &[],
+                images: &[],
+                v1_thread: row.context.get("thread"),
+            };
+            let text = self
+                .env
+                .get_template(TEMPLATE_NAME)
+                .and_then(|template| template.render(vars))
+                .map_err(|e| template_error(&self.file, &e))?;
+            return self.step_of(text, &rendered, captures);
+        }
+        let context = row.context;
         let mut vars = context.clone();
         // Thread and image inputs render as markers and become messages and image parts
         // after the split (spec §5.2, §6.7).
@@ -309,9 +357,19 @@ impl Program {
                 message,
             })?,
         };
+        self.step_of(text, &rendered, captures)
+    }
+
+    /// The step a rendered text stands for: its first open call, or the finished conversation.
+    fn step_of(
+        &self,
+        text: String,
+        rendered: &Rendered<'_>,
+        captures: &Captures,
+    ) -> Result<Step, ProgramError> {
         match text.find(&self.markers.call_open) {
             None => {
-                let messages = self.messages(&text, &rendered)?;
+                let messages = self.messages(&text, rendered)?;
                 if self.is_plain_completion() && !captures.contains_key(OUTPUT_CAPTURE) {
                     return Ok(Step::Call(self.completion_call(messages)));
                 }
@@ -334,7 +392,7 @@ impl Program {
                         line: self.file.body_first_line,
                         message: format!("internal call marker unreadable: {e}"),
                     })?;
-                let mut messages = self.messages(&text[..start], &rendered)?;
+                let mut messages = self.messages(&text[..start], rendered)?;
                 // `assistant:` right before a call opens the model's turn: no text of its own
                 // to continue, so it is not sent as an empty message.
                 if messages
@@ -401,6 +459,13 @@ impl Program {
         }
         Ok(out)
     }
+}
+
+/// A row's template context, and its conversion for the template engine when the program
+/// can render from it ([`Program::row_vars`]).
+pub struct RowVars<'a> {
+    context: &'a Map<String, serde_json::Value>,
+    converted: Option<Value>,
 }
 
 /// The rich inputs of one render, taken out of the context before the template ran.

@@ -8,6 +8,7 @@
 //! - `charts.rs`: SVG charts (calibration curve, per-subject accuracy A vs B);
 //! - `html/`: `report.html` and `compare.html`, self-contained pages with a row browser.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::results::ResultFolder;
@@ -28,6 +29,20 @@ pub struct ExportError(pub String);
 /// One output format for values of type `T`.
 pub trait Exporter<T: ?Sized> {
     fn serialize(&self, value: &T) -> Result<Vec<u8>, ExportError>;
+
+    /// Writes the bytes to `out`. The exporters whose output grows with the rows (parquet,
+    /// HTML) stream here, so the file is never whole in memory; the others write
+    /// [`Exporter::serialize`]'s bytes.
+    fn write_to(&self, value: &T, out: &mut (dyn Write + Send)) -> Result<(), ExportError> {
+        let bytes = self.serialize(value)?;
+        out.write_all(&bytes).map_err(ExportError::from)
+    }
+}
+
+impl From<std::io::Error> for ExportError {
+    fn from(error: std::io::Error) -> Self {
+        ExportError(error.to_string())
+    }
 }
 
 pub const SUMMARY_FILE: &str = "summary.json";
@@ -49,11 +64,12 @@ fn export<T: ?Sized>(
     path: PathBuf,
     written: &mut Vec<PathBuf>,
 ) -> Result<(), ScoreError> {
-    let bytes = exporter.serialize(value).map_err(|e| ScoreError::Write {
-        path: path.clone(),
-        message: e.0,
-    })?;
-    write_file(&path, &bytes)?;
+    crate::files::write_atomic_with(&path, |out| exporter.write_to(value, out)).map_err(
+        |e: ExportError| ScoreError::Write {
+            path: path.clone(),
+            message: e.0,
+        },
+    )?;
     written.push(path);
     Ok(())
 }
@@ -67,8 +83,32 @@ pub fn write_file(path: &Path, bytes: &[u8]) -> Result<(), ScoreError> {
     })
 }
 
+/// Choices of `evalr score` about its reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportOptions {
+    /// The most rows `report.html` holds (see `html::page_rows`).
+    pub html_rows: u64,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        ReportOptions {
+            html_rows: html::page_rows::DEFAULT_PAGE_ROWS,
+        }
+    }
+}
+
 /// The reports of `evalr score`, written into the result folder at `path`.
 pub fn write_score_reports(path: &Path, summary: &Summary) -> Result<Vec<PathBuf>, ScoreError> {
+    write_score_reports_with(path, summary, &ReportOptions::default())
+}
+
+/// As [`write_score_reports`], with non-default options.
+pub fn write_score_reports_with(
+    path: &Path,
+    summary: &Summary,
+    options: &ReportOptions,
+) -> Result<Vec<PathBuf>, ScoreError> {
     let folder = &ResultFolder::open(path)?;
     let mut written = Vec::new();
     let dir = &folder.path;
@@ -100,7 +140,10 @@ pub fn write_score_reports(path: &Path, summary: &Summary) -> Result<Vec<PathBuf
     }
     export(
         &html::HtmlExporter,
-        &html::RunPage { folder, summary },
+        &html::RunPage {
+            row_limit: options.html_rows,
+            ..html::RunPage::new(folder, summary)
+        },
         dir.join(html::REPORT_HTML),
         &mut written,
     )?;

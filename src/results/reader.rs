@@ -174,9 +174,14 @@ impl ResultFolder {
         mut visit: impl FnMut(u64, OutputRecord) -> Result<(), E>,
     ) -> Result<ReadNotes, E> {
         let path = self.outputs_path();
-        let mut seen: HashMap<String, u64> = HashMap::new();
+        // The ids seen so far, as 64-bit hashes: 8 bytes a row instead of the id's string
+        // (a million ids held as strings were the largest thing `evalr score` kept). A hash
+        // already seen is only a suspicion; the file is read again to find the id itself.
+        let mut seen: HashSet<u64> = HashSet::new();
         for_each_line(&path, |line: Line<'_, OutputRecord>| {
-            if let Some(first_line) = seen.insert(line.record.id.clone(), line.number) {
+            if !seen.insert(id_hash(&line.record.id))
+                && let Some(first_line) = first_line_of(&path, &line.record.id, line.number)?
+            {
                 return Err(ResultsError::DuplicateId {
                     path: path.clone(),
                     line: line.number,
@@ -197,6 +202,47 @@ impl ResultFolder {
             Ok::<_, ResultsError>(())
         })?;
         Ok(errors)
+    }
+}
+
+/// A row id's hash for spotting repeats (SipHash with fixed keys: the same in every process).
+fn id_hash(id: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault};
+    BuildHasherDefault::<std::collections::hash_map::DefaultHasher>::default().hash_one(id)
+}
+
+/// The first line before `before` of the JSONL file at `path` whose record has id `id`.
+fn first_line_of(path: &Path, id: &str, before: u64) -> Result<Option<u64>, ResultsError> {
+    #[derive(serde::Deserialize)]
+    struct IdOnly {
+        id: String,
+    }
+    let mut found = None;
+    let result = for_each_line(path, |line: Line<'_, IdOnly>| {
+        if line.number >= before {
+            return Err(Stop::Done);
+        }
+        if line.record.id == id {
+            found = Some(line.number);
+            return Err(Stop::Done);
+        }
+        Ok(())
+    });
+    match result {
+        Ok(_) | Err(Stop::Done) => Ok(found),
+        Err(Stop::Failed(error)) => Err(error),
+    }
+}
+
+/// Ends a scan early ([`first_line_of`]) or carries a read error.
+enum Stop {
+    Done,
+    Failed(ResultsError),
+}
+
+impl From<ResultsError> for Stop {
+    fn from(error: ResultsError) -> Self {
+        Stop::Failed(error)
     }
 }
 
@@ -303,6 +349,34 @@ mod tests {
                 Err(other) => prop_assert!(false, "unexpected error {}", other),
             }
         }
+    }
+
+    #[test]
+    fn the_same_id_twice_names_both_lines() {
+        let lines = [
+            record_line(0),
+            record_line(1),
+            record_line(2),
+            record_line(1),
+        ];
+        let (_dir, folder) = folder_with(&(lines.join("\n") + "\n"));
+        let mut seen = Vec::new();
+        let err = folder
+            .for_each_output(|line, record| {
+                seen.push((line, record.id));
+                Ok::<_, ResultsError>(())
+            })
+            .unwrap_err();
+        match err {
+            ResultsError::DuplicateId {
+                line,
+                first_line,
+                id,
+                ..
+            } => assert_eq!((line, first_line, id.as_str()), (4, 2, "t/1")),
+            other => panic!("unexpected error {other}"),
+        }
+        assert_eq!(seen.len(), 3);
     }
 
     #[test]

@@ -449,7 +449,8 @@ pub async fn play_program(
         answer_options: None,
         refused: false,
     };
-    while let Step::Call(call) = program.next_step(context, &played.captures)? {
+    let vars = program.row_vars(context);
+    while let Step::Call(call) = program.next_step_with(&vars, &played.captures)? {
         let is_answer = &call.capture == answer_capture;
         let end = match call.kind {
             CallKind::Select {

@@ -143,6 +143,8 @@ mod tests {
                 learned_rpm: Some(590.0),
                 learned_tpm: None,
                 request_capacity: None,
+                request_window_s: None,
+                token_window_s: None,
                 token_capacity: None,
                 requests: 200,
                 rate_limited: 1,

@@ -258,6 +258,110 @@ fn run_page_shows_summary_figures_and_browses_rows() {
     browser.screenshot(&artifact_dir().join("run-a-report.png"));
 }
 
+/// The JSON of a page's `evalr-index` element.
+fn page_index(html: &str) -> Value {
+    let start = html
+        .find("id=\"evalr-index\">")
+        .expect("the page has a row index")
+        + "id=\"evalr-index\">".len();
+    let end = start + html[start..].find("</script>").expect("the index ends");
+    serde_json::from_str(&html[start..end]).expect("the index is JSON")
+}
+
+/// How many rows of the index have each outcome, by name.
+fn outcome_counts(index: &Value) -> std::collections::BTreeMap<String, u64> {
+    let names = index["outcomes"].as_array().unwrap();
+    let mut counts = std::collections::BTreeMap::new();
+    for code in index["outcome"].as_array().unwrap() {
+        let name = names[code.as_u64().unwrap() as usize].as_str().unwrap();
+        *counts.entry(name.to_string()).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[test]
+fn a_run_larger_than_the_page_holds_its_failures_and_a_sample_and_says_so() {
+    let dir = score_fixtures::copy_fixtures(&["run-a"]);
+    let folder = dir.path().join("run-a");
+    // The default bound holds run-a whole (40 output rows and 1 failed): no note.
+    score_fixtures::evalr()
+        .arg("score")
+        .arg(&folder)
+        .assert()
+        .success();
+    let page = folder.join("report.html");
+    let html = std::fs::read_to_string(&page).expect("report.html");
+    assert!(!html.contains("id=\"rows-subset\""));
+    assert_eq!(page_index(&html)["id"].as_array().unwrap().len(), 41);
+    let summary = read_json(&folder.join("summary.json"));
+    assert_eq!(summary["rows"]["correct"], 23);
+
+    // A page of at most 10 rows: the failed row, then the 17 wrong, unparsed or refused rows
+    // up to 10 - 1 - a quarter of 10 (2) = 7, and an even sample of 2 of the 23 correct ones.
+    score_fixtures::evalr()
+        .args(["score", "--html-rows", "10"])
+        .arg(&folder)
+        .assert()
+        .success();
+    let html = std::fs::read_to_string(&page).expect("report.html");
+    let index = page_index(&html);
+    assert_eq!(index["id"].as_array().unwrap().len(), 10);
+    let counts = outcome_counts(&index);
+    assert_eq!(counts.get("failed"), Some(&1));
+    assert_eq!(counts.get("correct"), Some(&2));
+    assert_eq!(
+        counts
+            .iter()
+            .filter(|(k, _)| ["wrong", "unparsed", "refused"].contains(&k.as_str()))
+            .map(|(_, n)| n)
+            .sum::<u64>(),
+        7
+    );
+    assert!(
+        html.contains("data-held=\"10\" data-total=\"41\""),
+        "the page says what it holds"
+    );
+    // The figures still count every row.
+    let summary_again = read_json(&folder.join("summary.json"));
+    assert_eq!(summary_again, summary);
+
+    let Some(mut browser) =
+        browser_or_skip("a_run_larger_than_the_page_holds_its_failures_and_a_sample_and_says_so")
+    else {
+        return;
+    };
+    browser.open(&page);
+    browser.wait_for("document.querySelector('#row-status').dataset.shown", WAIT);
+    assert_eq!(shown_rows(&mut browser, "#row-status"), 10);
+    let note = browser.eval("document.querySelector('#rows-subset').textContent");
+    let note = note
+        .as_str()
+        .unwrap()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    for needed in [
+        "This run has 41 rows, more than a page holds (10)",
+        "7 of the 17 wrong, unparsed or refused rows",
+        "1 of the 1 that failed for good",
+        "2 of the 23 others",
+        "outputs.parquet",
+        "outputs.jsonl",
+        "evalr score --html-rows N",
+    ] {
+        assert!(note.contains(needed), "{needed:?} not in {note:?}");
+    }
+    // The files named link to the ones beside the page.
+    let links = browser
+        .eval("[...document.querySelectorAll('#rows-subset a')].map(a => a.getAttribute('href'))");
+    assert_eq!(
+        links,
+        json!(["outputs.parquet", "outputs.jsonl", "errors.jsonl"])
+    );
+    assert!(figures_match(&mut browser, &summary) >= 15);
+    assert_clean(&mut browser, &page);
+}
+
 /// A dataset of three subjects plus one row whose every field holds markup and script.
 fn dataset_with_markup(dir: &Path) -> (PathBuf, Vec<Value>) {
     let mut rows = Vec::new();

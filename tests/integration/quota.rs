@@ -1,6 +1,7 @@
 //! The limiter learns a deployment's quota when it is not told: the real `evalr run` against
-//! the local chat server enforcing a quota the way Azure does (a bucket of one window's worth,
-//! refilled at the per-minute rate), answering with Azure-style or OpenAI-style rate-limit
+//! the local chat server enforcing a quota the way Azure does (at most one window's worth in
+//! any window, sliding) or as a bucket of one window's worth refilled at the per-minute rate,
+//! answering with Azure-style or OpenAI-style rate-limit
 //! headers, or none; another client taking half the quota midway; four shard processes sharing
 //! one quota; and a configured quota that stays a ceiling.
 //!
@@ -91,10 +92,20 @@ fn assert_every_row_once(server: &ChatServer, folder: &Path, correct: usize) {
 }
 
 #[test]
-fn azure_remaining_headers_teach_the_pace_without_429s() {
+fn azure_remaining_headers_teach_a_sliding_windows_pace_without_429s() {
+    azure_remaining_headers_teach_the_pace(true);
+}
+
+#[test]
+fn azure_remaining_headers_teach_a_buckets_pace_without_429s() {
+    azure_remaining_headers_teach_the_pace(false);
+}
+
+fn azure_remaining_headers_teach_the_pace(sliding: bool) {
     // 1,200 requests/min evaluated over 1 s: 20 at once at most. evalr is told nothing.
     let (server, correct) = server(ServerConfig {
         rpm: Some(1_200),
+        sliding,
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
@@ -115,6 +126,16 @@ fn azure_remaining_headers_teach_the_pace_without_429s() {
         (600.0..=1_300.0).contains(&learned),
         "learned {learned} requests/min of 1,200"
     );
+    if sliding {
+        let window = trace["request_window_s"].as_f64().unwrap();
+        assert!(
+            (1.0..1.1).contains(&window),
+            "learned a window of {window} s"
+        );
+    } else {
+        // Seen refilling continuously: paced as a bucket, no window claimed.
+        assert!(trace["request_window_s"].is_null(), "{trace}");
+    }
     let sent: u64 = trace["samples"]
         .as_array()
         .unwrap()
@@ -239,11 +260,21 @@ fn without_headers_429s_teach_the_rate_and_in_flight() {
 }
 
 #[test]
-fn another_client_taking_half_the_quota_midway_halves_the_pace() {
+fn another_client_taking_half_a_sliding_window_midway_halves_the_pace() {
+    another_client_taking_half_the_quota_midway_halves_the_pace(true);
+}
+
+#[test]
+fn another_client_taking_half_a_bucket_midway_halves_the_pace() {
+    another_client_taking_half_the_quota_midway_halves_the_pace(false);
+}
+
+fn another_client_taking_half_the_quota_midway_halves_the_pace(sliding: bool) {
     // 1,200/min; from 3 s after the first request on, another client takes half of it.
     let (server, correct) = server(ServerConfig {
         rpm: Some(1_200),
         others_take: Some((Duration::from_secs(3), 0.5)),
+        sliding,
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
@@ -273,9 +304,19 @@ fn another_client_taking_half_the_quota_midway_halves_the_pace() {
 }
 
 #[test]
-fn four_shards_learn_their_shares_and_stay_under_the_quota_together() {
+fn four_shards_learn_their_shares_of_a_sliding_window() {
+    four_shards_learn_their_shares_and_stay_under_the_quota_together(true);
+}
+
+#[test]
+fn four_shards_learn_their_shares_of_a_bucket() {
+    four_shards_learn_their_shares_and_stay_under_the_quota_together(false);
+}
+
+fn four_shards_learn_their_shares_and_stay_under_the_quota_together(sliding: bool) {
     let (server, correct) = server(ServerConfig {
         rpm: Some(1_200),
+        sliding,
         ..Default::default()
     });
     let dir = tempfile::tempdir().unwrap();
@@ -305,14 +346,35 @@ fn four_shards_learn_their_shares_and_stay_under_the_quota_together() {
     assert_eq!(answered.len(), 135);
     assert!(answered.values().all(|&n| n == 1));
     let mut rows = 0;
-    let mut learned_sum = 0.0;
+    let mut traces = Vec::new();
     for k in 0..4 {
         let folder = results.join(format!("shard-{k}-of-4"));
         rows += summary(&folder)["rows"].as_u64().unwrap();
         let trace = trace(&folder);
         assert_eq!(trace["mode"], "headers");
-        learned_sum += trace["learned_rpm"].as_f64().unwrap();
+        traces.push(trace);
     }
+    // The pace each learned while all four ran (the first 80% of the shortest run: a shard
+    // left alone at the end rightly takes the whole quota), summed.
+    let samples = |trace: &Value| trace["samples"].as_array().unwrap().clone();
+    let end = |s: &Value| s["at_s"].as_f64().unwrap() + s["span_s"].as_f64().unwrap();
+    let together = traces
+        .iter()
+        .map(|t| samples(t).iter().map(end).fold(0.0, f64::max))
+        .fold(f64::INFINITY, f64::min)
+        * 0.8;
+    let paces: Vec<f64> = traces
+        .iter()
+        .map(|t| {
+            let paced: Vec<f64> = samples(t)
+                .iter()
+                .filter(|s| end(s) <= together)
+                .filter_map(|s| s["pace_rpm"].as_f64())
+                .collect();
+            paced.iter().sum::<f64>() / paced.len().max(1) as f64
+        })
+        .collect();
+    let learned_sum: f64 = paces.iter().sum();
     assert_eq!(rows, 135);
     let _ = correct;
     let (limited, total) = throttled(&server);
@@ -323,8 +385,26 @@ fn four_shards_learn_their_shares_and_stay_under_the_quota_together() {
     // Each learned its share: together not above the quota (and its window's slack).
     assert!(
         learned_sum <= 1_500.0,
-        "the shards together paced at {learned_sum:.0}/min"
+        "the shards together paced at {learned_sum:.0}/min ({paces:?}) over their first {together:.1} s"
     );
+}
+
+#[test]
+fn a_sliding_window_told_its_quota_answers_no_429() {
+    // The quota told exactly (1,200/min over a 1 s window): paced by the configured buckets
+    // and by the window learned from the headers together, never refused.
+    let (server, correct) = server(ServerConfig {
+        rpm: Some(1_200),
+        sliding: true,
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    run(&server, &folder, &["--max-in-flight", "8", "--rpm", "1200"]);
+    assert_every_row_once(&server, &folder, correct);
+    assert_eq!(throttled(&server).0, 0);
+    let trace = trace(&folder);
+    assert_eq!(trace["configured_rpm"], 1_200);
 }
 
 #[test]

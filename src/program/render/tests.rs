@@ -291,3 +291,45 @@ fn text_before_any_role_is_system_and_empty_messages_are_kept() {
         ]
     );
 }
+
+/// The row's context converted once for all the renders of a row (`row_vars`) renders as
+/// the JSON context does: the same messages at each step, a capture overriding a row field of
+/// its name, and a row field seen as the template engine sees it.
+#[test]
+fn a_row_converted_once_renders_as_the_json_context_does() {
+    let p = program(
+        "user:\n{{ question }} {{ choices | join(', ') }} {{ evalr.row.question }} [{{ answer }}]\n{{ gen(\"answer\", max_tokens=5) }}\nuser:\nAgain: {{ answer | upper }} {{ select(\"final\", options=[\"A\", \"B\"]) }}\n",
+    );
+    let row = json!({"question": "2+2?", "choices": ["3", "4"], "answer": "from the row"});
+    let context = template_context(&row, Vec::new());
+    let vars = p.row_vars(&context);
+    let mut captures = Captures::new();
+    let first = p.next_step_with(&vars, &captures).unwrap();
+    // The JSON path, as it was: every render converts the context anew.
+    let Step::Call(json_first) = p.next_step(&context, &captures).unwrap() else {
+        panic!("expected a call")
+    };
+    let Step::Call(first) = first else {
+        panic!("expected a call")
+    };
+    assert_eq!(first.messages, json_first.messages);
+    assert_eq!(
+        first.messages,
+        vec![msg(Role::User, "2+2? 3, 4 2+2? [from the row]")]
+    );
+    captures.insert("answer".into(), json!("four"));
+    let Step::Call(second) = p.next_step_with(&vars, &captures).unwrap() else {
+        panic!("expected a call")
+    };
+    assert_eq!(
+        second.messages.last(),
+        Some(&msg(Role::User, "Again: FOUR "))
+    );
+    assert_eq!(
+        second.messages,
+        match p.next_step(&context, &captures).unwrap() {
+            Step::Call(call) => call.messages,
+            Step::Done(_) => panic!("expected a call"),
+        }
+    );
+}

@@ -11,6 +11,8 @@
 //! data on the page only as text. Row details travel gzip-compressed and base64-encoded
 //! ([`rows`]), inflated by the browser when a row is opened.
 
+use std::io::Write;
+
 use minijinja::{Environment, UndefinedBehavior, Value, context};
 
 use super::{ExportError, Exporter};
@@ -22,6 +24,7 @@ pub mod embed;
 pub mod flipped;
 pub mod format;
 pub mod listing;
+pub mod page_rows;
 pub mod rows;
 
 pub const REPORT_HTML: &str = "report.html";
@@ -36,31 +39,76 @@ const COMMON_JS: &str = include_str!("assets/common.js");
 const RUN_JS: &str = include_str!("assets/run.js");
 const COMPARE_JS: &str = include_str!("assets/compare.js");
 
-/// A run's page: its summary and the folder its rows are read from.
+/// A run's page: its summary, the folder its rows are read from, and how many rows it holds
+/// at most ([`page_rows`]).
 pub struct RunPage<'a> {
     pub folder: &'a ResultFolder,
     pub summary: &'a Summary,
+    pub row_limit: u64,
+}
+
+impl<'a> RunPage<'a> {
+    /// A page holding at most [`page_rows::DEFAULT_PAGE_ROWS`] rows.
+    pub fn new(folder: &'a ResultFolder, summary: &'a Summary) -> Self {
+        RunPage {
+            folder,
+            summary,
+            row_limit: page_rows::DEFAULT_PAGE_ROWS,
+        }
+    }
 }
 
 /// Writes the HTML pages.
 pub struct HtmlExporter;
 
+/// Where the data elements go in the rendered run page: the page is rendered around them,
+/// then the rows stream in between. Values from data are escaped, so none can be this text.
+const DATA_MARKER: &str = "<!--evalr-data-blocks-->";
+
 impl Exporter<RunPage<'_>> for HtmlExporter {
     fn serialize(&self, page: &RunPage<'_>) -> Result<Vec<u8>, ExportError> {
-        let rows = rows::embed_run_rows(page.folder).map_err(|e| ExportError(e.to_string()))?;
-        let mut blocks = String::new();
-        json_block(&mut blocks, "evalr-summary", page.summary)?;
-        json_block(&mut blocks, "evalr-index", &rows.index)?;
-        chunk_blocks(&mut blocks, "rows", &rows.detail_chunks);
-        if rows.index.messages {
-            chunk_blocks(&mut blocks, "msgs", &rows.message_chunks);
-        }
-        render(
+        let mut bytes = Vec::new();
+        self.write_to(page, &mut bytes)?;
+        Ok(bytes)
+    }
+
+    /// Streams the page: the figures, then the row chunks as they are read from the folder
+    /// (never all in memory), then the row index the page's script reads first.
+    fn write_to(
+        &self,
+        page: &RunPage<'_>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), ExportError> {
+        let plan = page_rows::PageRows::plan(&page.summary.rows, page.row_limit);
+        let html = render(
             "run.html",
             &[COMMON_JS, RUN_JS],
-            blocks,
-            context! { s => Value::from_serialize(page.summary) },
-        )
+            DATA_MARKER.to_string(),
+            context! {
+                s => Value::from_serialize(page.summary),
+                page_rows => Value::from_serialize(&plan),
+            },
+        )?;
+        let html = String::from_utf8(html).map_err(|e| ExportError(e.to_string()))?;
+        let (head, tail) = match html.split(DATA_MARKER).collect::<Vec<_>>()[..] {
+            [head, tail] => (head, tail),
+            _ => {
+                return Err(ExportError(
+                    "the run page template lost its data marker".into(),
+                ));
+            }
+        };
+        out.write_all(head.as_bytes())?;
+        let mut blocks = String::new();
+        json_block(&mut blocks, "evalr-summary", page.summary)?;
+        out.write_all(blocks.as_bytes())?;
+        let index =
+            rows::write_run_rows(page.folder, plan, out).map_err(|e| ExportError(e.to_string()))?;
+        let mut blocks = String::new();
+        json_block(&mut blocks, "evalr-index", &index)?;
+        out.write_all(blocks.as_bytes())?;
+        out.write_all(tail.as_bytes())?;
+        Ok(())
     }
 }
 
@@ -145,9 +193,10 @@ fn json_block<T: serde::Serialize + ?Sized>(
 }
 
 fn chunk_blocks(out: &mut String, kind: &str, chunks: &[String]) {
+    let mut bytes = Vec::new();
     for (k, chunk) in chunks.iter().enumerate() {
-        out.push_str(&format!(
-            "<script type=\"application/x-evalr-chunk\" id=\"evalr-{kind}-{k}\">{chunk}</script>\n"
-        ));
+        // Writing into memory cannot fail.
+        let _ = rows::chunk_element(&mut bytes, kind, k, chunk);
     }
+    out.push_str(&String::from_utf8_lossy(&bytes));
 }

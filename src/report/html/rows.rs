@@ -8,12 +8,14 @@
 //! are most of the bytes and only needed for the row on screen.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::Write;
 use std::path::Path;
 
 use serde::Serialize;
 use serde_json::Value;
 
 use super::embed;
+use super::page_rows::PageRows;
 use crate::results::{ErrorRecord, Outcome, OutputRecord, ResultFolder};
 use crate::score::{JUDGE_FOLDER, ScoreError, judged};
 
@@ -65,16 +67,6 @@ pub struct JudgedRow {
     pub metric: String,
     pub score: Option<u8>,
     pub record: Value,
-}
-
-/// The rows of a page, ready to embed.
-#[derive(Debug, Default)]
-pub struct EmbeddedRows {
-    pub index: RowIndex,
-    /// gzip + base64 JSON arrays of row details, `CHUNK_ROWS` rows each.
-    pub detail_chunks: Vec<String>,
-    /// gzip + base64 JSON arrays of the rows' call messages (`[[message, ...] per call]`).
-    pub message_chunks: Vec<String>,
 }
 
 /// Splits a record into its detail (everything but the calls' messages) and the messages.
@@ -160,9 +152,15 @@ fn json_error(path: &Path, error: serde_json::Error) -> ScoreError {
     }
 }
 
-/// Builds a page's rows from a result folder: every output row in file order, then the rows
-/// that failed for good (`errors.jsonl`) and never reached the outputs.
-pub fn embed_run_rows(folder: &ResultFolder) -> Result<EmbeddedRows, ScoreError> {
+/// Writes a page's rows from a result folder into `out`, as the chunk elements of the page,
+/// a chunk at a time (what is held is the index and one chunk): every output row in file
+/// order, then the rows that failed for good (`errors.jsonl`) and never reached the outputs,
+/// each only when `plan` holds it. Returns the index of the rows written.
+pub fn write_run_rows(
+    folder: &ResultFolder,
+    mut plan: PageRows,
+    out: &mut (dyn Write + Send),
+) -> Result<RowIndex, ScoreError> {
     let (metrics, mut judged) = read_judged(&folder.path)?;
     let mut errors: BTreeMap<String, Vec<ErrorRecord>> = BTreeMap::new();
     let mut anonymous_errors = Vec::new();
@@ -172,16 +170,24 @@ pub fn embed_run_rows(folder: &ResultFolder) -> Result<EmbeddedRows, ScoreError>
             None => anonymous_errors.push(error),
         }
     }
-    let mut builder = Builder::new(metrics, &folder.path);
+    let mut builder = Builder::new(metrics, &folder.path, out);
     folder.for_each_output(|_, record| {
         let row_errors = errors.remove(&record.id).unwrap_or_default();
         let row_judged = judged.remove(&record.id).unwrap_or_default();
-        builder.push_record(&record, row_errors, row_judged)
+        if plan.take_output(record.outcome()) {
+            builder.push_record(&record, row_errors, row_judged)?;
+        }
+        Ok::<_, ScoreError>(())
     })?;
     for (id, row_errors) in errors {
-        builder.push_failed(id, row_errors)?;
+        if plan.take_failed() {
+            builder.push_failed(id, row_errors)?;
+        }
     }
     for (k, error) in anonymous_errors.into_iter().enumerate() {
+        if !plan.take_failed() {
+            continue;
+        }
         let id = match error.line {
             Some(line) => format!("(line {line} of the dataset)"),
             None => format!("(error {})", k + 1),
@@ -192,31 +198,35 @@ pub fn embed_run_rows(folder: &ResultFolder) -> Result<EmbeddedRows, ScoreError>
 }
 
 struct Builder<'a> {
-    rows: EmbeddedRows,
+    index: RowIndex,
     subjects: HashMap<String, u32>,
     details: Vec<Value>,
     messages: Vec<Value>,
+    /// Whether a row of the chunk being filled carries messages.
+    chunk_has_messages: bool,
+    chunks: usize,
     path: &'a Path,
+    out: &'a mut (dyn Write + Send),
 }
 
 impl<'a> Builder<'a> {
-    fn new(metrics: Vec<String>, path: &'a Path) -> Self {
+    fn new(metrics: Vec<String>, path: &'a Path, out: &'a mut (dyn Write + Send)) -> Self {
         let judge = vec![Vec::new(); metrics.len()];
         Builder {
-            rows: EmbeddedRows {
-                index: RowIndex {
-                    chunk_size: CHUNK_ROWS,
-                    outcomes: OUTCOMES.to_vec(),
-                    metrics,
-                    judge,
-                    ..RowIndex::default()
-                },
-                ..EmbeddedRows::default()
+            index: RowIndex {
+                chunk_size: CHUNK_ROWS,
+                outcomes: OUTCOMES.to_vec(),
+                metrics,
+                judge,
+                ..RowIndex::default()
             },
             subjects: HashMap::new(),
             details: Vec::with_capacity(CHUNK_ROWS),
             messages: Vec::with_capacity(CHUNK_ROWS),
+            chunk_has_messages: false,
+            chunks: 0,
             path,
+            out,
         }
     }
 
@@ -224,8 +234,8 @@ impl<'a> Builder<'a> {
         if let Some(&k) = self.subjects.get(name) {
             return k;
         }
-        let k = self.rows.index.subjects.len() as u32;
-        self.rows.index.subjects.push(name.to_string());
+        let k = self.index.subjects.len() as u32;
+        self.index.subjects.push(name.to_string());
         self.subjects.insert(name.to_string(), k);
         k
     }
@@ -237,7 +247,7 @@ impl<'a> Builder<'a> {
         judged: Vec<JudgedRow>,
     ) -> Result<(), ScoreError> {
         let subject = self.subject(record.subject());
-        let index = &mut self.rows.index;
+        let index = &mut self.index;
         index.id.push(record.id.clone());
         index.subject.push(subject);
         index.outcome.push(outcome_code(record.outcome()));
@@ -254,6 +264,7 @@ impl<'a> Builder<'a> {
         let (detail, messages, any) =
             split_messages(record).map_err(|e| json_error(self.path, e))?;
         index.messages |= any;
+        self.chunk_has_messages |= any;
         self.details.push(serde_json::json!({
             "id": record.id,
             "record": detail,
@@ -266,7 +277,7 @@ impl<'a> Builder<'a> {
 
     fn push_failed(&mut self, id: String, errors: Vec<ErrorRecord>) -> Result<(), ScoreError> {
         let subject = self.subject("(failed rows)");
-        let index = &mut self.rows.index;
+        let index = &mut self.index;
         index.id.push(id.clone());
         index.subject.push(subject);
         index.outcome.push(FAILED);
@@ -298,22 +309,49 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
+    /// Writes the chunk filled so far. A chunk of messages is written only when one of its
+    /// rows has any (the page reads a missing one as "no messages").
     fn flush(&mut self) -> Result<(), ScoreError> {
         if self.details.is_empty() {
             return Ok(());
         }
-        let details = std::mem::take(&mut self.details);
-        let messages = std::mem::take(&mut self.messages);
-        self.rows.detail_chunks.push(compress(self.path, &details)?);
-        self.rows
-            .message_chunks
-            .push(compress(self.path, &messages)?);
+        let k = self.chunks;
+        let details = compress(self.path, &self.details)?;
+        chunk_element(self.out, "rows", k, &details).map_err(|e| write_error(self.path, e))?;
+        if self.chunk_has_messages {
+            let messages = compress(self.path, &self.messages)?;
+            chunk_element(self.out, "msgs", k, &messages).map_err(|e| write_error(self.path, e))?;
+        }
+        self.details.clear();
+        self.messages.clear();
+        self.chunk_has_messages = false;
+        self.chunks += 1;
         Ok(())
     }
 
-    fn finish(mut self) -> Result<EmbeddedRows, ScoreError> {
+    fn finish(mut self) -> Result<RowIndex, ScoreError> {
         self.flush()?;
-        Ok(self.rows)
+        Ok(self.index)
+    }
+}
+
+/// One compressed chunk as an element of the page, `evalr-<kind>-<k>`.
+pub fn chunk_element(
+    out: &mut (dyn Write + Send),
+    kind: &str,
+    k: usize,
+    chunk: &str,
+) -> std::io::Result<()> {
+    writeln!(
+        out,
+        "<script type=\"application/x-evalr-chunk\" id=\"evalr-{kind}-{k}\">{chunk}</script>"
+    )
+}
+
+fn write_error(path: &Path, error: std::io::Error) -> ScoreError {
+    ScoreError::Write {
+        path: path.to_path_buf(),
+        message: format!("writing the HTML report: {error}"),
     }
 }
 

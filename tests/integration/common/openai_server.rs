@@ -21,7 +21,7 @@
 
 #![allow(dead_code)]
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -122,6 +122,10 @@ pub struct ServerConfig {
     pub tpm: Option<u32>,
     /// The quota window: Azure evaluates over 1 or 10 seconds.
     pub window: Duration,
+    /// Quotas as Azure (and Microsoft's API simulator) enforce them: at most one window's
+    /// worth in any window, sliding - a request's share comes back when it leaves the window.
+    /// Otherwise buckets holding one window's worth, refilled continuously.
+    pub sliding: bool,
     /// Answer 500 to every Nth request (1-based), if set.
     pub fail_every: Option<u64>,
     /// Answer with a body that is not JSON to every Nth request, if set.
@@ -182,6 +186,7 @@ impl Default for ServerConfig {
             rpm: None,
             tpm: None,
             window: Duration::from_secs(1),
+            sliding: false,
             fail_every: None,
             malformed_every: None,
             hang_first: 0,
@@ -209,12 +214,17 @@ pub struct SeenRequest {
     pub at: Instant,
 }
 
-/// What is left of the quota: request and token cells, refilled continuously.
+/// What is left of the quota: request and token cells, refilled continuously (or, for a
+/// sliding window, what the window holds).
 struct Quota {
     requests: Option<f64>,
     tokens: Option<f64>,
     last: Instant,
     first: Option<Instant>,
+    /// Sliding windows: the admitted requests' arrival times and token estimates, oldest first.
+    window: VecDeque<(Instant, f64)>,
+    /// Sliding windows: when the other client's next request arrives.
+    others_next: Option<Instant>,
 }
 
 struct Shared {
@@ -265,6 +275,8 @@ impl ChatServer {
                 tokens: None,
                 last: Instant::now(),
                 first: None,
+                window: VecDeque::new(),
+                others_next: None,
             }),
             counter: AtomicU64::new(0),
             hang_from: AtomicU64::new(u64::MAX),
@@ -557,35 +569,55 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         let scale = config.window.as_secs_f64() / 60.0;
         let request_capacity = config.rpm.map(|r| (r as f64 * scale).max(1.0));
         let token_capacity = config.tpm.map(|t| (t as f64 * scale).max(1.0));
-        if let (Some(capacity), Some(rpm)) = (request_capacity, config.rpm) {
-            let refill = elapsed * rpm as f64 / 60.0;
-            quota.requests = (quota.requests.unwrap_or(capacity) + refill)
-                .min(capacity)
-                .into();
-            quota.requests = quota.requests.map(|r| (r - refill * others).max(0.0));
-        }
-        if let (Some(capacity), Some(tpm)) = (token_capacity, config.tpm) {
-            let refill = elapsed * tpm as f64 / 60.0;
-            quota.tokens = (quota.tokens.unwrap_or(capacity) + refill)
-                .min(capacity)
-                .into();
-            quota.tokens = quota.tokens.map(|t| (t - refill * others).max(0.0));
-        }
-        let short_requests = quota
-            .requests
-            .map(|r| 1.0 - r)
-            .filter(|d| *d > 0.0)
-            .map(|d| d * 60.0 / config.rpm.unwrap_or(1) as f64);
-        let short_tokens = quota
-            .tokens
-            .map(|t| estimated as f64 - t)
-            .filter(|d| *d > 0.0)
-            .map(|d| d * 60.0 / config.tpm.unwrap_or(1) as f64);
-        if let Some(wait_secs) = short_requests
-            .into_iter()
-            .chain(short_tokens)
-            .reduce(f64::max)
-        {
+        let wait_secs = if config.sliding {
+            sliding_window(
+                &mut quota,
+                config,
+                now,
+                estimated as f64,
+                request_capacity,
+                token_capacity,
+            )
+        } else {
+            if let (Some(capacity), Some(rpm)) = (request_capacity, config.rpm) {
+                let refill = elapsed * rpm as f64 / 60.0;
+                quota.requests = (quota.requests.unwrap_or(capacity) + refill)
+                    .min(capacity)
+                    .into();
+                quota.requests = quota.requests.map(|r| (r - refill * others).max(0.0));
+            }
+            if let (Some(capacity), Some(tpm)) = (token_capacity, config.tpm) {
+                let refill = elapsed * tpm as f64 / 60.0;
+                quota.tokens = (quota.tokens.unwrap_or(capacity) + refill)
+                    .min(capacity)
+                    .into();
+                quota.tokens = quota.tokens.map(|t| (t - refill * others).max(0.0));
+            }
+            let short_requests = quota
+                .requests
+                .map(|r| 1.0 - r)
+                .filter(|d| *d > 0.0)
+                .map(|d| d * 60.0 / config.rpm.unwrap_or(1) as f64);
+            let short_tokens = quota
+                .tokens
+                .map(|t| estimated as f64 - t)
+                .filter(|d| *d > 0.0)
+                .map(|d| d * 60.0 / config.tpm.unwrap_or(1) as f64);
+            let wait = short_requests
+                .into_iter()
+                .chain(short_tokens)
+                .reduce(f64::max);
+            if wait.is_none() {
+                if let Some(r) = quota.requests.as_mut() {
+                    *r -= 1.0;
+                }
+                if let Some(t) = quota.tokens.as_mut() {
+                    *t -= estimated as f64;
+                }
+            }
+            wait
+        };
+        if let Some(wait_secs) = wait_secs {
             let wait = Duration::from_secs_f64(wait_secs).max(Duration::from_millis(1));
             drop(quota);
             record(429);
@@ -607,12 +639,6 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
                 HeaderValue::from_str(&wait.as_secs().max(1).to_string()).expect("header"),
             );
             return response;
-        }
-        if let Some(r) = quota.requests.as_mut() {
-            *r -= 1.0;
-        }
-        if let Some(t) = quota.tokens.as_mut() {
-            *t -= estimated as f64;
         }
         remaining = (
             quota.requests.map(|r| r.max(0.0) as u64),
@@ -777,6 +803,64 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
 }
 
 /// An AzureML managed online endpoint hosting a catalog chat model: `input_data` in, `output` out.
+/// A sliding window: at most one window's worth of requests and tokens in any window. The
+/// other client (if any) sends its requests evenly from its start on, admitted when they fit.
+/// Admits the request (and leaves in `quota` what remains), or says how long until it fits.
+fn sliding_window(
+    quota: &mut Quota,
+    config: &ServerConfig,
+    now: Instant,
+    tokens: f64,
+    request_capacity: Option<f64>,
+    token_capacity: Option<f64>,
+) -> Option<f64> {
+    let requests_cap = request_capacity.unwrap_or(f64::INFINITY);
+    let tokens_cap = token_capacity.unwrap_or(f64::INFINITY);
+    let fits = |window: &VecDeque<(Instant, f64)>, cost: f64| {
+        window.len() as f64 + 1.0 <= requests_cap
+            && window.iter().map(|(_, c)| c).sum::<f64>() + cost <= tokens_cap
+    };
+    let expire = |window: &mut VecDeque<(Instant, f64)>, at: Instant| {
+        while window
+            .front()
+            .is_some_and(|(t, _)| at.duration_since(*t) >= config.window)
+        {
+            window.pop_front();
+        }
+    };
+    if let (Some((after, share)), Some(rpm), Some(first)) =
+        (config.others_take, config.rpm, quota.first)
+        && share > 0.0
+    {
+        let every = Duration::from_secs_f64(60.0 / (rpm as f64 * share));
+        let cost = config.tpm.map_or(0.0, |tpm| tpm as f64 / rpm as f64);
+        let mut next = quota.others_next.unwrap_or(first + after);
+        while next <= now {
+            expire(&mut quota.window, next);
+            if fits(&quota.window, cost) {
+                quota.window.push_back((next, cost));
+            }
+            next += every;
+        }
+        quota.others_next = Some(next);
+    }
+    expire(&mut quota.window, now);
+    if !fits(&quota.window, tokens) {
+        // Until enough of the oldest leave.
+        let mut left = quota.window.clone();
+        while let Some((at, _)) = left.pop_front() {
+            if fits(&left, tokens) {
+                return Some((at + config.window).duration_since(now).as_secs_f64());
+            }
+        }
+        return Some(config.window.as_secs_f64());
+    }
+    quota.window.push_back((now, tokens));
+    quota.requests = request_capacity.map(|c| c - quota.window.len() as f64);
+    quota.tokens = token_capacity.map(|c| c - quota.window.iter().map(|(_, t)| t).sum::<f64>());
+    None
+}
+
 async fn azureml_score(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
