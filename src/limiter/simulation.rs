@@ -186,28 +186,8 @@ pub struct Outcome {
 /// A client with always more work than the quota allows: `max_in_flight` requests of `tokens`
 /// each, answered `latency` after they are sent, for `duration`, paced by a header learner and
 /// the 429 feedback as `QuotaLimiter::acquire` does. Answers are judged on arrival.
+/// With `told_rpm`, sends are also spaced evenly at that rate (the configured buckets' pace).
 pub fn drive(
-    service: &mut dyn Service,
-    duration: Duration,
-    latency: Duration,
-    max_in_flight: usize,
-    tokens: f64,
-    late_from: Duration,
-) -> Outcome {
-    drive_told(
-        service,
-        duration,
-        latency,
-        max_in_flight,
-        tokens,
-        late_from,
-        None,
-    )
-}
-
-/// [`drive`], with the requests per minute the user told: sends are also spaced evenly at that
-/// rate (the configured buckets' pace).
-pub fn drive_told(
     service: &mut dyn Service,
     duration: Duration,
     latency: Duration,
@@ -330,6 +310,7 @@ mod tests {
             8,
             50.0,
             secs(0.0),
+            None,
         );
         check("requests bind", o, false, 6.0 * 30.0, 0.97, 1);
         // Tokens bind: 15 requests of 390 tokens in each of 5 minutes; a 429 for each window.
@@ -340,10 +321,19 @@ mod tests {
             8,
             390.0,
             secs(0.0),
+            None,
         );
         check("tokens bind", o, false, 15.0 * 5.0, 0.98, 2);
         // A short window and latency: its 20 slots are learned from the answers alone.
-        let o = drive(&mut azure(), secs(60.0), secs(0.02), 8, 50.0, secs(0.0));
+        let o = drive(
+            &mut azure(),
+            secs(60.0),
+            secs(0.02),
+            8,
+            50.0,
+            secs(0.0),
+            None,
+        );
         check("one-second window", o, false, 20.0 * 60.0, 0.95, 0);
     }
 
@@ -352,7 +342,7 @@ mod tests {
         // The simulator told `--rpm 36` (one request every 1.67 s, the configured pace): the
         // configured pace never overruns the window, and the learner's cautious first guess
         // (before the window is seen) costs at most the first window.
-        let o = drive_told(
+        let o = drive(
             &mut simulator(),
             secs(300.0),
             secs(0.03),
@@ -369,7 +359,15 @@ mod tests {
         // From 20 s on another client sends 10 requests/s into the 20/s window: ours is the
         // other half (counted from 30 s, once the change is seen).
         let mut shared = Shared::new(azure(), secs(20.0), 10.0, 50.0);
-        let o = drive(&mut shared, secs(60.0), secs(0.02), 8, 50.0, secs(30.0));
+        let o = drive(
+            &mut shared,
+            secs(60.0),
+            secs(0.02),
+            8,
+            50.0,
+            secs(30.0),
+            None,
+        );
         check("shared window", o, true, 10.0 * 30.0, 0.9, 3);
     }
 
@@ -385,10 +383,19 @@ mod tests {
             8,
             50.0,
             secs(0.0),
+            None,
         );
         check("bucket", o, false, 20.0 + 20.0 * 60.0, 0.95, 12);
         let mut shared = Shared::new(Bucket::new(20.0, 20.0), secs(20.0), 10.0, 50.0);
-        let o = drive(&mut shared, secs(60.0), secs(0.02), 8, 50.0, secs(30.0));
+        let o = drive(
+            &mut shared,
+            secs(60.0),
+            secs(0.02),
+            8,
+            50.0,
+            secs(30.0),
+            None,
+        );
         check("shared bucket", o, true, 10.0 * 30.0, 0.95, 15);
     }
 }

@@ -393,36 +393,37 @@ fn four_shards_learn_their_shares_and_stay_under_the_quota_together(sliding: boo
 fn a_sliding_window_told_its_quota_answers_no_429() {
     // The quota told exactly (1,200/min over a 1 s window): paced by the configured buckets
     // and by the window learned from the headers together, never refused.
-    let (server, correct) = server(ServerConfig {
+    let (_, trace) = told_1200(ServerConfig {
         rpm: Some(1_200),
         sliding: true,
         ..Default::default()
     });
+    assert_eq!(trace["configured_rpm"], 1_200);
+}
+
+/// A run told `--rpm 1200` against a server with `config`'s quota: every row once, no 429.
+/// The server and the run's quota trace.
+fn told_1200(config: ServerConfig) -> (ChatServer, Value) {
+    let (server, correct) = server(config);
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
     run(&server, &folder, &["--max-in-flight", "8", "--rpm", "1200"]);
     assert_every_row_once(&server, &folder, correct);
     assert_eq!(throttled(&server).0, 0);
     let trace = trace(&folder);
-    assert_eq!(trace["configured_rpm"], 1_200);
+    (server, trace)
 }
 
 #[test]
 fn a_configured_quota_stays_a_ceiling() {
     // The deployment would take 6,000/min, but the user said 1,200: never more than that.
-    let (server, correct) = server(ServerConfig {
+    let (server, trace) = told_1200(ServerConfig {
         rpm: Some(6_000),
         ..Default::default()
     });
-    let dir = tempfile::tempdir().unwrap();
-    let folder = dir.path().join("run");
-    run(&server, &folder, &["--max-in-flight", "8", "--rpm", "1200"]);
-    assert_every_row_once(&server, &folder, correct);
-    assert_eq!(throttled(&server).0, 0);
     // 20 a second, with a burst of half a second's worth: at most 30 in any second.
     let most = busiest(&server, Duration::from_secs(1));
     assert!(most <= 31, "{most} requests in one second at --rpm 1200");
-    let trace = trace(&folder);
     assert_eq!(trace["configured_rpm"], 1_200);
     assert!(trace["learned_rpm"].as_f64().unwrap() <= 1_200.0);
 }
