@@ -139,8 +139,12 @@ for name, label in [("before", "before issue 16, no quota told"),
     # minute, enforced as ceil(TPM/1000) per 10 s); each request costs its max_tokens (1 for a
     # letter select), so the token window never binds here.
     bound = admitted / rpm * 60
-    learned = [q.get("learned_rpm") for q in run.get("quota", [])]
-    pace = ", ".join(f"{x:.1f} RPM" for x in learned if x) or "-"
+    learned = [(q.get("learned_rpm"), q.get("request_window_s"), q.get("token_window_s"))
+               for q in run.get("quota", [])]
+    pace = ", ".join(
+        f"{rpm:.1f} RPM" + "".join(f", {name} window {w:.1f} s"
+                                   for name, w in (("request", rw), ("token", tw)) if w)
+        for rpm, rw, tw in learned if rpm) or "-"
     print(f"| {label} | {s['rows']['outputs']} | {sent} | {limited} ({100*limited/max(sent,1):.1f}%) | "
           f"{s['retries']['rate_limited']} | {wall:.1f} s | {bound:.1f} s | {wall/bound:.3f} | {cpu:.2f} s | {pace} |")
 print(f"\nTPM {tpm:,} ({rpm} RPM), load average at the end {load}")
