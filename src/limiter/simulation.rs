@@ -183,19 +183,45 @@ pub struct Outcome {
     pub admitted_late: u64,
 }
 
-/// A client with always more work than the quota allows: `max_in_flight` requests of `tokens`
-/// each, answered `latency` after they are sent, for `duration`, paced by a header learner and
-/// the 429 feedback as `QuotaLimiter::acquire` does. Answers are judged on arrival.
-/// With `told_rpm`, sends are also spaced evenly at that rate (the configured buckets' pace).
-pub fn drive(
-    service: &mut dyn Service,
-    duration: Duration,
-    latency: Duration,
-    max_in_flight: usize,
-    tokens: f64,
-    late_from: Duration,
-    told_rpm: Option<u32>,
-) -> Outcome {
+/// The simulated client: always more work than the quota allows.
+#[derive(Debug, Clone, Copy)]
+pub struct Client {
+    pub duration: Duration,
+    /// Each request is answered this long after it is sent (judged at half of it).
+    pub latency: Duration,
+    pub max_in_flight: usize,
+    /// Tokens each request costs.
+    pub tokens: f64,
+    /// Admitted requests are also counted from this long on.
+    pub late_from: Duration,
+    /// Requests per minute the user told: sends are also spaced evenly at that rate.
+    pub told_rpm: Option<u32>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            duration: Duration::from_secs(60),
+            latency: Duration::from_millis(20),
+            max_in_flight: 8,
+            tokens: 50.0,
+            late_from: Duration::ZERO,
+            told_rpm: None,
+        }
+    }
+}
+
+/// Runs `client` against `service`, paced by a header learner and the 429 feedback as
+/// `QuotaLimiter::acquire` does.
+pub fn drive(service: &mut dyn Service, client: Client) -> Outcome {
+    let Client {
+        duration,
+        latency,
+        max_in_flight,
+        tokens,
+        late_from,
+        told_rpm,
+    } = client;
     let t0 = Instant::now();
     let mut now = t0;
     let mut learner = HeaderLearner::default();
@@ -299,41 +325,28 @@ mod tests {
         );
     }
 
+    fn minutes(n: f64) -> Client {
+        Client {
+            duration: secs(60.0 * n),
+            ..Client::default()
+        }
+    }
+
     #[test]
     fn a_sliding_window_is_paced_at_its_rate_once_learned() {
         // Requests bind: 6 in each of 30 windows. Learning the window costs about one (the
         // first refill is awaited at the slowest rate any service uses), then it is exact.
-        let o = drive(
-            &mut simulator(),
-            secs(300.0),
-            secs(0.03),
-            8,
-            50.0,
-            secs(0.0),
-            None,
-        );
+        let o = drive(&mut simulator(), minutes(5.0));
         check("requests bind", o, false, 6.0 * 30.0, 0.97, 1);
         // Tokens bind: 15 requests of 390 tokens in each of 5 minutes; a 429 for each window.
-        let o = drive(
-            &mut simulator(),
-            secs(300.0),
-            secs(0.03),
-            8,
-            390.0,
-            secs(0.0),
-            None,
-        );
+        let tokens = Client {
+            tokens: 390.0,
+            ..minutes(5.0)
+        };
+        let o = drive(&mut simulator(), tokens);
         check("tokens bind", o, false, 15.0 * 5.0, 0.98, 2);
-        // A short window and latency: its 20 slots are learned from the answers alone.
-        let o = drive(
-            &mut azure(),
-            secs(60.0),
-            secs(0.02),
-            8,
-            50.0,
-            secs(0.0),
-            None,
-        );
+        // A short window: its 20 slots are learned from the answers alone.
+        let o = drive(&mut azure(), minutes(1.0));
         check("one-second window", o, false, 20.0 * 60.0, 0.95, 0);
     }
 
@@ -342,32 +355,27 @@ mod tests {
         // The simulator told `--rpm 36` (one request every 1.67 s, the configured pace): the
         // configured pace never overruns the window, and the learner's cautious first guess
         // (before the window is seen) costs at most the first window.
-        let o = drive(
-            &mut simulator(),
-            secs(300.0),
-            secs(0.03),
-            8,
-            50.0,
-            secs(0.0),
-            Some(36),
-        );
+        let told = Client {
+            told_rpm: Some(36),
+            ..minutes(5.0)
+        };
+        let o = drive(&mut simulator(), told);
         check("told", o, false, 0.6 * 300.0, 0.9, 0);
+    }
+
+    /// From 20 s on another client sends 10 requests/s into `service`'s 20/s: ours is the other
+    /// half, counted from 30 s (once the change is seen).
+    fn shared_from_20s<S: Service>(service: S) -> Outcome {
+        let late = Client {
+            late_from: secs(30.0),
+            ..minutes(1.0)
+        };
+        drive(&mut Shared::new(service, secs(20.0), 10.0, 50.0), late)
     }
 
     #[test]
     fn a_window_shared_with_another_client_gives_the_share_left() {
-        // From 20 s on another client sends 10 requests/s into the 20/s window: ours is the
-        // other half (counted from 30 s, once the change is seen).
-        let mut shared = Shared::new(azure(), secs(20.0), 10.0, 50.0);
-        let o = drive(
-            &mut shared,
-            secs(60.0),
-            secs(0.02),
-            8,
-            50.0,
-            secs(30.0),
-            None,
-        );
+        let o = shared_from_20s(azure());
         check("shared window", o, true, 10.0 * 30.0, 0.9, 3);
     }
 
@@ -376,26 +384,9 @@ mod tests {
         // Azure-style headers (no reset time) on a bucket refilled continuously: the window
         // the answers suggest keeps shrinking and 429s follow, so the learner falls back to
         // the refill rate.
-        let o = drive(
-            &mut Bucket::new(20.0, 20.0),
-            secs(60.0),
-            secs(0.02),
-            8,
-            50.0,
-            secs(0.0),
-            None,
-        );
+        let o = drive(&mut Bucket::new(20.0, 20.0), minutes(1.0));
         check("bucket", o, false, 20.0 + 20.0 * 60.0, 0.95, 12);
-        let mut shared = Shared::new(Bucket::new(20.0, 20.0), secs(20.0), 10.0, 50.0);
-        let o = drive(
-            &mut shared,
-            secs(60.0),
-            secs(0.02),
-            8,
-            50.0,
-            secs(30.0),
-            None,
-        );
+        let o = shared_from_20s(Bucket::new(20.0, 20.0));
         check("shared bucket", o, true, 10.0 * 30.0, 0.95, 15);
     }
 }
