@@ -5,6 +5,7 @@
 
 use crate::common::openai_server;
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use std::path::{Path, PathBuf};
 
@@ -38,16 +39,11 @@ fn judged_run(dir: &Path, name: &str) -> PathBuf {
         ..Default::default()
     });
     let folder = dir.join(name);
-    let output = letters_run(&model.azure_endpoint())
-        .args(["--no-cache", "--quiet", "--limit", "10"])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        letters_run(&model.azure_endpoint())
+            .args(["--no-cache", "--quiet", "--limit", "10"])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     folder
 }

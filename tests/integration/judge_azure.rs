@@ -6,6 +6,7 @@
 
 use crate::common::openai_server;
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -72,28 +73,23 @@ fn judged_run(dir: &Path) -> PathBuf {
         ..Default::default()
     });
     let folder = dir.join("run");
-    let output = evalr()
-        .env("AZURE_OPENAI_ENDPOINT", model.azure_endpoint())
-        .env("AZURE_OPENAI_API_KEY", "test-key")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-        ])
-        .arg("--dataset")
-        .arg(&dataset)
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .env("AZURE_OPENAI_ENDPOINT", model.azure_endpoint())
+            .env("AZURE_OPENAI_API_KEY", "test-key")
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--model",
+                "azure:gpt-4o",
+                "--no-cache",
+                "--quiet",
+            ])
+            .arg("--dataset")
+            .arg(&dataset)
+            .arg("--results-dir")
+            .arg(&folder),
     );
     folder
 }

@@ -2,6 +2,7 @@
 //! loudly when the model is not installed, unless `EVALR_REQUIRE_MODEL` is set (CI sets it).
 
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use evalr::examples::vectors::VectorTable;
 use runs::{dataset_rows, evalr, model_installed, read_jsonl};
@@ -115,34 +116,29 @@ fn a_knn_run_on_the_embedded_model_records_its_nearest_examples() {
     }
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("runs/knn");
-    let output = evalr()
-        .args([
-            "run",
-            "--program",
-            "knn_few_shot",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--examples",
-            "mmlu_college_medicine_test",
-            "--shots",
-            "2",
-            "--limit",
-            "3",
-            "--model",
-            "local",
-            "--threads",
-            "2",
-            "--no-cache",
-            "--quiet",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .args([
+                "run",
+                "--program",
+                "knn_few_shot",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--examples",
+                "mmlu_college_medicine_test",
+                "--shots",
+                "2",
+                "--limit",
+                "3",
+                "--model",
+                "local",
+                "--threads",
+                "2",
+                "--no-cache",
+                "--quiet",
+            ])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     let records = read_jsonl(&folder.join("outputs.jsonl"));
     assert_eq!(records.len(), 3);

@@ -8,6 +8,7 @@
 //! Assertions are on what a user relies on - every row answered exactly once, few requests
 //! wasted on 429s, the pace recorded in `run.json` - never on wall time.
 
+use crate::common::runs::succeeds;
 use crate::common::{openai_server, runs};
 
 use std::path::Path;
@@ -32,17 +33,12 @@ fn server(config: ServerConfig) -> (ChatServer, usize) {
 }
 
 fn run(server: &ChatServer, folder: &Path, extra: &[&str]) {
-    let output = letters_run(&server.azure_endpoint())
-        .args(["--no-cache", "--quiet", "--max-retries", "30"])
-        .arg("--results-dir")
-        .arg(folder)
-        .args(extra)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        letters_run(&server.azure_endpoint())
+            .args(["--no-cache", "--quiet", "--max-retries", "30"])
+            .arg("--results-dir")
+            .arg(folder)
+            .args(extra),
     );
 }
 
@@ -157,20 +153,15 @@ fn openai_limit_and_reset_headers_give_the_rate() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = runs::evalr()
-        .env("OPENAI_API_KEY", "test-key")
-        .env("OPENAI_BASE_URL", server.openai_base_url())
-        .args(["run", "--program", "zero_shot_letters"])
-        .args(["--dataset", "mmlu_anatomy_test", "--model", "openai:gpt-4o"])
-        .args(["--no-cache", "--quiet", "--max-in-flight", "8"])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        runs::evalr()
+            .env("OPENAI_API_KEY", "test-key")
+            .env("OPENAI_BASE_URL", server.openai_base_url())
+            .args(["run", "--program", "zero_shot_letters"])
+            .args(["--dataset", "mmlu_anatomy_test", "--model", "openai:gpt-4o"])
+            .args(["--no-cache", "--quiet", "--max-in-flight", "8"])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     assert_every_row_once(&server, &folder, correct);
     let (limited, total) = throttled(&server);

@@ -3,6 +3,7 @@
 
 use crate::common::openai_server;
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use std::io::{BufRead, BufReader};
 use std::process::Stdio;
@@ -227,15 +228,10 @@ fn cached_prompt_and_reasoning_tokens_are_recorded_priced_and_reported_apart() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = letters_run(&server.azure_endpoint())
-        .args(["--no-cache", "--quiet", "--limit", "4", "--results-dir"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        letters_run(&server.azure_endpoint())
+            .args(["--no-cache", "--quiet", "--limit", "4", "--results-dir"])
+            .arg(&folder),
     );
     for line in std::fs::read_to_string(folder.join("outputs.jsonl"))
         .unwrap()
@@ -281,23 +277,14 @@ fn the_datasets_dir_variable_is_honoured_by_run_and_programs() {
         datasets.join("moved_anatomy.jsonl"),
     )
     .unwrap();
-    let output = evalr()
-        .env("EVALR_DATASETS_DIR", &datasets)
-        .args([
-            "programs",
-            "render",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "moved_anatomy",
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeeds(evalr().env("EVALR_DATASETS_DIR", &datasets).args([
+        "programs",
+        "render",
+        "--program",
+        "zero_shot_letters",
+        "--dataset",
+        "moved_anatomy",
+    ]));
     assert!(String::from_utf8_lossy(&output.stdout).contains("--- user ---"));
     let output = evalr()
         .env("EVALR_DATASETS_DIR", &datasets)

@@ -2,6 +2,7 @@
 //! loudly when the model is not installed, unless `EVALR_REQUIRE_MODEL` is set (CI sets it).
 
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use runs::{evalr, model_installed, read_jsonl, summary};
 
@@ -13,28 +14,23 @@ fn the_main_job_runs_20_rows_on_the_embedded_model_with_exact_selects() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
     // No --model: with no endpoint configured, the embedded model is the default.
-    let output = evalr()
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--limit",
-            "20",
-            "--no-cache",
-            "--quiet",
-            "--threads",
-            "2",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--limit",
+                "20",
+                "--no-cache",
+                "--quiet",
+                "--threads",
+                "2",
+            ])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     let outputs = read_jsonl(&folder.join("outputs.jsonl"));
     assert_eq!(outputs.len(), 20);
@@ -82,42 +78,32 @@ fn judges_run_on_the_embedded_model_too() {
     }
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = evalr()
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "local",
-            "--limit",
-            "3",
-            "--quiet",
-        ])
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--model",
+                "local",
+                "--limit",
+                "3",
+                "--quiet",
+            ])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache"))
+            .arg("--results-dir")
+            .arg(&folder),
     );
-    let output = evalr()
-        .arg("judge")
-        .arg(&folder)
-        .args(["--metric", "relevance", "--judge-model", "local", "--quiet"])
-        .arg("--cache-dir")
-        .arg(dir.path().join("cache"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .arg("judge")
+            .arg(&folder)
+            .args(["--metric", "relevance", "--judge-model", "local", "--quiet"])
+            .arg("--cache-dir")
+            .arg(dir.path().join("cache")),
     );
     let judged = read_jsonl(&folder.join("judge/relevance/outputs.jsonl"));
     assert_eq!(judged.len(), 3);

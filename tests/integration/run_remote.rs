@@ -3,6 +3,7 @@
 use crate::common::identity_server;
 use crate::common::openai_server;
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use std::collections::HashSet;
 use std::time::Duration;
@@ -151,17 +152,12 @@ fn server_errors_hangs_and_malformed_bodies_are_retried() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = letters_run(&server.azure_endpoint())
-        .args(["--no-cache", "--quiet", "--limit", "30"])
-        .args(["--request-timeout", "1", "--retry-interval", "0.05"])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        letters_run(&server.azure_endpoint())
+            .args(["--no-cache", "--quiet", "--limit", "30"])
+            .args(["--request-timeout", "1", "--retry-interval", "0.05"])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     let s = summary(&folder);
     assert_eq!(s["rows"], 30);
@@ -315,26 +311,21 @@ fn malformed_dataset_lines_are_reported_with_their_line_numbers_and_the_rest_run
     let folder = dir.path().join("run");
     let mut command = evalr();
     azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--dataset",
-        ])
-        .arg(&data)
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        command
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--model",
+                "azure:gpt-4o",
+                "--no-cache",
+                "--quiet",
+                "--dataset",
+            ])
+            .arg(&data)
+            .arg("--results-dir")
+            .arg(&folder),
     );
     assert_eq!(summary(&folder)["rows"], 3);
     let errors = read_jsonl(&folder.join("errors.jsonl"));
@@ -398,29 +389,24 @@ fn a_second_run_of_the_same_program_is_answered_by_the_cache() {
     for name in ["first", "second"] {
         let mut command = evalr();
         azure(&server, &mut command);
-        let output = command
-            .args([
-                "run",
-                "--program",
-                "zero_shot_letters",
-                "--dataset",
-                "mmlu_anatomy_test",
-                "--model",
-                "azure:gpt-4o",
-                "--quiet",
-                "--limit",
-                "15",
-            ])
-            .arg("--cache-dir")
-            .arg(dir.path().join("cache"))
-            .arg("--results-dir")
-            .arg(dir.path().join(name))
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        succeeds(
+            command
+                .args([
+                    "run",
+                    "--program",
+                    "zero_shot_letters",
+                    "--dataset",
+                    "mmlu_anatomy_test",
+                    "--model",
+                    "azure:gpt-4o",
+                    "--quiet",
+                    "--limit",
+                    "15",
+                ])
+                .arg("--cache-dir")
+                .arg(dir.path().join("cache"))
+                .arg("--results-dir")
+                .arg(dir.path().join(name)),
         );
         assert_eq!(
             summary(&dir.path().join(name))["correct"].as_u64().unwrap() as usize,
@@ -491,16 +477,7 @@ fn sigkill_then_resume_finishes_the_run_and_pays_for_each_row_once() {
 
     let mut command = evalr();
     azure(&server, &mut command);
-    let output = command
-        .args(["run", "--quiet", "--resume"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(command.args(["run", "--quiet", "--resume"]).arg(&folder));
     let records = read_jsonl(&outputs);
     let ids: HashSet<&str> = records.iter().map(|r| r["id"].as_str().unwrap()).collect();
     assert_eq!((records.len(), ids.len()), (135, 135));
@@ -543,16 +520,7 @@ fn a_torn_last_line_from_a_crash_is_cut_off_on_resume() {
     std::fs::write(&outputs, torn).unwrap();
     let mut command = evalr();
     azure(&server, &mut command);
-    let output = command
-        .args(["run", "--quiet", "--resume"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(command.args(["run", "--quiet", "--resume"]).arg(&folder));
     let records = read_jsonl(&outputs);
     assert_eq!(records.len(), 10);
     assert_eq!(
@@ -586,30 +554,25 @@ fn openai_compatible_servers_work_by_base_url_with_a_bearer_key() {
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = evalr()
-        .env("OPENAI_BASE_URL", server.openai_base_url())
-        .env("OPENAI_API_KEY", "test-key")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "openai:gpt-4o-mini",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "8",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .env("OPENAI_BASE_URL", server.openai_base_url())
+            .env("OPENAI_API_KEY", "test-key")
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--model",
+                "openai:gpt-4o-mini",
+                "--no-cache",
+                "--quiet",
+                "--limit",
+                "8",
+            ])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     assert_eq!(
         summary(&folder)["correct"].as_u64().unwrap() as usize,
@@ -644,31 +607,26 @@ fn a_profile_with_two_deployments_keeps_going_when_one_is_down() {
     )
     .unwrap();
     let folder = dir.path().join("run");
-    let output = evalr()
-        .env("EVALR_TEST_KEY", "test-key")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "two-regions",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "20",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .env("EVALR_TEST_KEY", "test-key")
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--model",
+                "two-regions",
+                "--no-cache",
+                "--quiet",
+                "--limit",
+                "20",
+            ])
+            .arg("--config")
+            .arg(&config)
+            .arg("--results-dir")
+            .arg(&folder),
     );
     let s = summary(&folder);
     assert_eq!(
@@ -683,28 +641,23 @@ fn dry_run_counts_requests_and_cost_without_calling_anything() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("evalr.toml");
     std::fs::write(&config, "[models.priced]\nkind = \"azure\"\nendpoint = \"http://127.0.0.1:9\"\ndeployment = \"gpt-4o\"\nmodel = \"gpt-4o\"\napi_key_env = \"EVALR_TEST_KEY\"\nprices = { input_per_mtok = 2.5, output_per_mtok = 10.0 }\n").unwrap();
-    let output = evalr()
-        .env("EVALR_TEST_KEY", "k")
-        .args([
-            "run",
-            "--program",
-            "zero_shot_cot",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "priced",
-            "--dry-run",
-            "--limit",
-            "10",
-        ])
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    let output = succeeds(
+        evalr()
+            .env("EVALR_TEST_KEY", "k")
+            .args([
+                "run",
+                "--program",
+                "zero_shot_cot",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--model",
+                "priced",
+                "--dry-run",
+                "--limit",
+                "10",
+            ])
+            .arg("--config")
+            .arg(&config),
     );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("rows:               10"), "{stdout}");
@@ -769,28 +722,23 @@ fn reasoning_models_get_max_completion_tokens_and_no_sampling_parameters() {
     let folder = dir.path().join("run");
     let mut command = evalr();
     azure(&server, &mut command);
-    let output = command
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:o3-mini",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "3",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        command
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--model",
+                "azure:o3-mini",
+                "--no-cache",
+                "--quiet",
+                "--limit",
+                "3",
+            ])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     assert_eq!(summary(&folder)["correct"], 3);
     for request in server.seen() {
@@ -869,16 +817,11 @@ fn max_cost_stops_cleanly_and_the_run_resumes_to_the_end() {
         String::from_utf8_lossy(&output.stderr)
     );
     assert!(read_jsonl(&folder.join("outputs.jsonl")).len() <= stopped_at + 1);
-    let output = evalr()
-        .env("EVALR_TEST_KEY", "test-key")
-        .args(["run", "--quiet", "--max-cost", "100", "--resume"])
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .env("EVALR_TEST_KEY", "test-key")
+            .args(["run", "--quiet", "--max-cost", "100", "--resume"])
+            .arg(&folder),
     );
     assert_eq!(read_jsonl(&folder.join("outputs.jsonl")).len(), 30);
     assert!(server.answered_per_question().values().all(|&n| n == 1));
@@ -946,31 +889,26 @@ fn without_a_key_azure_calls_carry_an_entra_id_token_from_the_managed_identity()
     });
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
-    let output = evalr()
-        .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
-        .env("MSI_ENDPOINT", format!("{}/msi/token", identity.base))
-        .env("MSI_SECRET", identity_server::SECRET)
-        .args([
-            "run",
-            "--program",
-            "zero_shot_letters",
-            "--dataset",
-            "mmlu_anatomy_test",
-            "--model",
-            "azure:gpt-4o",
-            "--no-cache",
-            "--quiet",
-            "--limit",
-            "5",
-        ])
-        .arg("--results-dir")
-        .arg(&folder)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
+    succeeds(
+        evalr()
+            .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
+            .env("MSI_ENDPOINT", format!("{}/msi/token", identity.base))
+            .env("MSI_SECRET", identity_server::SECRET)
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--dataset",
+                "mmlu_anatomy_test",
+                "--model",
+                "azure:gpt-4o",
+                "--no-cache",
+                "--quiet",
+                "--limit",
+                "5",
+            ])
+            .arg("--results-dir")
+            .arg(&folder),
     );
     assert_eq!(
         summary(&folder)["correct"].as_u64().unwrap() as usize,
@@ -998,34 +936,29 @@ fn a_stratified_sample_takes_each_subjects_share_and_is_fixed_by_the_seed() {
         let folder = dir.path().join(name);
         let mut command = evalr();
         azure(&server, &mut command);
-        let output = command
-            .args([
-                "run",
-                "--program",
-                "zero_shot_letters",
-                "--dataset",
-                "datasets",
-                "--model",
-                "azure:gpt-4o",
-                "--no-cache",
-                "--quiet",
-            ])
-            .args([
-                "--subjects",
-                "anatomy,astronomy",
-                "--sample",
-                "30",
-                "--seed",
-                seed,
-            ])
-            .arg("--results-dir")
-            .arg(&folder)
-            .output()
-            .unwrap();
-        assert!(
-            output.status.success(),
-            "{}",
-            String::from_utf8_lossy(&output.stderr)
+        succeeds(
+            command
+                .args([
+                    "run",
+                    "--program",
+                    "zero_shot_letters",
+                    "--dataset",
+                    "datasets",
+                    "--model",
+                    "azure:gpt-4o",
+                    "--no-cache",
+                    "--quiet",
+                ])
+                .args([
+                    "--subjects",
+                    "anatomy,astronomy",
+                    "--sample",
+                    "30",
+                    "--seed",
+                    seed,
+                ])
+                .arg("--results-dir")
+                .arg(&folder),
         );
         let mut ids: Vec<String> = read_jsonl(&folder.join("outputs.jsonl"))
             .iter()

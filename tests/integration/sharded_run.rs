@@ -8,6 +8,7 @@
 
 use crate::common::openai_server;
 use crate::common::runs;
+use crate::common::runs::succeeds;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -70,18 +71,7 @@ fn lines_in(path: &Path) -> usize {
 }
 
 fn merge(shards: &Path, out: &Path) {
-    let output = evalr()
-        .arg("merge")
-        .arg(shards)
-        .arg("--out")
-        .arg(out)
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeeds(evalr().arg("merge").arg(shards).arg("--out").arg(out));
 }
 
 #[test]

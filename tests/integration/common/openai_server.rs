@@ -355,11 +355,7 @@ async fn azure_chat(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = headers
-        .get("api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| bearer(&headers));
+    let key = azure_key(&headers);
     chat(shared, key, body).await
 }
 
@@ -369,6 +365,15 @@ async fn openai_chat(
     body: Bytes,
 ) -> Response {
     chat(shared, bearer(&headers), body).await
+}
+
+/// Azure's `api-key` header, else an `Authorization: Bearer` token (Entra ID).
+fn azure_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+        .or_else(|| bearer(headers))
 }
 
 fn bearer(headers: &HeaderMap) -> Option<String> {
@@ -999,11 +1004,7 @@ async fn azure_embeddings(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let key = headers
-        .get("api-key")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .or_else(|| bearer(&headers));
+    let key = azure_key(&headers);
     embeddings(shared, key, deployment, body).await
 }
 

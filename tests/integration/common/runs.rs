@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Output};
 
 use serde_json::Value;
 
@@ -28,6 +28,19 @@ pub fn evalr() -> Command {
 
 /// `evalr run --program zero_shot_letters --dataset mmlu_anatomy_test --model azure:gpt-4o`
 /// against an Azure OpenAI-protocol server at `endpoint` (key `test-key`); callers add flags.
+/// Runs `command` and returns what it printed, failing the test with its stderr unless it
+/// succeeded.
+#[track_caller]
+pub fn succeeds(command: &mut Command) -> Output {
+    let output = command.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 pub fn letters_run(endpoint: &str) -> Command {
     let mut command = evalr();
     command
