@@ -261,11 +261,19 @@ impl ResolvedModel {
     }
 }
 
-/// Quota flags that override a profile's.
-#[derive(Debug, Clone, Copy, Default)]
+/// Quota flags that override a profile's (`--rpm`, `--tpm`, `--max-in-flight`).
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize, clap::Args,
+)]
 pub struct QuotaOverrides {
+    /// Requests per minute (overrides the profile).
+    #[arg(long)]
     pub rpm: Option<u32>,
+    /// Tokens per minute (overrides the profile).
+    #[arg(long)]
     pub tpm: Option<u32>,
+    /// Requests in flight at once per deployment (overrides the profile; default 8).
+    #[arg(long)]
     pub max_in_flight: Option<usize>,
 }
 

@@ -13,6 +13,8 @@ pub mod dataset;
 pub mod examples;
 pub mod files;
 pub mod limiter;
+pub mod live;
+pub mod play;
 pub mod prices;
 pub mod program;
 pub mod report;

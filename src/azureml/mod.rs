@@ -7,4 +7,5 @@
 
 pub mod merge;
 pub mod mlflow;
-pub mod shard;
+/// Sharding is the dataset's (rows are assigned by id); kept under this path too.
+pub use crate::dataset::shard;

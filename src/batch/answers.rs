@@ -20,11 +20,11 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::BatchError;
-use super::ledger::{BatchLedger, EntryState};
 use crate::backend::BackendError;
 use crate::backend::http::error_for_status;
 use crate::backend::openai::ChatTransport;
-use crate::run::RetryPolicy;
+use crate::play::RetryPolicy;
+use crate::results::batch_ledger::{BatchLedger, EntryState};
 
 /// The key of a request body: SHA-256 of its JSON text (field order is fixed by the backend).
 pub fn body_key(body: &Value) -> String {

@@ -12,7 +12,6 @@
 //! so `evalr run --resume` re-attaches to batches in flight and sends no request twice.
 
 pub mod answers;
-pub mod ledger;
 pub mod plan;
 mod progress;
 pub mod protocol;
@@ -20,13 +19,11 @@ pub mod protocol;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use tokio::sync::Notify;
 
 use crate::backend::Backend;
 use crate::backend::http::JsonEndpoint;
@@ -34,12 +31,14 @@ use crate::backend::openai::{ChatBackend, ChatConfig, chat_url};
 use crate::config::BatchProfile;
 use crate::dataset::Row;
 use crate::limiter::{QuotaConfig, QuotaLimiter};
+use crate::play::{
+    Interrupt, ResponseCache, RetryOptions, RetryPolicy, RowContext, RowFailure, StopRules,
+    failure_record, run_row,
+};
 use crate::program::Program;
-use crate::results::{ErrorKind, ErrorRecord, Journal, RunStatus};
-use crate::run::cache::ResponseCache;
-use crate::run::{RetryPolicy, RowContext, RunError, RunOptions, run_row};
+use crate::results::batch_ledger::{BatchEntry, BatchLedger, EntryState};
+use crate::results::{Journal, OutputRecord, ResultsError, RunStatus};
 use answers::{AnswerBook, DeferredLine, LiveFallback, RowTransport};
-use ledger::{BatchEntry, BatchLedger, EntryState};
 use plan::{Limits, LineSize};
 use progress::BatchProgress;
 use protocol::BatchApi;
@@ -65,6 +64,17 @@ pub enum BatchError {
         line: usize,
         message: String,
     },
+    /// The run folder (journal, `run.json`) could not be written.
+    #[error(transparent)]
+    Results(#[from] ResultsError),
+    /// The live fallback's endpoint could not be set up.
+    #[error("the model cannot be used: {0}")]
+    Endpoint(String),
+    #[error(
+        "{rows} rows wait for answers that no batch will bring; resume the run with `evalr run --resume {}`",
+        folder.display()
+    )]
+    Stalled { rows: usize, folder: PathBuf },
 }
 
 /// What happens to a line that failed in its batch (a 5xx, an expired batch).
@@ -89,17 +99,35 @@ impl std::str::FromStr for Fallback {
     }
 }
 
-/// `evalr run --batch ...` flags, as `run.json` records them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// `evalr run --batch ...` flags, as `run.json` records them (under `batch`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, clap::Args)]
 pub struct BatchOptions {
+    /// Send the requests through the batch API (Azure OpenAI global batch, OpenAI Batch API):
+    /// half the price, answers within 24 hours, resumable (see docs/batch.md).
+    #[arg(long = "batch")]
     #[serde(default)]
     pub enabled: bool,
+    /// What happens to a line that failed in its batch: `batch` sends it again in the next
+    /// round's batch, `live` sends it live at once (at the live price).
+    #[arg(
+        long = "batch-fallback",
+        value_name = "batch|live",
+        default_value = "batch"
+    )]
     #[serde(default)]
     pub fallback: Fallback,
+    /// Requests per batch input file (overrides the profile's batch_max_requests; default 50000).
+    #[arg(long = "batch-max-requests")]
     pub max_requests: Option<u64>,
+    /// Bytes per batch input file (overrides the profile's batch_max_bytes; default 200 MiB).
+    #[arg(long = "batch-max-bytes")]
     pub max_bytes: Option<u64>,
+    /// The deployment's enqueued-token quota: batches in flight never hold more estimated
+    /// tokens; the rest waits (overrides the profile's batch_enqueued_tokens).
+    #[arg(long = "batch-enqueued-tokens")]
     pub enqueued_tokens: Option<u64>,
-    /// First wait between two looks at the batches; grows while nothing changes.
+    /// Seconds between two looks at running batches at first (grows to 60 while nothing changes).
+    #[arg(long = "batch-poll-interval")]
     pub poll_interval_secs: Option<f64>,
 }
 
@@ -147,14 +175,21 @@ impl Settings {
     }
 }
 
-/// Everything a batch run needs from `run`.
+/// Everything a batch run needs from the run that starts it.
 pub struct BatchJob<'a> {
     /// Pending rows with their few-shot examples, in dataset order.
     pub rows: Vec<(Row, Vec<Row>)>,
     pub program: Arc<Program>,
     pub chat: ChatConfig,
     pub quota: QuotaConfig,
-    pub options: &'a RunOptions,
+    pub options: &'a BatchOptions,
+    /// Retries of a line (batch rounds or the live fallback's) and the response cache.
+    pub retries: &'a RetryOptions,
+    /// Timeout of one request to the service (uploads, polls, live fallback requests).
+    pub request_timeout: Duration,
+    /// The run's repeat number (`evalr judge --judge-repeats`), part of every cache key.
+    pub repeat: u32,
+    pub rules: StopRules,
     pub profile: BatchProfile,
     pub folder: &'a Path,
     pub run_id: String,
@@ -162,67 +197,32 @@ pub struct BatchJob<'a> {
     /// The batches already recorded in `run.json` (a resumed run's).
     pub ledger: BatchLedger,
     /// Writes the ledger into `run.json`.
-    pub save: &'a mut (dyn FnMut(&BatchLedger) -> Result<(), RunError> + Send),
+    pub save: &'a mut (dyn FnMut(&BatchLedger) -> Result<(), ResultsError> + Send),
     pub show_progress: bool,
-}
-
-/// Ctrl-C: stop waiting, leave the batches running.
-struct Interrupt {
-    flag: Arc<AtomicBool>,
-    notify: Arc<Notify>,
-}
-
-impl Interrupt {
-    fn install() -> Interrupt {
-        let flag = Arc::new(AtomicBool::new(false));
-        let notify = Arc::new(Notify::new());
-        let (f, n) = (Arc::clone(&flag), Arc::clone(&notify));
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                f.store(true, Ordering::SeqCst);
-                n.notify_waiters();
-                if tokio::signal::ctrl_c().await.is_ok() {
-                    std::process::exit(130);
-                }
-            }
-        });
-        Interrupt { flag, notify }
-    }
-
-    fn is_set(&self) -> bool {
-        self.flag.load(Ordering::SeqCst)
-    }
-
-    /// Sleeps `duration`; true when interrupted meanwhile.
-    async fn sleep(&self, duration: Duration) -> bool {
-        if self.is_set() {
-            return true;
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(duration) => self.is_set(),
-            _ = self.notify.notified() => true,
-        }
-    }
 }
 
 /// One row's play: how it ended, and the request it stopped at (if it did).
 struct Play {
     row: Row,
     examples: Vec<Row>,
-    result: Result<crate::results::OutputRecord, crate::run::RowFailure>,
+    result: Result<OutputRecord, RowFailure>,
     deferred: Option<DeferredLine>,
     /// Requests of the row answered live (`--batch-fallback live`).
     live_answers: u32,
 }
 
 /// Runs the pending rows through batches until every row is journaled (or the run stops).
-pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
+pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, BatchError> {
     let BatchJob {
         rows,
         program,
         chat,
         quota,
         options,
+        retries,
+        request_timeout: timeout,
+        repeat,
+        mut rules,
         profile,
         folder,
         run_id,
@@ -231,34 +231,14 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
         save,
         show_progress,
     } = job;
-    let settings = Settings::resolve(&options.batch, &profile);
-    let timeout = Duration::from_secs_f64(options.request_timeout_secs.max(0.1));
+    let settings = Settings::resolve(options, &profile);
     let api = BatchApi::new(chat.endpoint.clone(), chat.credential.clone(), timeout)?;
     let url = chat_url(&chat.endpoint)
         .split('?')
         .next()
         .unwrap_or_default()
         .to_string();
-    let live = match settings.fallback {
-        Fallback::Live => Some(Arc::new(LiveFallback {
-            transport: Arc::new(
-                JsonEndpoint::new(
-                    chat_url(&chat.endpoint),
-                    chat.credential.clone(),
-                    Vec::new(),
-                    Arc::new(QuotaLimiter::new(quota)),
-                    timeout,
-                )
-                .map_err(|e| RunError::Backend(e.to_string()))?,
-            ),
-            retry: RetryPolicy {
-                max_retries: options.max_retries,
-                initial_interval: Duration::from_secs_f64(options.retry_interval_secs.max(0.0)),
-                ..RetryPolicy::default()
-            },
-        })),
-        Fallback::Batch => None,
-    };
+    let live = live_fallback(&settings, &chat, quota, retries, timeout)?;
     let mut ledger = ledger;
     if ledger.api.is_empty() {
         ledger.api = match chat.endpoint {
@@ -275,53 +255,27 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
         save,
         progress: BatchProgress::new(show_progress),
     };
-    let interrupt = Interrupt::install();
-    let cache = (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir));
-    let max_submissions = options.max_retries.saturating_add(1);
-    let repeat = options.repeat;
+    // Ctrl-C stops waiting; the batches keep running on the service.
+    let interrupt = Interrupt::install(None, None);
+    let cache = retries.cache();
+    let max_submissions = retries.max_retries.saturating_add(1);
     let mut pending = rows;
-    let mut errors = 0u64;
-    let mut status = RunStatus::Finished;
     loop {
         // Batches in flight (a resumed run's, or the round just queued) come back first.
         if !driver.settle(&interrupt).await? {
             return Ok(RunStatus::Interrupted);
         }
         let book = Arc::new(AnswerBook::load(folder, &driver.ledger, &url)?);
-        let plays: Vec<Play> = futures::stream::iter(pending)
-            .map(|(row, examples)| {
-                let book = Arc::clone(&book);
-                let live = live.clone();
-                let chat = chat.clone();
-                let program = Arc::clone(&program);
-                let cache = cache.as_ref().map(ResponseCache::read_only);
-                async move {
-                    let transport = Arc::new(RowTransport::new(book, live, max_submissions));
-                    let ctx = RowContext {
-                        program,
-                        backend: Arc::new(ChatBackend::with_transport(chat, transport.clone())),
-                        cache,
-                        // Retries are the next round's batch (or the live fallback's own).
-                        retry: RetryPolicy {
-                            max_retries: 0,
-                            ..RetryPolicy::default()
-                        },
-                        repeat,
-                    };
-                    let refs: Vec<&Row> = examples.iter().collect();
-                    let result = run_row(&ctx, &row, &refs).await;
-                    Play {
-                        deferred: transport.take_deferred(),
-                        live_answers: transport.live_answers(),
-                        row,
-                        examples,
-                        result,
-                    }
-                }
-            })
-            .buffered(PLAY_CONCURRENCY)
-            .collect()
-            .await;
+        let round = Round {
+            book: &book,
+            live: &live,
+            chat: &chat,
+            program: &program,
+            cache: cache.as_ref(),
+            max_submissions,
+            repeat,
+        };
+        let plays = round.play(pending).await;
         let mut next = Vec::new();
         let mut lines: Vec<(String, DeferredLine)> = Vec::new();
         let mut keys = HashSet::new();
@@ -352,41 +306,19 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
                     journal.append_output(&record)?;
                 }
                 (Err(failure), None) => {
-                    errors += 1;
-                    if failure.is_fatal_for_run() && status == RunStatus::Finished {
-                        eprintln!("error: {failure}\nstopping: this error would fail every row");
-                        status = RunStatus::Failed;
-                    }
-                    journal.append_error(&ErrorRecord {
-                        id: Some(play.row.id.clone()),
-                        file: None,
-                        line: None,
-                        kind: ErrorKind::Failed,
-                        error: failure.to_string(),
-                        attempts: failure.attempts(),
-                        at: Some(crate::results::now()),
-                    })?;
+                    journal.append_error(&failure_record(play.row.id.clone(), &failure))?;
+                    rules.failed(Some(&failure));
                 }
             }
         }
-        if let Some(max) = options.max_errors
-            && errors > max
-            && status == RunStatus::Finished
-        {
-            eprintln!(
-                "stopping: {errors} rows failed, more than --max-errors {max}; see errors.jsonl"
-            );
-            status = RunStatus::StoppedMaxErrors;
-        }
-        if status != RunStatus::Finished || next.is_empty() {
-            return Ok(status);
+        if rules.status() != RunStatus::Finished || next.is_empty() {
+            return Ok(rules.status());
         }
         if lines.is_empty() {
-            return Err(RunError::Backend(format!(
-                "{} rows wait for answers that no batch will bring; resume the run with `evalr run --resume {}`",
-                next.len(),
-                folder.display()
-            )));
+            return Err(BatchError::Stalled {
+                rows: next.len(),
+                folder: folder.to_path_buf(),
+            });
         }
         driver.queue(lines)?;
         if interrupt.is_set() {
@@ -394,6 +326,84 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, RunError> {
             return Ok(RunStatus::Interrupted);
         }
         pending = next;
+    }
+}
+
+/// The live fallback of `--batch-fallback live`: failed lines sent at once, under the
+/// deployment's quota, retried as live runs retry.
+fn live_fallback(
+    settings: &Settings,
+    chat: &ChatConfig,
+    quota: QuotaConfig,
+    retries: &RetryOptions,
+    timeout: Duration,
+) -> Result<Option<Arc<LiveFallback>>, BatchError> {
+    if settings.fallback == Fallback::Batch {
+        return Ok(None);
+    }
+    let endpoint = JsonEndpoint::new(
+        chat_url(&chat.endpoint),
+        chat.credential.clone(),
+        Vec::new(),
+        Arc::new(QuotaLimiter::new(quota)),
+        timeout,
+    )
+    .map_err(|e| BatchError::Endpoint(e.to_string()))?;
+    Ok(Some(Arc::new(LiveFallback {
+        transport: Arc::new(endpoint),
+        retry: retries.policy(),
+    })))
+}
+
+/// One round's play of the pending rows: each row runs through its program with a transport
+/// that answers from the batches downloaded so far and defers the first request they lack.
+struct Round<'a> {
+    book: &'a Arc<AnswerBook>,
+    live: &'a Option<Arc<LiveFallback>>,
+    chat: &'a ChatConfig,
+    program: &'a Arc<Program>,
+    cache: Option<&'a ResponseCache>,
+    max_submissions: u32,
+    repeat: u32,
+}
+
+impl Round<'_> {
+    async fn play(&self, pending: Vec<(Row, Vec<Row>)>) -> Vec<Play> {
+        futures::stream::iter(pending)
+            .map(|(row, examples)| {
+                let book = Arc::clone(self.book);
+                let live = self.live.clone();
+                let chat = self.chat.clone();
+                let program = Arc::clone(self.program);
+                let cache = self.cache.map(ResponseCache::read_only);
+                let (max_submissions, repeat) = (self.max_submissions, self.repeat);
+                async move {
+                    let transport = Arc::new(RowTransport::new(book, live, max_submissions));
+                    let ctx = RowContext {
+                        program,
+                        backend: Arc::new(ChatBackend::with_transport(chat, transport.clone())),
+                        cache,
+                        // Retries are the next round's batch (or the live fallback's own).
+                        retry: RetryPolicy {
+                            max_retries: 0,
+                            ..RetryPolicy::default()
+                        },
+                        repeat,
+                    };
+                    let refs: Vec<&Row> = examples.iter().collect();
+                    let result = run_row(&ctx, &row, &refs).await;
+                    Play {
+                        deferred: transport.take_deferred(),
+                        live_answers: transport.live_answers(),
+                        row,
+                        examples,
+                        result,
+                    }
+                }
+            })
+            .buffered(PLAY_CONCURRENCY)
+            .collect()
+            .await
     }
 }
 
@@ -430,7 +440,7 @@ struct Driver<'a> {
     folder: PathBuf,
     run_id: String,
     ledger: BatchLedger,
-    save: &'a mut (dyn FnMut(&BatchLedger) -> Result<(), RunError> + Send),
+    save: &'a mut (dyn FnMut(&BatchLedger) -> Result<(), ResultsError> + Send),
     progress: BatchProgress,
 }
 
@@ -442,8 +452,8 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> BatchError + '_ {
 }
 
 impl Driver<'_> {
-    fn save(&mut self) -> Result<(), RunError> {
-        (self.save)(&self.ledger)
+    fn save(&mut self) -> Result<(), BatchError> {
+        Ok((self.save)(&self.ledger)?)
     }
 
     fn stop_message(&mut self) {
@@ -461,7 +471,7 @@ impl Driver<'_> {
     }
 
     /// Writes a round's lines into input files within the limits and queues them.
-    fn queue(&mut self, lines: Vec<(String, DeferredLine)>) -> Result<(), RunError> {
+    fn queue(&mut self, lines: Vec<(String, DeferredLine)>) -> Result<(), BatchError> {
         let round = self.ledger.next_round();
         let dir = self.folder.join(BATCH_DIR);
         std::fs::create_dir_all(&dir).map_err(io_error(&dir))?;
@@ -528,7 +538,7 @@ impl Driver<'_> {
 
     /// Submits queued input files while the quota has room, then polls until every batch has
     /// come back and is downloaded. False when interrupted (the batches keep running).
-    async fn settle(&mut self, interrupt: &Interrupt) -> Result<bool, RunError> {
+    async fn settle(&mut self, interrupt: &Interrupt) -> Result<bool, BatchError> {
         self.progress.reset();
         let mut interval = self.settings.poll_interval;
         let mut shown = false;
@@ -558,7 +568,7 @@ impl Driver<'_> {
         }
     }
 
-    async fn submit_what_fits(&mut self) -> Result<(), RunError> {
+    async fn submit_what_fits(&mut self) -> Result<(), BatchError> {
         let quota = self.quota();
         let mut in_flight = self.in_flight_tokens();
         for index in 0..self.ledger.batches.len() {
@@ -576,7 +586,7 @@ impl Driver<'_> {
         Ok(())
     }
 
-    async fn with_tries<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, RunError>
+    async fn with_tries<T, F, Fut>(&self, what: &str, mut call: F) -> Result<T, BatchError>
     where
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, BatchError>>,
@@ -591,12 +601,12 @@ impl Driver<'_> {
                         .message(&format!("{what}: {message}; trying again"));
                     tokio::time::sleep(self.settings.poll_interval * attempt).await;
                 }
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             }
         }
     }
 
-    async fn submit(&mut self, index: usize) -> Result<(), RunError> {
+    async fn submit(&mut self, index: usize) -> Result<(), BatchError> {
         let resumed_upload = self.ledger.batches[index].input_file_id.is_some();
         if !resumed_upload {
             let name = self.ledger.batches[index].input.clone();
@@ -653,7 +663,7 @@ impl Driver<'_> {
     }
 
     /// Looks at every running batch once; downloads those that ended. True if anything changed.
-    async fn poll(&mut self) -> Result<bool, RunError> {
+    async fn poll(&mut self) -> Result<bool, BatchError> {
         let mut changed = false;
         for index in 0..self.ledger.batches.len() {
             let entry = &self.ledger.batches[index];
@@ -667,7 +677,7 @@ impl Driver<'_> {
                 Ok(batch) => batch,
                 // A passing failure: look again at the next tick.
                 Err(BatchError::Transient(_)) => continue,
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(error),
             };
             let counts = batch.request_counts.unwrap_or_default();
             let entry = &mut self.ledger.batches[index];
@@ -709,7 +719,7 @@ impl Driver<'_> {
 
     /// The service refused a batch for the enqueued-token quota: it waits for the batches in
     /// flight to finish, or, when none is, the quota is smaller than the batch: split it.
-    fn refused(&mut self, index: usize, id: &str, message: String) -> Result<(), RunError> {
+    fn refused(&mut self, index: usize, id: &str, message: String) -> Result<(), BatchError> {
         let entry = &mut self.ledger.batches[index];
         entry.refused.push(id.to_string());
         entry.batch_id = None;
@@ -742,7 +752,7 @@ impl Driver<'_> {
         Ok(())
     }
 
-    fn split(&mut self, index: usize) -> Result<(), RunError> {
+    fn split(&mut self, index: usize) -> Result<(), BatchError> {
         let entry = self.ledger.batches[index].clone();
         let path = self.folder.join(&entry.input);
         let text = std::fs::read_to_string(&path).map_err(io_error(&path))?;
@@ -766,7 +776,7 @@ impl Driver<'_> {
         Ok(())
     }
 
-    async fn download(&mut self, index: usize) -> Result<(), RunError> {
+    async fn download(&mut self, index: usize) -> Result<(), BatchError> {
         let entry = self.ledger.batches[index].clone();
         let id = entry.batch_id.clone().unwrap_or_default();
         for (file_id, suffix) in [
@@ -781,7 +791,7 @@ impl Driver<'_> {
                 .await?;
             let name = format!("{BATCH_DIR}/{id}-{suffix}.jsonl");
             let path = self.folder.join(&name);
-            write_text(&path, &text)?;
+            write_file(&path, text.as_bytes())?;
             let entry = &mut self.ledger.batches[index];
             if suffix == "output" {
                 entry.output_file = Some(name);
@@ -794,33 +804,29 @@ impl Driver<'_> {
     }
 }
 
+/// Written whole then renamed, with the user's umask: a file named in the ledger is always
+/// complete, and readable by whoever reads the run folder.
 fn write_lines<'a>(path: &Path, lines: impl Iterator<Item = &'a str>) -> Result<(), BatchError> {
-    let mut text = String::new();
-    for line in lines {
-        text.push_str(line);
-        text.push('\n');
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
     }
-    write_text(path, &text)
+    Ok(crate::results::write_lines(path, lines)?)
 }
 
-/// Written whole then renamed: a file named in the ledger is always complete.
-fn write_text(path: &Path, text: &str) -> Result<(), BatchError> {
-    use std::io::Write;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(io_error(dir))?;
-    let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(io_error(path))?;
-    temp.write_all(text.as_bytes()).map_err(io_error(path))?;
-    temp.persist(path).map_err(|e| BatchError::Io {
-        path: path.to_path_buf(),
-        source: e.error,
-    })?;
-    Ok(())
+/// A downloaded file, byte for byte, written as [`write_lines`] writes.
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io_error(dir))?;
+    }
+    crate::files::write_atomic(path, bytes).map_err(io_error(path))
 }
 
-/// `evalr batch cancel RUN`: cancels the run's batches still running; returns (id, status).
-pub async fn cancel(folder: &Path) -> Result<Vec<(String, String)>, RunError> {
-    let (api, mut manifest) = api_for_run(folder).await?;
-    let mut ledger = manifest.batch.clone().unwrap_or_default();
+/// `evalr batch cancel RUN`: cancels the batches of `ledger` still running; returns
+/// (id, status) of each.
+pub async fn cancel(
+    api: &BatchApi,
+    ledger: &mut BatchLedger,
+) -> Result<Vec<(String, String)>, BatchError> {
     let mut cancelled = Vec::new();
     for entry in ledger.batches.iter_mut() {
         if entry.state != EntryState::Submitted {
@@ -833,15 +839,11 @@ pub async fn cancel(folder: &Path) -> Result<Vec<(String, String)>, RunError> {
         entry.status = batch.status.clone();
         cancelled.push((id, batch.status));
     }
-    manifest.batch = Some(ledger);
-    crate::results::write_manifest(folder, &manifest)?;
     Ok(cancelled)
 }
 
-/// `evalr batch status RUN`: the service's view of the run's batches.
-pub async fn status(folder: &Path) -> Result<BatchLedger, RunError> {
-    let (api, manifest) = api_for_run(folder).await?;
-    let mut ledger = manifest.batch.clone().unwrap_or_default();
+/// `evalr batch status RUN`: the service's view of the batches of `ledger`.
+pub async fn status(api: &BatchApi, mut ledger: BatchLedger) -> Result<BatchLedger, BatchError> {
     for entry in ledger.batches.iter_mut() {
         if entry.state != EntryState::Submitted {
             continue;
@@ -855,30 +857,4 @@ pub async fn status(folder: &Path) -> Result<BatchLedger, RunError> {
         }
     }
     Ok(ledger)
-}
-
-async fn api_for_run(folder: &Path) -> Result<(BatchApi, crate::results::RunManifest), RunError> {
-    let manifest = crate::results::read_manifest(folder)?;
-    if manifest.batch.is_none() {
-        return Err(RunError::Usage(format!(
-            "{} is not a batch run (its run.json records no batches)",
-            folder.display()
-        )));
-    }
-    let options: RunOptions =
-        serde_json::from_value(manifest.config.clone()).map_err(|e| RunError::Resume {
-            folder: folder.to_path_buf(),
-            message: format!("run.json has no usable options ({e})"),
-        })?;
-    let (file, _) = crate::config::ConfigFile::load(options.config_file.as_deref())?;
-    let (spec, _) = crate::config::choose_model(options.model.as_deref(), &file);
-    let resolved =
-        crate::config::resolve_model(&spec, &file, crate::config::QuotaOverrides::default())?;
-    let (chat, _) = crate::run::chat_setup(&resolved, &options).await?;
-    let api = BatchApi::new(
-        chat.endpoint,
-        chat.credential,
-        Duration::from_secs_f64(options.request_timeout_secs.max(0.1)),
-    )?;
-    Ok((api, manifest))
 }

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use super::ledger::{BatchLedger, EntryState};
+use crate::results::batch_ledger::{BatchLedger, EntryState};
 
 /// A line no more often than this when nothing but the counts changed.
 const QUIET_FOR: Duration = Duration::from_secs(10);

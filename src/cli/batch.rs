@@ -26,7 +26,7 @@ pub fn execute(command: BatchCommand) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match command {
         BatchCommand::Status { run } => {
-            let ledger = runtime.block_on(crate::batch::status(&run))?;
+            let ledger = runtime.block_on(crate::run::batch_status(&run))?;
             say!(
                 "{:<32} {:<12} {:>7} {:>10} {:>7}  input",
                 "batch",
@@ -49,7 +49,7 @@ pub fn execute(command: BatchCommand) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         BatchCommand::Cancel { run } => {
-            let cancelled = runtime.block_on(crate::batch::cancel(&run))?;
+            let cancelled = runtime.block_on(crate::run::batch_cancel(&run))?;
             if cancelled.is_empty() {
                 say!("no batch of {} is running", run.display())?;
             }

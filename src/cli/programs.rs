@@ -209,9 +209,9 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
                 None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
                 None => Vec::new(),
             };
-            let pool = crate::run::rows::ExamplePool::new(pool_rows, request.seed);
+            let pool = crate::dataset::selection::ExamplePool::new(pool_rows, request.seed);
             let chosen = pool.examples_for(&the_row, shots);
-            let mut context = crate::run::row_context(&the_row, &chosen);
+            let mut context = crate::play::row_context(&the_row, &chosen);
             if request.sample {
                 for (key, value) in &program.file.sample {
                     context.entry(key.clone()).or_insert_with(|| value.clone());
@@ -388,7 +388,7 @@ fn check(
             }
         };
         rows += 1;
-        let mut context = crate::run::row_context(&row, &[]);
+        let mut context = crate::play::row_context(&row, &[]);
         if let Value::Object(fields) = row.to_json() {
             seen_in_rows.extend(fields.keys().cloned());
         }

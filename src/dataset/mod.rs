@@ -8,6 +8,8 @@ mod hub;
 mod reader;
 mod records;
 mod row;
+pub mod selection;
+pub mod shard;
 mod source;
 mod writer;
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::dataset::selection::ExamplePool;
 use crate::dataset::{DatasetSource, Row};
-use crate::run::rows::ExamplePool;
 use knn::KnnIndex;
 
 /// Why a pool could not be loaded or searched.

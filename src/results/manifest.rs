@@ -170,7 +170,7 @@ pub struct RunManifest {
     pub merged_from: Vec<MergedShard>,
     /// A batch run's batches: input files, file and batch ids, states (see `crate::batch`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<crate::batch::ledger::BatchLedger>,
+    pub batch: Option<super::batch_ledger::BatchLedger>,
     /// What each deployment's quota limiter learned (remote models): pace over time, changes
     /// of the requests in flight, 429s.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

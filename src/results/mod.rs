@@ -13,6 +13,7 @@
 //! and [`finished_ids`]. Nothing else parses these files. The user documentation of the
 //! format is `docs/results.md`.
 
+pub mod batch_ledger;
 mod manifest;
 mod reader;
 mod record;
@@ -32,7 +33,7 @@ pub use record::{
     AnswerRecord, AnswerSelect, CallKind, CallRecord, EnsembleRecord, ErrorKind, ErrorRecord,
     FinishedRow, Outcome, OutputRecord, PickedExample, RepeatLine, RepeatRecord, now,
 };
-pub use writer::{Journal, RepeatJournal, write_folder, write_lines, write_manifest};
+pub use writer::{Appended, Journal, RepeatJournal, write_folder, write_lines, write_manifest};
 
 pub const MANIFEST_FILE: &str = "run.json";
 pub const OUTPUTS_FILE: &str = "outputs.jsonl";

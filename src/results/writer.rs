@@ -16,6 +16,17 @@ pub struct Journal {
     folder: PathBuf,
     outputs: File,
     errors: File,
+    /// What this journal appended since it was opened.
+    appended: Appended,
+}
+
+/// The lines a journal appended since it was opened (a resumed run counts its own).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Appended {
+    pub outputs: u64,
+    pub errors: u64,
+    /// The first error line's message, for a run that must say why nothing finished.
+    pub first_error: Option<String>,
 }
 
 fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
@@ -43,11 +54,17 @@ impl Journal {
             folder: folder.to_path_buf(),
             outputs: open(OUTPUTS_FILE)?,
             errors: open(ERRORS_FILE)?,
+            appended: Appended::default(),
         })
     }
 
     pub fn folder(&self) -> &Path {
         &self.folder
+    }
+
+    /// What was appended since the journal was opened.
+    pub fn appended(&self) -> &Appended {
+        &self.appended
     }
 
     fn append(
@@ -68,12 +85,19 @@ impl Journal {
 
     /// Appends a finished row to `outputs.jsonl`.
     pub fn append_output(&mut self, record: &OutputRecord) -> Result<(), ResultsError> {
-        Self::append(&mut self.outputs, self.folder.join(OUTPUTS_FILE), record)
+        Self::append(&mut self.outputs, self.folder.join(OUTPUTS_FILE), record)?;
+        self.appended.outputs += 1;
+        Ok(())
     }
 
     /// Appends a row that did not finish to `errors.jsonl`.
     pub fn append_error(&mut self, record: &ErrorRecord) -> Result<(), ResultsError> {
-        Self::append(&mut self.errors, self.folder.join(ERRORS_FILE), record)
+        Self::append(&mut self.errors, self.folder.join(ERRORS_FILE), record)?;
+        self.appended.errors += 1;
+        if self.appended.first_error.is_none() {
+            self.appended.first_error = Some(record.error.clone());
+        }
+        Ok(())
     }
 
     /// Forces the journal to disk (at the end of a run).

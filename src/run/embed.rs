@@ -12,11 +12,11 @@ use std::path::{Path, PathBuf};
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::cache::ResponseCache;
-use super::row::{RetryPolicy, RowFailure, with_retries};
+pub use super::error::EmbedError;
 use crate::backend::{Backend, EmbedReply, EmbedRequest, Usage};
 use crate::dataset::Row;
-use crate::examples::vectors::{VectorTable, VectorsError, text_sha256};
+use crate::examples::vectors::{VectorTable, text_sha256};
+use crate::play::{ResponseCache, RetryPolicy, RowFailure, with_retries};
 
 /// Texts per embeddings request (the services take up to 2048; small batches keep a failed
 /// request cheap and the token bucket smooth).
@@ -24,14 +24,6 @@ pub const EMBED_BATCH: usize = 32;
 
 /// Where embeddings go unless `--output` says otherwise: `results/embeddings/`.
 pub const DEFAULT_EMBEDDINGS_DIR: &str = "results/embeddings";
-
-#[derive(Debug, thiserror::Error)]
-pub enum EmbedError {
-    #[error(transparent)]
-    File(#[from] VectorsError),
-    #[error("embedding failed: {0}")]
-    Backend(#[from] RowFailure),
-}
 
 /// What embedding a set of rows did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -213,20 +205,12 @@ pub async fn embed_dataset(job: EmbedJob) -> Result<(PathBuf, EmbedStats), super
     let options = &job.options;
     let rows = crate::examples::load_pool(
         &job.dataset,
-        &options.datasets_dir,
+        &options.folders.datasets_dir,
         crate::examples::is_run_folder(&job.dataset).then_some(crate::examples::ExampleFilter::All),
     )?;
-    let (file, _) = crate::config::ConfigFile::load(options.config_file.as_deref())?;
+    let (file, _) = crate::config::ConfigFile::load(options.connection.config_file.as_deref())?;
     let (spec, _) = crate::config::choose_model(options.model.as_deref(), &file);
-    let resolved = crate::config::resolve_model(
-        &spec,
-        &file,
-        crate::config::QuotaOverrides {
-            rpm: options.rpm,
-            tpm: options.tpm,
-            max_in_flight: options.max_in_flight,
-        },
-    )?;
+    let resolved = crate::config::resolve_model(&spec, &file, options.limits.quota)?;
     let backend = super::build_backend(&resolved, options).await?;
     let path = job.output.clone().unwrap_or_else(|| {
         default_embeddings_path(
@@ -235,12 +219,8 @@ pub async fn embed_dataset(job: EmbedJob) -> Result<(PathBuf, EmbedStats), super
             &backend.identity(),
         )
     });
-    let cache = (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir));
-    let retry = RetryPolicy {
-        max_retries: options.max_retries,
-        initial_interval: std::time::Duration::from_secs_f64(options.retry_interval_secs.max(0.0)),
-        ..RetryPolicy::default()
-    };
+    let cache = options.retries.cache();
+    let retry = options.retries.policy();
     let concurrency = super::models::concurrency(&resolved, options);
     let (_, stats) = embed_rows(
         backend.as_ref(),

@@ -1,6 +1,6 @@
 //! Why a run could not start or could not go on.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::config::ConfigError;
 use crate::dataset::DatasetError;
@@ -30,6 +30,9 @@ pub enum RunError {
     Resume { folder: PathBuf, message: String },
     #[error("the model cannot be used: {0}")]
     Backend(String),
+    /// Every row tried failed: nothing was evaluated.
+    #[error("{0}")]
+    NothingAnswered(String),
     #[error("the run finished but could not be scored: {0}")]
     Score(#[from] crate::score::ScoreError),
     #[error("batch: {0}")]
@@ -39,7 +42,7 @@ pub enum RunError {
     #[error(
         "cannot embed the examples and rows for --pick knn (the embeddings model is --embeddings-model, else the run's model): {0}"
     )]
-    Embed(#[from] super::embed::EmbedError),
+    Embed(#[from] EmbedError),
 }
 
 impl RunError {
@@ -48,10 +51,35 @@ impl RunError {
         !matches!(
             self,
             RunError::Io { .. }
+                | RunError::NothingAnswered(_)
                 | RunError::Score(_)
                 | RunError::Results(_)
                 | RunError::Batch(_)
                 | RunError::Embed(_)
         )
     }
+}
+
+impl RunError {
+    /// An ensemble journal of the run in `folder` that could not be opened.
+    pub(super) fn of_ensemble(folder: &Path, error: crate::play::ensemble::EnsembleError) -> Self {
+        use crate::play::ensemble::EnsembleError;
+        match error {
+            // Resuming: the repeats already finished could not be read back.
+            EnsembleError::Finished(_) => RunError::Resume {
+                folder: folder.to_path_buf(),
+                message: error.to_string(),
+            },
+            EnsembleError::Journal(source) => RunError::Results(source),
+        }
+    }
+}
+
+/// Why embedding rows (`evalr embed`, `--pick knn`) failed.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error(transparent)]
+    File(#[from] crate::examples::vectors::VectorsError),
+    #[error("embedding failed: {0}")]
+    Backend(#[from] crate::play::RowFailure),
 }

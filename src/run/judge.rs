@@ -169,7 +169,7 @@ fn resolve_judges(request: &JudgeRequest) -> Result<Vec<Judge>, RunError> {
     }
     let mut judges: Vec<Judge> = Vec::new();
     for spec in &request.metrics {
-        let (metric, program) = metric_of(spec, &request.options.programs_dir).map_err(|e| {
+        let (metric, program) = metric_of(spec, &request.options.folders.programs_dir).map_err(|e| {
             match e {
                 RunError::Program(crate::program::ProgramError::NotFound { .. }) => {
                     RunError::Usage(format!(
@@ -226,7 +226,7 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
     let mut planned = Vec::new();
     for judge in &judges {
         let rows = judge_rows(&request.run_folder, &judge.metric)?;
-        let program = load_program(&judge.program, &request.options.programs_dir)?;
+        let program = load_program(&judge.program, &request.options.folders.programs_dir)?;
         for input in program
             .inputs
             .iter()
@@ -248,6 +248,7 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
         planned.push((judge, rows));
     }
     let mut folders = Vec::new();
+    let mut unanswered: Option<String> = None;
     for (judge, rows) in planned {
         std::fs::create_dir_all(&judge.folder).map_err(|source| RunError::Io {
             path: judge.folder.clone(),
@@ -284,20 +285,27 @@ pub async fn judge(request: JudgeRequest, show_progress: bool) -> Result<Vec<Pat
             let mut options = request.options.clone();
             options.program = judge.program.clone();
             options.dataset = dataset.display().to_string();
-            options.results_dir = Some(folder.clone());
-            options.shard = None;
-            options.run_id = None;
+            options.output.results_dir = Some(folder.clone());
+            options.rows.shard = None;
+            options.output.run_id = None;
             options.repeat = repeat;
             let resume = folder
                 .join(OUTPUTS_FILE)
                 .exists()
                 .then(|| (folder.as_path(), ResumeOverrides::default()));
             let report = execute(options, resume, show_progress).await?;
+            if let Some(why) = report.unanswered {
+                unanswered.get_or_insert(format!("judge {}: {why}", report.folder.display()));
+            }
             folders.push(report.folder);
         }
     }
     // Fold the judged metrics into the judged run's own summary and report.
     let summary = crate::score::score_folder(&request.run_folder)?;
     crate::report::write_score_reports(&request.run_folder, &summary)?;
+    // A judge that judged nothing fails the command (exit 1), as a run that answered nothing.
+    if let Some(why) = unanswered {
+        return Err(RunError::NothingAnswered(why));
+    }
     Ok(folders)
 }

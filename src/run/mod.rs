@@ -7,32 +7,34 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
-pub mod cache;
+mod choice;
+mod dry_run;
 pub mod embed;
-pub mod ensemble;
 mod error;
 pub mod judge;
 mod models;
 mod options;
 mod picker;
 mod plan;
-mod progress;
-mod row;
-pub mod rows;
-mod schedule;
 
+pub use dry_run::{DryRunEstimate, dry_run};
 pub use error::RunError;
 pub use models::{build_backend, chat_setup};
-pub use options::{ResumeOverrides, RunOptions};
-pub use plan::{DryRunEstimate, Inputs, Plan, dry_run};
-pub use row::{RetryPolicy, RowContext, RowFailure, row_context, run_row};
+pub use options::{
+    BatchOptions, EnsembleOptions, ExampleOptions, Folders, LimitOptions, ModelSettings,
+    OutputOptions, ResumeOverrides, RetryOptions, RowOptions, RunOptions,
+};
+pub use plan::{Inputs, Plan};
 
 use crate::backend::Usage;
-use crate::results::{Journal, ResultFolder, RunStatus, write_manifest};
-use cache::ResponseCache;
-use ensemble::EnsembleRunner;
+use crate::batch::BatchJob;
+use crate::dataset::Row;
+use crate::examples::ExamplePicker;
+use crate::live::LiveJob;
+use crate::play::{EnsembleRunner, RowContext, StopRules, invalid_record};
+use crate::results::batch_ledger::BatchLedger;
+use crate::results::{Journal, ResultFolder, RunManifest, RunStatus, write_manifest};
 
 /// How a run ended.
 #[derive(Debug, Clone)]
@@ -40,6 +42,8 @@ pub struct RunReport {
     pub folder: PathBuf,
     pub status: RunStatus,
     pub summary: crate::score::Summary,
+    /// Why nothing was answered, when every row tried failed (the run then failed).
+    pub unanswered: Option<String>,
 }
 
 /// Starts a new run, or resumes the one in `resume` (whose `run.json` gives the options).
@@ -79,22 +83,21 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
     let ctx = Arc::new(RowContext {
         program: Arc::clone(&plan.inputs.program),
         backend: Arc::clone(&backend),
-        cache: (!plan.options.no_cache).then(|| ResponseCache::new(&plan.options.cache_dir)),
+        cache: plan.options.retries.cache(),
         repeat: plan.options.repeat,
-        retry: RetryPolicy {
-            max_retries: plan.options.max_retries,
-            initial_interval: Duration::from_secs_f64(plan.options.retry_interval_secs.max(0.0)),
-            ..RetryPolicy::default()
-        },
+        retry: plan.options.retries.policy(),
     });
     // Everything is checked: from here on, files are written and requests sent.
     let mut journal = Journal::open(&plan.folder)?;
     write_manifest(&plan.folder, &manifest)?;
+    let spent = spent_so_far(&plan)?;
+    let rules = StopRules::new(&plan.options.limits, plan.inputs.price.clone(), spent);
     let status = match chat {
         Some(chat) => {
-            schedule::schedule_batch(
+            play_batched(
                 &plan,
                 chat,
+                rules,
                 picker.as_ref(),
                 &mut journal,
                 &mut manifest,
@@ -104,21 +107,35 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
         }
         None => {
             let ensemble = match plan.inputs.ensemble {
-                Some(ensemble) => Some(EnsembleRunner::open(ensemble, &plan.folder)?),
+                Some(ensemble) => Some(
+                    EnsembleRunner::open(ensemble, &plan.folder)
+                        .map_err(|e| RunError::of_ensemble(&plan.folder, e))?,
+                ),
                 None => None,
             };
-            let spent = spent_so_far(&plan)?;
-            let concurrency = models::concurrency(&plan.inputs.model, &plan.options);
-            let scheduled = schedule::Scheduled {
+            let job = LiveJob {
+                rows: plan.inputs.rows(&plan.done),
                 ctx,
                 picker: picker.as_ref(),
+                shots: plan.inputs.shots,
                 ensemble: ensemble.as_ref(),
-                concurrency,
+                concurrency: models::concurrency(&plan.inputs.model, &plan.options),
+                rules,
+                selected: plan.selected,
+                already_done: plan.done.len() as u64,
+                show_progress,
             };
-            schedule::schedule(&plan, scheduled, &mut journal, spent, show_progress).await?
+            crate::live::play_rows(job, &mut journal).await?
         }
     };
     journal.sync()?;
+    let unanswered = nothing_answered(&plan, journal.appended());
+    // A run in which every row failed has evaluated nothing: it fails (exit 1) rather than
+    // finish, so that a CI job gating on it never passes on nothing.
+    let status = match (&unanswered, status) {
+        (Some(_), RunStatus::Finished) => RunStatus::Failed,
+        (_, status) => status,
+    };
     manifest.status = status;
     manifest.finished_at = Some(crate::results::now());
     manifest.quota = backend.quota_traces();
@@ -130,7 +147,21 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
         folder: plan.folder,
         status,
         summary,
+        unanswered,
     })
+}
+
+/// Why no row of the run was answered, when none was (and some were tried): how many failed
+/// and the first failure, whose message carries its cause.
+fn nothing_answered(plan: &Plan, appended: &crate::results::Appended) -> Option<String> {
+    if !plan.done.is_empty() || appended.outputs > 0 || appended.errors == 0 {
+        return None;
+    }
+    Some(format!(
+        "no row was answered: {} failed; the first: {}",
+        appended.errors,
+        appended.first_error.as_deref().unwrap_or("(no message)")
+    ))
 }
 
 /// What the rows already done cost: `--max-cost` is the budget of the whole run.
@@ -147,4 +178,110 @@ fn spent_so_far(plan: &Plan) -> Result<f64, RunError> {
         Ok::<_, crate::results::ResultsError>(())
     })?;
     Ok(price.cost(&usage))
+}
+
+/// A batch run (`--batch`): invalid rows are journaled as in a live run, the others go to
+/// `crate::batch`, which records its batches in `run.json` as they change.
+async fn play_batched(
+    plan: &Plan,
+    (chat, quota): (
+        crate::backend::openai::ChatConfig,
+        crate::limiter::QuotaConfig,
+    ),
+    rules: StopRules,
+    picker: Option<&ExamplePicker>,
+    journal: &mut Journal,
+    manifest: &mut RunManifest,
+    show_progress: bool,
+) -> Result<RunStatus, RunError> {
+    let mut rows = Vec::new();
+    for item in plan.inputs.rows(&plan.done) {
+        match item {
+            Ok(row) => {
+                let examples: Vec<Row> = picker
+                    .map(|p| {
+                        p.pick(&row, plan.inputs.shots)
+                            .into_iter()
+                            .map(|picked| picked.row.clone())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.push((row, examples));
+            }
+            Err(invalid) => journal.append_error(&invalid_record(&invalid))?,
+        }
+    }
+    let folder = journal.folder().to_path_buf();
+    let ledger = manifest.batch.clone().unwrap_or_default();
+    let run_id = manifest.run_id.clone();
+    let mut save = |ledger: &BatchLedger| {
+        manifest.batch = Some(ledger.clone());
+        write_manifest(&folder, manifest)
+    };
+    let status = crate::batch::run_batched(BatchJob {
+        rows,
+        program: Arc::clone(&plan.inputs.program),
+        chat,
+        quota,
+        options: &plan.options.batch,
+        retries: &plan.options.retries,
+        request_timeout: plan.options.connection.request_timeout(),
+        repeat: plan.options.repeat,
+        rules,
+        profile: plan.inputs.batch_profile(),
+        folder: &folder,
+        run_id,
+        journal,
+        ledger,
+        save: &mut save,
+        show_progress,
+    })
+    .await?;
+    Ok(status)
+}
+
+/// `evalr batch status RUN`: the service's view of the run's batches.
+pub async fn batch_status(folder: &Path) -> Result<BatchLedger, RunError> {
+    let (api, manifest) = batch_api_for_run(folder).await?;
+    let ledger = manifest.batch.clone().unwrap_or_default();
+    Ok(crate::batch::status(&api, ledger).await?)
+}
+
+/// `evalr batch cancel RUN`: cancels the run's batches still running; returns (id, status).
+pub async fn batch_cancel(folder: &Path) -> Result<Vec<(String, String)>, RunError> {
+    let (api, mut manifest) = batch_api_for_run(folder).await?;
+    let mut ledger = manifest.batch.clone().unwrap_or_default();
+    let cancelled = crate::batch::cancel(&api, &mut ledger).await?;
+    manifest.batch = Some(ledger);
+    write_manifest(folder, &manifest)?;
+    Ok(cancelled)
+}
+
+/// The batch API of the model a batch run used (from its `run.json`).
+async fn batch_api_for_run(
+    folder: &Path,
+) -> Result<(crate::batch::protocol::BatchApi, RunManifest), RunError> {
+    let manifest = crate::results::read_manifest(folder)?;
+    if manifest.batch.is_none() {
+        return Err(RunError::Usage(format!(
+            "{} is not a batch run (its run.json records no batches)",
+            folder.display()
+        )));
+    }
+    let options: RunOptions =
+        serde_json::from_value(manifest.config.clone()).map_err(|e| RunError::Resume {
+            folder: folder.to_path_buf(),
+            message: format!("run.json has no usable options ({e})"),
+        })?;
+    let (file, _) = crate::config::ConfigFile::load(options.connection.config_file.as_deref())?;
+    let (spec, _) = crate::config::choose_model(options.model.as_deref(), &file);
+    let resolved =
+        crate::config::resolve_model(&spec, &file, crate::config::QuotaOverrides::default())?;
+    let (chat, _) = chat_setup(&resolved, &options).await?;
+    let api = crate::batch::protocol::BatchApi::new(
+        chat.endpoint,
+        chat.credential,
+        options.connection.request_timeout(),
+    )?;
+    Ok((api, manifest))
 }

@@ -129,7 +129,7 @@ pub async fn chat_setup(
         model: model.clone(),
         reasoning: *reasoning,
         capabilities: remote_chat_capabilities(*logprobs, *json_schema),
-        request_timeout: Duration::from_secs_f64(options.request_timeout_secs.max(0.1)),
+        request_timeout: Duration::from_secs_f64(options.connection.request_timeout_secs.max(0.1)),
     };
     Ok((config, deployment.quota))
 }
@@ -150,7 +150,7 @@ pub async fn build_backend(
             format,
             ..
         } => {
-            let shard_count = options.shard.map(|(_, count)| count).unwrap_or(1);
+            let shard_count = options.rows.shard.map(|(_, count)| count).unwrap_or(1);
             let mut entra: Option<Arc<dyn TokenSource>> = None;
             let mut members: Vec<(Box<dyn Backend>, u32)> = Vec::new();
             for deployment in deployments {
@@ -158,7 +158,8 @@ pub async fn build_backend(
                 let credential = credential_for(*kind, spec, deployment, &mut entra).await?;
                 // Shards of one run share each deployment's quota.
                 let quota = deployment.quota.split(shard_count);
-                let timeout = Duration::from_secs_f64(options.request_timeout_secs.max(0.1));
+                let timeout =
+                    Duration::from_secs_f64(options.connection.request_timeout_secs.max(0.1));
                 if *kind == ProviderKind::Azureml {
                     let headers = deployment
                         .deployment
@@ -191,7 +192,7 @@ pub async fn build_backend(
                         reasoning: *reasoning,
                         capabilities: remote_chat_capabilities(*logprobs, *json_schema),
                         request_timeout: Duration::from_secs_f64(
-                            options.request_timeout_secs.max(0.1),
+                            options.connection.request_timeout_secs.max(0.1),
                         ),
                     },
                     Arc::new(QuotaLimiter::new(quota)),
@@ -232,8 +233,8 @@ async fn local_backend(spec: &str, options: &RunOptions) -> Result<Arc<dyn Backe
     use crate::backend::local::{LocalBackend, LocalOptions, resolve_local_model};
     let spec = spec.to_string();
     let local_options = LocalOptions {
-        threads: options.threads,
-        no_chat_template: options.no_chat_template,
+        threads: options.connection.threads,
+        no_chat_template: options.connection.no_chat_template,
         ..LocalOptions::default()
     };
     // Resolving may download (local:hf:...) and loading hashes and maps the file: blocking work.
@@ -254,59 +255,4 @@ async fn local_backend(spec: &str, _options: &RunOptions) -> Result<Arc<dyn Back
     Err(RunError::Config(ConfigError::Missing(format!(
         "`{spec}`: this evalr was built without the embedded model (feature `local`); rebuild with default features, or pass --model azure:DEPLOYMENT, openai:MODEL or a profile"
     ))))
-}
-
-/// The model a program names in its own `model.configuration` (v1) / `connection` (v2),
-/// used when neither `--model` nor `EVALR_MODEL` says otherwise. `${env:VAR}` settings are
-/// read now; the API key is only ever passed on as its variable's name, so its value cannot
-/// reach `run.json`, a log or an error. `None` when the program names no service.
-pub fn program_model(
-    program: &crate::program::Program,
-    overrides: crate::config::QuotaOverrides,
-) -> Option<Result<ResolvedModel, RunError>> {
-    use crate::config::{DeploymentConfig, Profile};
-    use crate::program::{ServiceKind, Setting};
-    let connection = program.file.model.connection.as_ref()?;
-    let path = program.file.path.display().to_string();
-    let resolve = |setting: &Option<Setting>, what: &str| -> Result<Option<String>, RunError> {
-        match setting {
-            None => Ok(None),
-            Some(setting) => setting.resolve().map(Some).map_err(|var| {
-                RunError::Config(ConfigError::Missing(format!(
-                    "{path} names its model's {what} as ${{env:{var}}}, which is not set: set {var}, or pass --model"
-                )))
-            }),
-        }
-    };
-    let result = (|| {
-        let kind = match &connection.kind {
-            ServiceKind::AzureOpenAi => ProviderKind::Azure,
-            ServiceKind::OpenAi => ProviderKind::Openai,
-            ServiceKind::Other(other) => {
-                return Err(RunError::Usage(format!(
-                    "{path} names a `{other}` model, which evalr cannot call: pass --model"
-                )));
-            }
-        };
-        let api_key_env = match &connection.api_key {
-            Some(Setting::Env { var, .. }) => Some(var.clone()),
-            _ => None,
-        };
-        let model = resolve(&connection.model, "model")?;
-        let deployment = resolve(&connection.deployment, "deployment")?;
-        let profile = Profile {
-            deployment: DeploymentConfig {
-                endpoint: resolve(&connection.endpoint, "endpoint")?,
-                deployment: deployment.clone().or_else(|| model.clone()),
-                api_version: resolve(&connection.api_version, "api_version")?,
-                api_key_env,
-                ..Default::default()
-            },
-            model: model.or(deployment),
-            ..Profile::of_kind(kind)
-        };
-        let spec = format!("program:{}", program.file.name);
-        crate::config::resolve_unlisted_profile(&spec, &profile, overrides).map_err(RunError::from)
-    })();
-    Some(result)
 }

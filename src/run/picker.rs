@@ -5,7 +5,6 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
 
 use serde::Serialize;
 
@@ -13,11 +12,11 @@ use super::embed::{self, EmbedError};
 use super::error::RunError;
 use super::options::RunOptions;
 use super::plan::{Inputs, price_of};
-use super::rows::ExamplePool;
-use super::{RetryPolicy, build_backend, cache::ResponseCache, models};
+use super::{build_backend, models};
 use crate::backend::{Backend, Usage};
-use crate::config::{ConfigFile, QuotaOverrides, ResolvedModel};
+use crate::config::ResolvedModel;
 use crate::dataset::Row;
+use crate::dataset::selection::ExamplePool;
 use crate::examples::vectors::{VectorTable, text_sha256};
 use crate::examples::{ExamplePicker, KnnPicker};
 use crate::program::ExamplePick;
@@ -33,30 +32,17 @@ pub struct EmbeddingEstimate {
 }
 
 /// The model `--pick knn` embeds with: `--embeddings-model`, else the run's model.
-fn embeddings_model(
-    options: &RunOptions,
-    run_model: &ResolvedModel,
-) -> Result<(ResolvedModel, ConfigFile), RunError> {
-    let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
-    let model = match &options.embeddings_model {
-        Some(spec) => crate::config::resolve_model(
-            spec,
-            &file,
-            QuotaOverrides {
-                rpm: options.rpm,
-                tpm: options.tpm,
-                max_in_flight: options.max_in_flight,
-            },
-        )?,
-        None => run_model.clone(),
-    };
-    Ok((model, file))
+fn embeddings_model(inputs: &Inputs) -> ResolvedModel {
+    inputs
+        .embeddings_model
+        .clone()
+        .unwrap_or_else(|| inputs.model.clone())
 }
 
 /// Where the embeddings of a dataset (or example run) by a model are kept: beside the
 /// results, `results/embeddings/` (or `embeddings/` in the parent of --results-dir).
 fn embeddings_path(options: &RunOptions, spec: &str, identity: &str) -> PathBuf {
-    let dir = match &options.results_dir {
+    let dir = match &options.output.results_dir {
         Some(dir) => dir.parent().unwrap_or(Path::new(".")).join("embeddings"),
         None => PathBuf::from(embed::DEFAULT_EMBEDDINGS_DIR),
     };
@@ -67,14 +53,21 @@ fn embeddings_path(options: &RunOptions, spec: &str, identity: &str) -> PathBuf 
 /// else named by dataset and model beside the results. A run folder's rows are its dataset's,
 /// so a CoT run over a split shares that split's file.
 fn embeddings_files(options: &RunOptions, identity: &str) -> (PathBuf, PathBuf) {
-    let pool_spec =
-        crate::examples::embeddings_spec(options.examples.as_deref().unwrap_or(&options.dataset));
+    let pool_spec = crate::examples::embeddings_spec(
+        options
+            .examples
+            .examples
+            .as_deref()
+            .unwrap_or(&options.dataset),
+    );
     (
         options
+            .examples
             .pool_embeddings
             .clone()
             .unwrap_or_else(|| embeddings_path(options, &pool_spec, identity)),
         options
+            .examples
             .row_embeddings
             .clone()
             .unwrap_or_else(|| embeddings_path(options, &options.dataset, identity)),
@@ -87,7 +80,7 @@ pub fn estimate_embeddings(
     inputs: &Inputs,
     options: &RunOptions,
 ) -> Result<EmbeddingEstimate, RunError> {
-    let (resolved, file) = embeddings_model(options, &inputs.model)?;
+    let resolved = embeddings_model(inputs);
     let runtime = tokio::runtime::Runtime::new().map_err(|source| RunError::Io {
         path: PathBuf::from("."),
         source,
@@ -128,7 +121,7 @@ pub fn estimate_embeddings(
     };
     count(&pool_path, inputs.pool.as_deref().unwrap_or_default())?;
     count(&rows_path, &rows)?;
-    let cost = price_of(&resolved, &file).map(|p| {
+    let cost = price_of(&resolved, &inputs.config).map(|p| {
         p.cost(&Usage {
             prompt_tokens: tokens,
             ..Usage::default()
@@ -157,21 +150,17 @@ pub async fn build_picker(
     if inputs.pick == ExamplePick::Random {
         return Ok(Some(ExamplePicker::Random(ExamplePool::new(
             pool,
-            options.seed,
+            options.rows.seed,
         ))));
     }
-    let (resolved, _) = embeddings_model(options, &inputs.model)?;
-    let backend = match &options.embeddings_model {
+    let resolved = embeddings_model(inputs);
+    let backend = match &options.examples.embeddings_model {
         None => Arc::clone(run_backend),
         Some(_) => build_backend(&resolved, options).await?,
     };
     let identity = backend.identity();
-    let cache = (!options.no_cache).then(|| ResponseCache::new(&options.cache_dir));
-    let retry = RetryPolicy {
-        max_retries: options.max_retries,
-        initial_interval: Duration::from_secs_f64(options.retry_interval_secs.max(0.0)),
-        ..RetryPolicy::default()
-    };
+    let cache = options.retries.cache();
+    let retry = options.retries.policy();
     let concurrency = models::concurrency(&resolved, options);
     let (pool_path, rows_path) = embeddings_files(options, &identity);
     let (pool_vectors, pool_stats) = embed::embed_rows(

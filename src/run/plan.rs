@@ -8,18 +8,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
-use super::ensemble::{self, EnsemblePlan};
 use super::error::RunError;
 use super::options::{ResumeOverrides, RunOptions};
-use super::row::row_context;
-use super::rows::{ExamplePool, RowSelection, stratified_sample};
-use crate::backend::Usage;
-use crate::config::{
-    BatchProfile, ConfigFile, ModelOrigin, QuotaOverrides, ResolvedModel, choose_model,
-};
+use crate::config::{BatchProfile, ConfigFile, ModelOrigin, ResolvedModel};
+use crate::dataset::selection::{RowSelection, stratified_sample};
 use crate::dataset::{DatasetSource, Row, RowError};
+use crate::play::ensemble::EnsemblePlan;
 use crate::prices::{Price, PricedModel};
 use crate::program::{ExamplePick, Program, load_program};
 use crate::results::{
@@ -42,22 +37,31 @@ pub struct Inputs {
     pub model_origin: ModelOrigin,
     /// `None`: no price is known (then `--max-cost` was refused).
     pub price: Option<Price>,
+    /// The model `--pick knn` embeds with (`None` unless examples are picked by embedding).
+    pub embeddings_model: Option<ResolvedModel>,
+    /// The model profiles file, loaded once here and handed to whatever else resolves a
+    /// model or a price for this run (the price of `--pick knn`'s embeddings).
+    pub config: Arc<ConfigFile>,
 }
 
 impl Inputs {
     /// Resolves and checks the program, dataset, examples, model and price of `options`.
     pub fn resolve(options: &RunOptions) -> Result<Inputs, RunError> {
-        let program = Program::compile(load_program(&options.program, &options.programs_dir)?)?;
-        let source = DatasetSource::resolve(&options.dataset, &options.datasets_dir)?;
+        let program = Program::compile(load_program(
+            &options.program,
+            &options.folders.programs_dir,
+        )?)?;
+        let source = DatasetSource::resolve(&options.dataset, &options.folders.datasets_dir)?;
         let shots = options
+            .examples
             .shots
             .or(program.file.examples.as_ref().map(|e| e.count))
             .unwrap_or(0);
-        let pool = match (&options.examples, shots) {
+        let pool = match (&options.examples.examples, shots) {
             (Some(spec), _) => Some(crate::examples::load_pool(
                 spec,
-                &options.datasets_dir,
-                options.examples_where,
+                &options.folders.datasets_dir,
+                options.examples.examples_where,
             )?),
             (None, 0) => None,
             // Offline there is no dev split: by default examples are other rows of the dataset
@@ -65,37 +69,23 @@ impl Inputs {
             (None, _) => Some(source.rows().filter_map(Result::ok).collect()),
         };
         let pick = options
+            .examples
             .pick
             .or(program.file.examples.as_ref().and_then(|e| e.pick))
             .unwrap_or(ExamplePick::Random);
         let ensemble = EnsemblePlan::resolve(
             program.file.ensemble.as_ref(),
-            options.repeats,
-            options.shuffle,
-            options.reduce,
-            options.seed,
+            options.ensemble.repeats,
+            options.ensemble.shuffle,
+            options.ensemble.reduce,
+            options.rows.seed,
         )
         .map_err(RunError::Usage)?;
-        let (file, _) = ConfigFile::load(options.config_file.as_deref())?;
-        let overrides = QuotaOverrides {
-            rpm: options.rpm,
-            tpm: options.tpm,
-            max_in_flight: options.max_in_flight,
-        };
-        let (spec, chosen) = choose_model(options.model.as_deref(), &file);
-        // The program's own model comes after --model and EVALR_MODEL, before the config
-        // file's default: it is what the file runs against in any Prompty runtime.
-        let explicit = matches!(chosen, ModelOrigin::Flag | ModelOrigin::EvalrModelEnv);
-        let (model, model_origin) =
-            match super::models::program_model(&program, overrides).filter(|_| !explicit) {
-                Some(resolved) => (resolved?, ModelOrigin::Program),
-                None => (
-                    crate::config::resolve_model(&spec, &file, overrides)?,
-                    chosen,
-                ),
-            };
+        let (file, _) = ConfigFile::load(options.connection.config_file.as_deref())?;
+        let (model, model_origin) = super::choice::run_model(options, &program, &file)?;
+        let embeddings_model = super::choice::embeddings_model(options, pick, &model, &file)?;
         let price = price_of(&model, &file);
-        if options.max_cost.is_some() && price.is_none() {
+        if options.limits.max_cost.is_some() && price.is_none() {
             return Err(RunError::Usage(format!(
                 "--max-cost needs the model's price, and {}",
                 crate::prices::no_price_hint(model.spec())
@@ -103,15 +93,16 @@ impl Inputs {
         }
         let mut selection = RowSelection {
             subjects: options
+                .rows
                 .subjects
                 .as_ref()
                 .map(|s| s.iter().cloned().collect::<HashSet<_>>()),
             sample: None,
-            limit: options.limit,
-            shard: options.shard,
+            limit: options.limits.limit,
+            shard: options.rows.shard,
         };
-        if let Some(n) = options.sample {
-            selection.sample = Some(stratified_sample(&source, &selection, n, options.seed));
+        if let Some(n) = options.rows.sample {
+            selection.sample = Some(stratified_sample(&source, &selection, n, options.rows.seed));
         }
         Ok(Inputs {
             program: Arc::new(program),
@@ -124,6 +115,8 @@ impl Inputs {
             model,
             model_origin,
             price,
+            embeddings_model,
+            config: Arc::new(file),
         })
     }
 
@@ -254,7 +247,7 @@ pub struct Plan {
     /// Rows selected (done ones included).
     pub selected: u64,
     /// A resumed batch run's batches (from its `run.json`).
-    pub ledger: Option<crate::batch::ledger::BatchLedger>,
+    pub ledger: Option<crate::results::batch_ledger::BatchLedger>,
 }
 
 impl Plan {
@@ -346,6 +339,7 @@ impl Plan {
             config: serde_json::to_value(&self.options).unwrap_or_default(),
             shard: self
                 .options
+                .rows
                 .shard
                 .map(|(index, count)| ShardInfo { index, count }),
             started_at: Some(self.started_at),
@@ -360,14 +354,16 @@ impl Plan {
 /// a distributed job gets the same folder.
 fn new_run_folder(options: &RunOptions) -> Result<PathBuf, RunError> {
     let run_id = options
+        .output
         .run_id
         .clone()
         .unwrap_or_else(|| default_run_id(&options.program, &options.dataset));
     let base = options
+        .output
         .results_dir
         .clone()
         .unwrap_or_else(|| Path::new("results").join(run_id));
-    let folder = match options.shard {
+    let folder = match options.rows.shard {
         Some((index, count)) => base.join(format!("shard-{index}-of-{count}")),
         None => base,
     };
@@ -418,102 +414,4 @@ fn check_unchanged(
         ));
     }
     Ok(())
-}
-
-/// What a dry run found.
-#[derive(Debug, Clone, Serialize)]
-pub struct DryRunEstimate {
-    pub model: String,
-    pub rows: u64,
-    /// Plays of each row (ensemble repeats; 1 otherwise).
-    pub repeats: u32,
-    pub requests: u64,
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    /// At most, at `price`; `None` when no price is known.
-    pub cost: Option<f64>,
-    pub price: Option<Price>,
-    /// The run would go through batches: `cost` is at the batch rate.
-    pub batch: bool,
-    /// Embeddings a `--pick knn` run still has to compute (pool and rows not in their files).
-    pub embeddings: Option<super::picker::EmbeddingEstimate>,
-}
-
-/// Counts what a run would send, without calling the model: each row's program is played with
-/// placeholder answers (first option, `max_tokens` of text), once per ensemble repeat with the
-/// repeat's choice order. A `--pick knn` run also counts the embeddings it still has to
-/// compute (its examples are then estimated with a random pick of the same size).
-pub fn dry_run(options: &RunOptions) -> Result<DryRunEstimate, RunError> {
-    use crate::program::{CallKind, Captures, Step};
-    let inputs = Inputs::resolve(options)?;
-    let counter = crate::backend::tokens::TokenCounter::for_model(inputs.model.model_name());
-    let repeats = inputs.ensemble.map_or(1, |plan| plan.repeats);
-    let picker = inputs
-        .pool
-        .clone()
-        .map(|rows| ExamplePool::new(rows, options.seed));
-    let mut usage = Usage::default();
-    let (mut rows, mut requests) = (0u64, 0u64);
-    for row in inputs.rows(&HashSet::new()).filter_map(Result::ok) {
-        let examples = picker
-            .as_ref()
-            .map(|p| p.examples_for(&row, inputs.shots))
-            .unwrap_or_default();
-        // A row that lacks a required input fails without a request: nothing to count.
-        let mut context = row_context(&row, &examples);
-        if crate::program::complete_inputs(&inputs.program.file.inputs, &mut context).is_err() {
-            continue;
-        }
-        rows += 1;
-        for repeat in 0..repeats {
-            let shown = match &inputs.ensemble {
-                Some(plan) => ensemble::permuted_row(
-                    &row,
-                    &plan.permutation(&row.id, row.choices.len(), repeat),
-                ),
-                None => row.clone(),
-            };
-            let mut context = row_context(&shown, &examples);
-            // Checked above on the dataset's order; the shown order has the same fields.
-            let _ = crate::program::complete_inputs(&inputs.program.file.inputs, &mut context);
-            let mut captures = Captures::new();
-            while let Step::Call(call) = inputs.program.next_step(&context, &captures)? {
-                requests += 1;
-                usage.prompt_tokens += counter.count_messages(&call.messages);
-                let (value, completion) = match &call.kind {
-                    CallKind::Select { options, .. } => (options[0].clone(), 1),
-                    CallKind::Gen { max_tokens, .. } => {
-                        let n = max_tokens
-                            .or(inputs.program.file.parameters.max_tokens)
-                            .unwrap_or(256);
-                        (String::new(), u64::from(n))
-                    }
-                };
-                usage.completion_tokens += completion;
-                captures.insert(call.capture.clone(), serde_json::Value::String(value));
-            }
-        }
-    }
-    let batch = options.batch.wanted(&inputs.batch_profile());
-    let factor = if batch {
-        crate::prices::batch_factor()
-    } else {
-        1.0
-    };
-    let embeddings = match (inputs.pick, &inputs.pool) {
-        (ExamplePick::Knn, Some(_)) => Some(super::picker::estimate_embeddings(&inputs, options)?),
-        _ => None,
-    };
-    Ok(DryRunEstimate {
-        model: inputs.model_line(),
-        batch,
-        rows,
-        repeats,
-        requests,
-        prompt_tokens: usage.prompt_tokens,
-        completion_tokens: usage.completion_tokens,
-        cost: inputs.price.as_ref().map(|p| p.cost(&usage) * factor),
-        price: inputs.price,
-        embeddings,
-    })
 }

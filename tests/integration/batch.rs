@@ -808,3 +808,41 @@ fn a_select_whose_batch_answer_lacks_logprobs_falls_back_to_generation_in_the_ne
     .unwrap();
     assert!(second["body"].get("logprobs").is_none());
 }
+
+/// Batch input and output files are created with the user's umask like any file (they were
+/// 0600: `tempfile` makes its files so, and the rename kept it), so a colleague or a CI job
+/// reading the run folder on a shared datastore can read them.
+#[cfg(unix)]
+#[test]
+fn batch_files_are_created_with_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let (_chat, batch) = servers(BatchServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("batch");
+    ok(&run(
+        &batch.endpoint(),
+        "zero_shot_letters",
+        &folder,
+        &batch_args(&["--limit", "4"]),
+    ));
+    let mode = |path: &Path| std::fs::metadata(path).expect("file").permissions().mode() & 0o777;
+    // What a plain new file gets here (0644 under the usual umask 022).
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "x").unwrap();
+    let files: Vec<_> = std::fs::read_dir(folder.join("batch"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("round-1"))
+            && files
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with("-output.jsonl")),
+        "{files:?}"
+    );
+    for file in &files {
+        assert_eq!(mode(file), mode(&plain), "{}", file.display());
+    }
+}

@@ -15,7 +15,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use super::shard::ShardSpec;
+use crate::dataset::shard::ShardSpec;
 use crate::results::{
     self, ErrorRecord, Line, MANIFEST_FILE, MergedShard, OutputRecord, ResultsError, RunManifest,
     RunStatus,

@@ -11,6 +11,8 @@
 //! (not `std`'s `DefaultHasher`) because the assignment must not change between Rust
 //! versions or machines: the shards of one run may be built or run on different nodes.
 
+use sha2::{Digest, Sha256};
+
 /// Environment variable naming the shard count where the scheduler gives only an index
 /// (a Kubernetes Indexed Job sets `JOB_COMPLETION_INDEX` but not the number of completions).
 pub const SHARD_COUNT_ENV: &str = "EVALR_SHARD_COUNT";
@@ -198,7 +200,8 @@ impl std::fmt::Display for ShardSpec {
 /// The shard (0-based) that owns `row_id` among `count` shards: the first 8 bytes of the
 /// id's SHA-256 as a little-endian integer, modulo `count` - the rule `run` filters rows by.
 pub fn shard_of(row_id: &str, count: u32) -> u32 {
-    crate::run::rows::shard_of(row_id, count)
+    let digest = Sha256::digest(row_id.as_bytes());
+    (u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) % u64::from(count.max(1))) as u32
 }
 
 #[cfg(test)]

@@ -8,7 +8,8 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use sha2::{Digest, Sha256};
 
-use crate::dataset::{DatasetSource, Row};
+use super::shard::shard_of;
+use super::{DatasetSource, Row};
 
 /// Which rows a run takes, in dataset order.
 #[derive(Debug, Clone, Default)]
@@ -26,13 +27,6 @@ pub struct RowSelection {
 pub fn derived_seed(seed: u64, name: &str) -> u64 {
     let digest = Sha256::digest(format!("{seed}:{name}").as_bytes());
     u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8]))
-}
-
-/// The shard that owns a row: a hash of its id, so the split is stable under reordering,
-/// filtering and resume.
-pub fn shard_of(id: &str, count: u32) -> u32 {
-    let digest = Sha256::digest(id.as_bytes());
-    (u64::from_le_bytes(digest[..8].try_into().unwrap_or([0; 8])) % u64::from(count.max(1))) as u32
 }
 
 impl RowSelection {

@@ -25,15 +25,15 @@ use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::RunError;
-use super::row::{RowContext, RowFailure, input_context, play_program};
-use super::rows::derived_seed;
+use super::failure::RowFailure;
+use super::row::{RowContext, input_context, play_program};
 use crate::backend::Usage;
 use crate::dataset::Row;
+use crate::dataset::selection::derived_seed;
 use crate::program::{EnsembleSpec, Reduce, Shuffle};
 use crate::results::{
     AnswerSelect, CallRecord, EnsembleRecord, FinishedRow, Outcome, OutputRecord, REPEATS_FILE,
-    RepeatJournal, RepeatLine, RepeatRecord,
+    RepeatJournal, RepeatLine, RepeatRecord, ResultsError,
 };
 
 /// What an ensembled run does with each row.
@@ -128,12 +128,20 @@ pub fn permuted_row(row: &Row, permutation: &[usize]) -> Row {
     shown
 }
 
+/// Why an ensemble's journal could not be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum EnsembleError {
+    /// The repeats already finished could not be read back (resume).
+    #[error("{REPEATS_FILE}: {0}")]
+    Finished(ResultsError),
+    /// `repeats.jsonl` could not be opened for appending.
+    #[error(transparent)]
+    Journal(ResultsError),
+}
+
 /// Repeats already finished in a run folder, by row id (for resume).
-pub fn finished_repeats(folder: &Path) -> Result<HashMap<String, Vec<RepeatLine>>, RunError> {
-    crate::results::finished_repeats(folder).map_err(|e| RunError::Resume {
-        folder: folder.to_path_buf(),
-        message: format!("{REPEATS_FILE}: {e}"),
-    })
+pub fn finished_repeats(folder: &Path) -> Result<HashMap<String, Vec<RepeatLine>>, EnsembleError> {
+    crate::results::finished_repeats(folder).map_err(EnsembleError::Finished)
 }
 
 /// The answer select a mapped-back answer index stands for.
@@ -152,11 +160,11 @@ pub struct EnsembleRunner {
 
 impl EnsembleRunner {
     /// The runner of a run folder: its repeats journal opened, the finished repeats read.
-    pub fn open(plan: EnsemblePlan, folder: &Path) -> Result<EnsembleRunner, RunError> {
+    pub fn open(plan: EnsemblePlan, folder: &Path) -> Result<EnsembleRunner, EnsembleError> {
         let finished = finished_repeats(folder)?;
         Ok(EnsembleRunner {
             plan,
-            journal: RepeatJournal::open(folder)?,
+            journal: RepeatJournal::open(folder).map_err(EnsembleError::Journal)?,
             finished: Mutex::new(finished),
         })
     }

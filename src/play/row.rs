@@ -4,49 +4,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rand::Rng;
 use serde_json::{Map, Value};
 
 use super::cache::ResponseCache;
+use super::failure::RowFailure;
+use super::retry::{Attempted, RetryPolicy, with_retries};
 use crate::backend::{
     Backend, BackendError, GenReply, GenRequest, Message, SelectReply, SelectRequest, Usage,
 };
 use crate::dataset::Row;
-use crate::program::{Call, CallKind, Captures, Program, ProgramError, Step};
+use crate::program::{Call, CallKind, Captures, Program, Step};
 use crate::results::{
     AnswerSelect, CallKind as RecordedKind, CallRecord, FinishedRow, OutputRecord,
 };
-
-/// How failed calls are retried.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub max_retries: u32,
-    /// First wait after a failure; doubles each attempt (with jitter), capped at `max_interval`.
-    pub initial_interval: Duration,
-    pub max_interval: Duration,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            max_retries: 6,
-            initial_interval: Duration::from_millis(500),
-            max_interval: Duration::from_secs(60),
-        }
-    }
-}
-
-impl RetryPolicy {
-    /// Exponential backoff with "equal jitter": half the interval fixed, half random, so that
-    /// rows failing together do not retry together.
-    pub fn backoff(&self, attempt: u32) -> Duration {
-        let exp = self.initial_interval.as_secs_f64()
-            * 2f64.powi(attempt.saturating_sub(1).min(20) as i32);
-        let capped = exp.min(self.max_interval.as_secs_f64());
-        let jitter = rand::rng().random_range(0.0..=capped / 2.0);
-        Duration::from_secs_f64(capped / 2.0 + jitter)
-    }
-}
 
 /// What a row needs from the run.
 pub struct RowContext {
@@ -56,80 +26,6 @@ pub struct RowContext {
     pub retry: RetryPolicy,
     /// The run's repeat number, part of the cache key (see `RunOptions::repeat`).
     pub repeat: u32,
-}
-
-/// Why a row did not finish.
-#[derive(Debug, thiserror::Error)]
-pub enum RowFailure {
-    #[error("{error} (after {attempts} attempt{})", if *attempts == 1 { "" } else { "s" })]
-    Backend { error: BackendError, attempts: u32 },
-    #[error("{0}")]
-    Program(#[from] ProgramError),
-    #[error(
-        "row `{id}`: the program's required input `{field}` has no value in the row and no default"
-    )]
-    MissingInput { id: String, field: String },
-    #[error("row `{id}`: {message}")]
-    Ensemble { id: String, message: String },
-}
-
-impl RowFailure {
-    pub fn attempts(&self) -> u32 {
-        match self {
-            RowFailure::Backend { attempts, .. } => *attempts,
-            _ => 0,
-        }
-    }
-    /// Errors that will fail every row the same way: stop the run instead of burning rows.
-    pub fn is_fatal_for_run(&self) -> bool {
-        matches!(self, RowFailure::Backend { error, .. } if error.is_fatal())
-    }
-}
-
-pub(crate) struct Attempted<T> {
-    pub value: T,
-    pub attempts: u32,
-    pub rate_limited: u32,
-    pub latency: Duration,
-    pub cached: bool,
-}
-
-pub(crate) async fn with_retries<T, F, Fut>(
-    policy: RetryPolicy,
-    mut call: F,
-) -> Result<Attempted<T>, RowFailure>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Result<T, BackendError>>,
-{
-    let mut attempts = 0;
-    let mut rate_limited = 0;
-    loop {
-        attempts += 1;
-        let started = Instant::now();
-        match call().await {
-            Ok(value) => {
-                return Ok(Attempted {
-                    value,
-                    attempts,
-                    rate_limited,
-                    latency: started.elapsed(),
-                    cached: false,
-                });
-            }
-            Err(error) if error.is_retryable() && attempts <= policy.max_retries => {
-                let wait = match &error {
-                    BackendError::RateLimited { retry_after } => {
-                        rate_limited += 1;
-                        retry_after.unwrap_or_else(|| policy.backoff(attempts))
-                    }
-                    _ => policy.backoff(attempts),
-                };
-                tokio::time::sleep(wait).await;
-            }
-            Err(error) => return Err(RowFailure::Backend { error, attempts }),
-        }
-    }
 }
 
 /// The call kind in the cache key (unchanged since the first cache, so old entries hit).
@@ -356,7 +252,7 @@ async fn gen_call(ctx: &RowContext, call: Call, repeat: u32) -> Result<CallEnd, 
     if repeat > 0 && temperature.is_some_and(|t| t > 0.0) {
         // Without a seed of its own, a sampled repeat on a seeded backend (the local model)
         // would draw exactly what repeat 0 drew.
-        seed = Some(super::rows::derived_seed(
+        seed = Some(crate::dataset::selection::derived_seed(
             seed.unwrap_or(0),
             &format!("repeat {repeat}"),
         ));
