@@ -6,6 +6,7 @@
 
 pub mod azureml;
 pub mod embeddings;
+pub mod endpoint;
 pub mod http;
 pub mod identity;
 pub mod openai;
