@@ -6,6 +6,7 @@
 //! retries and the cache) and handed over as vectors.
 
 pub mod knn;
+mod pool;
 pub mod vectors;
 
 use std::collections::HashMap;
@@ -14,8 +15,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::dataset::{DatasetSource, Row};
-use crate::run::rows::ExamplePool;
 use knn::KnnIndex;
+pub use pool::ExamplePool;
 
 /// Why a pool could not be loaded or searched.
 #[derive(Debug, thiserror::Error)]

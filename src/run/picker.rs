@@ -13,13 +13,12 @@ use super::embed::{self, EmbedError};
 use super::error::RunError;
 use super::options::RunOptions;
 use super::plan::{Inputs, price_of};
-use super::rows::ExamplePool;
 use super::{RetryPolicy, build_backend, cache::ResponseCache, models};
 use crate::backend::{Backend, Usage};
 use crate::config::{ConfigFile, QuotaOverrides, ResolvedModel};
 use crate::dataset::Row;
 use crate::examples::vectors::{VectorTable, text_sha256};
-use crate::examples::{ExamplePicker, KnnPicker};
+use crate::examples::{ExamplePicker, ExamplePool, KnnPicker};
 use crate::program::ExamplePick;
 
 /// The embedding part of a dry run.

@@ -14,12 +14,13 @@ use super::ensemble::{self, EnsemblePlan};
 use super::error::RunError;
 use super::options::{ResumeOverrides, RunOptions};
 use super::row::row_context;
-use super::rows::{ExamplePool, RowSelection, stratified_sample};
+use super::rows::{RowSelection, stratified_sample};
 use crate::backend::Usage;
 use crate::config::{
     BatchProfile, ConfigFile, ModelOrigin, QuotaOverrides, ResolvedModel, choose_model,
 };
 use crate::dataset::{DatasetSource, Row, RowError};
+use crate::examples::ExamplePool;
 use crate::prices::{Price, PricedModel};
 use crate::program::{ExamplePick, Program, load_program};
 use crate::results::{
