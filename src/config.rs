@@ -22,6 +22,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::backend::azureml::EndpointFormat;
 use crate::limiter::QuotaConfig;
 use crate::prices::ConfiguredPrice;
 use crate::secret::Secret;
@@ -52,16 +53,6 @@ pub enum ProviderKind {
     /// An AzureML managed (realtime) online endpoint: `input_data` requests to its scoring URI.
     Azureml,
     Local,
-}
-
-/// How to talk to an AzureML online endpoint whose scoring script is not the catalog's.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct EndpointFormat {
-    /// A Jinja template of the request body (JSON once rendered); sees `messages`, `prompt`
-    /// (the messages' contents joined) and `parameters` (max_new_tokens, temperature, top_p).
-    pub request_template: Option<String>,
-    /// A JSON pointer to the generated text in the response (default `/output`).
-    pub response_pointer: Option<String>,
 }
 
 /// One deployment of a profile (a profile may list several, e.g. regions).

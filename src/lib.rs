@@ -12,6 +12,7 @@ pub mod config;
 pub mod dataset;
 pub mod examples;
 pub mod files;
+pub mod layers;
 pub mod limiter;
 pub mod live;
 pub mod play;

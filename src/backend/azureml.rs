@@ -11,6 +11,7 @@
 
 use async_trait::async_trait;
 use minijinja::Environment;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::http::JsonEndpoint;
@@ -19,7 +20,16 @@ use super::{
     Backend, BackendError, Capabilities, GenReply, GenRequest, Message, SelectReply, SelectRequest,
     Usage,
 };
-use crate::config::EndpointFormat;
+
+/// How to talk to an AzureML online endpoint whose scoring script is not the catalog's.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct EndpointFormat {
+    /// A Jinja template of the request body (JSON once rendered); sees `messages`, `prompt`
+    /// (the messages' contents joined) and `parameters` (max_new_tokens, temperature, top_p).
+    pub request_template: Option<String>,
+    /// A JSON pointer to the generated text in the response (default `/output`).
+    pub response_pointer: Option<String>,
+}
 
 const DEFAULT_RESPONSE_POINTER: &str = "/output";
 /// `max_new_tokens` of a `select`'s short answer.

@@ -8,14 +8,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::http::JsonEndpoint;
-use super::openai::ChatEndpoint;
 use super::tokens::TokenCounter;
 use super::{BackendError, EmbedReply, EmbedRequest, Usage};
-
-/// The embeddings URL beside a chat endpoint.
-pub fn embeddings_url(endpoint: &ChatEndpoint) -> String {
-    super::openai::operation_url(endpoint, "embeddings")
-}
 
 #[derive(Debug, Deserialize)]
 struct EmbeddingList {

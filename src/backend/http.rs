@@ -11,6 +11,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::http_client::{http_client, request_error_text};
 use super::identity::TokenSource;
 use super::{BackendError, Secret};
 use crate::limiter::{QuotaHeaders, QuotaLimiter};
@@ -75,12 +76,7 @@ impl JsonEndpoint {
         limiter: Arc<QuotaLimiter>,
         timeout: Duration,
     ) -> Result<JsonEndpoint, BackendError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10).min(timeout))
-            .user_agent(concat!("evalr/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BackendError::Fatal(format!("cannot build the HTTP client: {e}")))?;
+        let client = http_client(timeout).map_err(|e| BackendError::Fatal(e.to_string()))?;
         Ok(JsonEndpoint {
             client,
             url,
@@ -129,13 +125,12 @@ impl JsonEndpoint {
     }
 
     fn transport_error(&self, error: reqwest::Error) -> BackendError {
-        // reqwest's messages include the URL; ours never carry the query string or a key.
-        let error = error.without_url();
         if error.is_timeout() {
-            BackendError::Timeout(self.timeout)
-        } else {
-            BackendError::Transient(format!("{}: {error}", self.url_for_errors()))
+            return BackendError::Timeout(self.timeout);
         }
+        // reqwest's messages include the URL; ours never carry the query string or a key.
+        let cause = request_error_text(error);
+        BackendError::Transient(format!("{}: {cause}", self.url_for_errors()))
     }
 
     fn status_error(&self, status: StatusCode, body: &str) -> BackendError {

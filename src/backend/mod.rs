@@ -6,7 +6,9 @@
 
 pub mod azureml;
 pub mod embeddings;
+pub mod endpoint;
 pub mod http;
+pub mod http_client;
 pub mod identity;
 pub mod openai;
 pub mod pool;

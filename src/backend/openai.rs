@@ -13,6 +13,8 @@ use async_trait::async_trait;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
+use super::embeddings::post_embeddings;
+use super::endpoint::embeddings_url;
 use super::http::{Credential, JsonEndpoint};
 use super::select_match::select_by_generation;
 use super::tokens::TokenCounter;
@@ -22,18 +24,9 @@ use super::{
 };
 use crate::limiter::QuotaLimiter;
 
-/// Where the chat completions live.
-#[derive(Debug, Clone, PartialEq)]
-pub enum ChatEndpoint {
-    /// `{endpoint}/openai/deployments/{deployment}/chat/completions?api-version=...`
-    Azure {
-        endpoint: String,
-        deployment: String,
-        api_version: String,
-    },
-    /// `{base_url}/chat/completions` with `"model": model` in the body.
-    OpenAi { base_url: String, model: String },
-}
+// The endpoint's home is `super::endpoint`; `run` and `batch` still name it through the chat
+// backend (to be switched when their restructuring lands, then this line goes).
+pub use super::endpoint::{ChatEndpoint, chat_url};
 
 #[derive(Debug, Clone)]
 pub struct ChatConfig {
@@ -111,7 +104,7 @@ impl ChatBackend {
             config.request_timeout,
         )?;
         let embeddings_http = JsonEndpoint::new(
-            super::embeddings::embeddings_url(&config.endpoint),
+            embeddings_url(&config.endpoint),
             config.credential.clone(),
             Vec::new(),
             limiter,
@@ -524,7 +517,7 @@ impl Backend for ChatBackend {
                 self.url_for_errors()
             )));
         };
-        super::embeddings::post_embeddings(http, model, &self.tokens, request).await
+        post_embeddings(http, model, &self.tokens, request).await
     }
 }
 
@@ -618,29 +611,6 @@ impl TokenLogprob {
 struct TopLogprob {
     token: String,
     logprob: f64,
-}
-
-/// The URL of an operation (`chat/completions`, `embeddings`) of an endpoint: under the
-/// deployment with the api-version on Azure, under the base URL elsewhere.
-pub fn operation_url(endpoint: &ChatEndpoint, operation: &str) -> String {
-    match endpoint {
-        ChatEndpoint::Azure {
-            endpoint,
-            deployment,
-            api_version,
-        } => format!(
-            "{}/openai/deployments/{deployment}/{operation}?api-version={api_version}",
-            endpoint.trim_end_matches('/')
-        ),
-        ChatEndpoint::OpenAi { base_url, .. } => {
-            format!("{}/{operation}", base_url.trim_end_matches('/'))
-        }
-    }
-}
-
-/// The live chat-completions URL of an endpoint.
-pub fn chat_url(endpoint: &ChatEndpoint) -> String {
-    operation_url(endpoint, "chat/completions")
 }
 
 #[cfg(test)]

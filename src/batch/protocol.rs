@@ -95,12 +95,8 @@ impl BatchApi {
         credential: Credential,
         timeout: Duration,
     ) -> Result<BatchApi, BatchError> {
-        let client = reqwest::Client::builder()
-            .timeout(timeout)
-            .connect_timeout(Duration::from_secs(10).min(timeout))
-            .user_agent(concat!("evalr/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| BatchError::Service(format!("cannot build the HTTP client: {e}")))?;
+        let client = crate::backend::http_client::http_client(timeout)
+            .map_err(|e| BatchError::Service(e.to_string()))?;
         Ok(BatchApi {
             client,
             endpoint,

@@ -209,7 +209,7 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
                 None if shots > 0 => source.rows().filter_map(Result::ok).collect(),
                 None => Vec::new(),
             };
-            let pool = crate::dataset::selection::ExamplePool::new(pool_rows, request.seed);
+            let pool = crate::examples::ExamplePool::new(pool_rows, request.seed);
             let chosen = pool.examples_for(&the_row, shots);
             let mut context = crate::play::row_context(&the_row, &chosen);
             if request.sample {

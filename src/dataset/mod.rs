@@ -8,6 +8,7 @@ mod hub;
 mod reader;
 mod records;
 mod row;
+mod seed;
 pub mod selection;
 pub mod shard;
 mod source;
@@ -19,6 +20,7 @@ pub use convert::{ColumnMap, ConvertOptions, ConvertSummary, convert_file};
 pub use hub::{FetchOptions, FetchedFile, HubError, fetch};
 pub use reader::{MAX_LINE_BYTES, RowError, RowReader};
 pub use row::Row;
+pub use seed::derived_seed;
 pub use source::{DatasetSource, list_names};
 pub use writer::JsonlWriter;
 

@@ -6,6 +6,7 @@
 //! retries and the cache) and handed over as vectors.
 
 pub mod knn;
+mod pool;
 pub mod vectors;
 
 use std::collections::HashMap;
@@ -13,9 +14,9 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::selection::ExamplePool;
 use crate::dataset::{DatasetSource, Row};
 use knn::KnnIndex;
+pub use pool::ExamplePool;
 
 /// Why a pool could not be loaded or searched.
 #[derive(Debug, thiserror::Error)]

@@ -11,7 +11,6 @@
 //! The model identity is also in the file's key-value metadata (`evalr.model`).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -160,7 +159,8 @@ impl VectorTable {
         ]))
     }
 
-    /// Writes the table to `path` atomically (a temporary file renamed over it).
+    /// Writes the table to `path` atomically (a temporary file renamed over it), with the
+    /// user's umask.
     pub fn write(&self, path: &Path) -> Result<(), VectorsError> {
         let schema = Self::schema();
         let mut ids = StringBuilder::new();
@@ -208,10 +208,8 @@ impl VectorTable {
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| file_error(path, e))?;
-        let mut temp = tempfile::NamedTempFile::new_in(parent).map_err(|e| file_error(path, e))?;
-        temp.write_all(&buffer).map_err(|e| file_error(path, e))?;
-        temp.persist(path).map_err(|e| file_error(path, e.error))?;
-        Ok(())
+        // Through the one atomic writer: the file gets the user's umask like any other.
+        crate::files::write_atomic(path, &buffer).map_err(|e| file_error(path, e))
     }
 
     pub fn len(&self) -> usize {

@@ -29,7 +29,7 @@ use super::failure::RowFailure;
 use super::row::{RowContext, input_context, play_program};
 use crate::backend::Usage;
 use crate::dataset::Row;
-use crate::dataset::selection::derived_seed;
+use crate::dataset::derived_seed;
 use crate::program::{EnsembleSpec, Reduce, Shuffle};
 use crate::results::{
     AnswerSelect, CallRecord, EnsembleRecord, FinishedRow, Outcome, OutputRecord, REPEATS_FILE,

@@ -252,7 +252,7 @@ async fn gen_call(ctx: &RowContext, call: Call, repeat: u32) -> Result<CallEnd, 
     if repeat > 0 && temperature.is_some_and(|t| t > 0.0) {
         // Without a seed of its own, a sampled repeat on a seeded backend (the local model)
         // would draw exactly what repeat 0 drew.
-        seed = Some(crate::dataset::selection::derived_seed(
+        seed = Some(crate::dataset::derived_seed(
             seed.unwrap_or(0),
             &format!("repeat {repeat}"),
         ));

@@ -8,7 +8,7 @@ use super::error::RunError;
 use super::options::RunOptions;
 use super::plan::Inputs;
 use crate::backend::Usage;
-use crate::dataset::selection::ExamplePool;
+use crate::examples::ExamplePool;
 use crate::play::ensemble;
 use crate::play::row_context;
 use crate::prices::Price;

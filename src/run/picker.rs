@@ -16,9 +16,9 @@ use super::{build_backend, models};
 use crate::backend::{Backend, Usage};
 use crate::config::ResolvedModel;
 use crate::dataset::Row;
-use crate::dataset::selection::ExamplePool;
+
 use crate::examples::vectors::{VectorTable, text_sha256};
-use crate::examples::{ExamplePicker, KnnPicker};
+use crate::examples::{ExamplePicker, ExamplePool, KnnPicker};
 use crate::program::ExamplePick;
 
 /// The embedding part of a dry run.

@@ -472,6 +472,50 @@ print(json.dumps({"ids": df["id"].tolist(), "models": sorted(set(df["model"])),
     assert_eq!(server.seen().len(), 5);
 }
 
+/// `evalr embed`'s file gets the user's umask like any file a command creates (it came out
+/// 0600 whatever the umask, unreadable to the job or colleague that reads the vectors).
+#[cfg(unix)]
+#[test]
+fn evalr_embed_writes_its_file_with_the_users_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let server = ChatServer::start(ServerConfig::default());
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("anatomy.parquet");
+    let mut embed = evalr();
+    embed
+        .env("OPENAI_BASE_URL", server.openai_base_url())
+        .env("OPENAI_API_KEY", "test-key")
+        .args([
+            "embed",
+            "mmlu_anatomy_test",
+            "--model",
+            "openai:text-embedding-3-small",
+        ])
+        .arg("--output")
+        .arg(&output)
+        .arg("--cache-dir")
+        .arg(dir.path().join("cache"));
+    // The umask is the child's own: a shell sets it, then becomes evalr.
+    let mut shell = std::process::Command::new("sh");
+    shell
+        .arg("-c")
+        .arg("umask 022 && exec \"$0\" \"$@\"")
+        .arg(embed.get_program())
+        .args(embed.get_args());
+    for (name, value) in embed.get_envs() {
+        match value {
+            Some(value) => shell.env(name, value),
+            None => shell.env_remove(name),
+        };
+    }
+    if let Some(folder) = embed.get_current_dir() {
+        shell.current_dir(folder);
+    }
+    assert_ok(&shell.output().unwrap());
+    let mode = std::fs::metadata(&output).unwrap().permissions().mode() & 0o777;
+    assert_eq!(format!("{mode:o}"), "644");
+}
+
 #[test]
 fn self_generated_cot_examples_feed_the_medprompt_program_end_to_end() {
     let rows = dataset_rows("mmlu_anatomy_test");

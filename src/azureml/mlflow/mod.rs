@@ -214,14 +214,13 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
     }
     let summary = read_json(&summary_path)?;
     let client = Client {
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(120))
-            .build()
-            .map_err(|e| MlflowError::Http {
+        http: crate::backend::http_client::http_client(Duration::from_secs(120)).map_err(|e| {
+            MlflowError::Http {
                 base: tracking.base.clone(),
                 endpoint: String::new(),
                 message: e.to_string(),
-            })?,
+            }
+        })?,
         tracking: tracking.clone(),
     };
 

@@ -6,6 +6,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::{AccessToken, IdentityError, TokenFetcher, scope_to_resource};
+use crate::backend::http_client::{http_client, request_error_text};
 
 /// The `MSI_ENDPOINT` managed identity protocol.
 ///
@@ -16,7 +17,8 @@ pub struct MsiEndpoint {
     endpoint: String,
     secret: Option<String>,
     client_id: Option<String>,
-    http: reqwest::Client,
+    /// The client, or why none could be built (said when a token is asked for).
+    http: Result<reqwest::Client, String>,
 }
 
 impl MsiEndpoint {
@@ -25,10 +27,7 @@ impl MsiEndpoint {
             endpoint,
             secret,
             client_id,
-            http: reqwest::Client::builder()
-                .timeout(Duration::from_secs(30))
-                .build()
-                .unwrap_or_default(),
+            http: http_client(Duration::from_secs(30)).map_err(|e| e.to_string()),
         }
     }
 
@@ -64,14 +63,19 @@ impl TokenFetcher for MsiEndpoint {
     async fn fetch(&self, scope: &str) -> Result<AccessToken, IdentityError> {
         let name = self.name_of();
         let resource = scope_to_resource(scope);
+        let http_error = |message: String| IdentityError::Http {
+            credential: name,
+            url: self.endpoint.clone(),
+            message,
+        };
+        let http = self.http.as_ref().map_err(|e| http_error(e.clone()))?;
         let request = match &self.secret {
             Some(secret) => {
                 let mut query = vec![("api-version", "2017-09-01"), ("resource", resource)];
                 if let Some(id) = &self.client_id {
                     query.push(("clientid", id));
                 }
-                self.http
-                    .get(&self.endpoint)
+                http.get(&self.endpoint)
                     .query(&query)
                     .header("secret", secret)
             }
@@ -80,26 +84,20 @@ impl TokenFetcher for MsiEndpoint {
                 if let Some(id) = &self.client_id {
                     form.push(("client_id", id));
                 }
-                self.http
-                    .post(&self.endpoint)
+                http.post(&self.endpoint)
                     .header("Metadata", "true")
                     .form(&form)
             }
         };
-        let http_error = |message: String| IdentityError::Http {
-            credential: name,
-            url: self.endpoint.clone(),
-            message,
-        };
         let response = request
             .send()
             .await
-            .map_err(|e| http_error(e.without_url().to_string()))?;
+            .map_err(|e| http_error(request_error_text(e)))?;
         let status = response.status();
         let body = response
             .text()
             .await
-            .map_err(|e| http_error(e.without_url().to_string()))?;
+            .map_err(|e| http_error(request_error_text(e)))?;
         if !status.is_success() {
             // The endpoint's error body names the problem (identity not assigned...) and
             // carries no token.
