@@ -30,7 +30,7 @@ use super::row::{RowContext, input_context, play_program};
 use crate::backend::Usage;
 use crate::dataset::Row;
 use crate::dataset::derived_seed;
-use crate::program::{EnsembleSpec, Reduce, Shuffle};
+use crate::program::{Captures, EnsembleSpec, Reduce, Shuffle};
 use crate::results::{
     AnswerSelect, CallRecord, EnsembleRecord, FinishedRow, Outcome, OutputRecord, REPEATS_FILE,
     RepeatJournal, RepeatLine, RepeatRecord, ResultsError,
@@ -147,6 +147,14 @@ pub fn finished_repeats(folder: &Path) -> Result<HashMap<String, Vec<RepeatLine>
 /// The answer select a mapped-back answer index stands for.
 fn answer_select(answer: Option<usize>) -> AnswerSelect {
     answer.map_or(AnswerSelect::Unmatched, AnswerSelect::Chosen)
+}
+
+/// How an ensembled row ended, before it becomes the row's record.
+struct Ending {
+    captures: Captures,
+    answer: AnswerSelect,
+    refused: bool,
+    decision: Decision,
 }
 
 /// Plays rows as ensembles and journals their repeats.
@@ -325,27 +333,15 @@ impl EnsembleRunner {
                 serde_json::Value::String(label.clone()),
             );
         }
-        let mut record = OutputRecord::from_finished(FinishedRow {
-            row: row.clone(),
-            program: ctx.program.file.name.clone(),
+        let calls = repeats.into_iter().flat_map(|r| r.calls).collect();
+        let answer = answer_select(decision.answer);
+        let ending = Ending {
             captures,
-            answer_capture,
-            answer: answer_select(decision.answer),
+            answer,
             refused: false,
-            calls: repeats.into_iter().flat_map(|r| r.calls).collect(),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            model: ctx.backend.identity(),
-            batch: false,
-        });
-        record.ensemble = Some(EnsembleRecord {
-            shuffle: self.plan.shuffle,
-            reduce: self.plan.reduce,
-            votes: decision.votes,
-            option_probs: decision.option_probs,
-            tie_break: decision.tie_break,
-            repeats: records,
-        });
-        record
+            decision,
+        };
+        self.record(ctx, row, ending, records, calls, started)
     }
 
     fn refused_record(
@@ -359,13 +355,44 @@ impl EnsembleRunner {
         let records: Vec<RepeatRecord> = repeats.iter().map(|r| r.record.clone()).collect();
         let mut calls: Vec<CallRecord> = repeats.into_iter().flat_map(|r| r.calls).collect();
         calls.extend(last_calls);
+        let decision = Decision {
+            answer: None,
+            votes: vec![0; row.choices.len()],
+            option_probs: vec![0.0; row.choices.len()],
+            tie_break: None,
+        };
+        let ending = Ending {
+            captures: Captures::new(),
+            answer: AnswerSelect::None,
+            refused: true,
+            decision,
+        };
+        self.record(ctx, row, ending, records, calls, started)
+    }
+
+    /// The row's record: how it ended, the repeats' records, and every call of every repeat.
+    fn record(
+        &self,
+        ctx: &RowContext,
+        row: &Row,
+        ending: Ending,
+        records: Vec<RepeatRecord>,
+        calls: Vec<CallRecord>,
+        started: Instant,
+    ) -> OutputRecord {
+        let Ending {
+            captures,
+            answer,
+            refused,
+            decision,
+        } = ending;
         let mut record = OutputRecord::from_finished(FinishedRow {
             row: row.clone(),
             program: ctx.program.file.name.clone(),
-            captures: Default::default(),
+            captures,
             answer_capture: ctx.program.file.answer_capture.clone(),
-            answer: AnswerSelect::None,
-            refused: true,
+            answer,
+            refused,
             calls,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             model: ctx.backend.identity(),
@@ -374,9 +401,9 @@ impl EnsembleRunner {
         record.ensemble = Some(EnsembleRecord {
             shuffle: self.plan.shuffle,
             reduce: self.plan.reduce,
-            votes: vec![0; row.choices.len()],
-            option_probs: vec![0.0; row.choices.len()],
-            tie_break: None,
+            votes: decision.votes,
+            option_probs: decision.option_probs,
+            tie_break: decision.tie_break,
             repeats: records,
         });
         record

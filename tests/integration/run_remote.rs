@@ -987,3 +987,36 @@ fn a_stratified_sample_takes_each_subjects_share_and_is_fixed_by_the_seed() {
     assert_eq!(ids_of("b", "7"), first);
     assert_ne!(ids_of("c", "8"), first);
 }
+
+/// A run in which every row fails has evaluated nothing: it exits 1 (not 0), its run.json says
+/// `failed`, and the error names the cause under the wrapper (here the refused connection),
+/// so a CI job gating on evalr never passes having evaluated nothing.
+#[test]
+fn a_run_that_answered_no_row_fails_and_says_why() {
+    // A port nothing listens on: every request is refused.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    let output = letters_run(&endpoint)
+        .args(["--no-cache", "--quiet", "--limit", "3", "--max-retries", "0"])
+        .arg("--results-dir")
+        .arg(&folder)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no row was answered: 3 failed; the first: "),
+        "{stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "the cause under the wrapper: {stderr}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(folder.join("run.json")).unwrap()).unwrap();
+    assert_eq!(manifest["status"], "failed");
+    assert_eq!(read_jsonl(&folder.join("errors.jsonl")).len(), 3);
+}
