@@ -270,8 +270,93 @@ impl ProgramFile {
                 "the front matter opened here is never closed: end it with a line `---`",
             )
         })?;
-        let yaml_line = split.yaml_first_line;
-        let front: Map<String, Value> = match split.yaml {
+        let front = FrontMatter::read(path, split.yaml, split.yaml_first_line)?;
+        let inputs = front.inputs()?;
+        let sample = front.sample(&inputs)?;
+        let model = parse_model(front.get("model").unwrap_or(&Value::Null))
+            .map_err(|e| front.key_error("model", e))?;
+        let parameters = front.parameters(&model)?;
+        let format =
+            template_format(front.get("template")).map_err(|e| front.key_error("template", e))?;
+        let outputs_schema = match front.get("outputs") {
+            None | Some(Value::Null) => None,
+            Some(value) => outputs_schema(value).map_err(|e| front.key_error("outputs", e))?,
+        };
+        let examples = front
+            .typed::<ExamplesSpec>("examples", "examples must be {count: N, pick: knn|random}")?;
+        let ensemble = front.typed::<super::EnsembleSpec>(
+            "ensemble",
+            "ensemble must be {repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}",
+        )?;
+        let dialect = dialect(&front.map);
+        let (body, body_first_line) = body_of(dialect, &split);
+        let name = front.text("name").unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Ok(ProgramFile {
+            name,
+            description: front
+                .text("description")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            path: path.to_path_buf(),
+            dialect,
+            markdown_images: !front
+                .get("template")
+                .and_then(|t| t.get("options"))
+                .and_then(|o| o.get("disable_image_parsing"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            inputs,
+            sample,
+            outputs_schema,
+            model,
+            format,
+            parameters,
+            answer_capture: front.text("answer").unwrap_or_else(|| "answer".to_string()),
+            examples,
+            ensemble,
+            ignored: front.ignored_keys(),
+            body: body.to_string(),
+            body_first_line,
+            sha256,
+        })
+    }
+}
+
+/// The body and the file line it starts on. The v1 runtimes' front matter pattern eats the
+/// whitespace after the closing `---` (`---\s*(.+)`): blank lines there start no empty
+/// system message in a v1 file.
+fn body_of<'a>(dialect: Dialect, split: &front_matter::Split<'a>) -> (&'a str, usize) {
+    match dialect {
+        Dialect::V1 if split.yaml.is_some() => {
+            let body = split.body.trim_start();
+            let skipped = &split.body[..split.body.len() - body.len()];
+            (body, split.body_first_line + skipped.matches('\n').count())
+        }
+        _ => (split.body, split.body_first_line),
+    }
+}
+
+/// The front matter as a map of keys, with where it came from so that errors in a key point
+/// at the line the key is on.
+struct FrontMatter<'a> {
+    path: &'a Path,
+    yaml: Option<&'a str>,
+    yaml_line: usize,
+    map: Map<String, Value>,
+}
+
+impl<'a> FrontMatter<'a> {
+    fn read(
+        path: &'a Path,
+        yaml: Option<&'a str>,
+        yaml_line: usize,
+    ) -> Result<FrontMatter<'a>, ProgramError> {
+        let map = match yaml {
             Some(yaml) if !yaml.trim().is_empty() => {
                 let value: Value = serde_yaml::from_str(yaml).map_err(|e| {
                     front_matter_error(
@@ -296,34 +381,55 @@ impl ProgramFile {
             }
             _ => Map::new(),
         };
-        // Errors in a key point at the line the key is on.
-        let key_error = |key: &str, message: String| {
-            let line = split
-                .yaml
-                .and_then(|yaml| {
-                    yaml.lines()
-                        .position(|l| l.starts_with(&format!("{key}:")))
-                        .map(|i| i + yaml_line)
-                })
-                .unwrap_or(yaml_line);
-            front_matter_error(path, line, message)
-        };
-        let text_of = |key: &str| front.get(key).and_then(Value::as_str).map(str::to_string);
+        Ok(FrontMatter {
+            path,
+            yaml,
+            yaml_line,
+            map,
+        })
+    }
 
-        let mut inputs = parse_inputs(front.get("inputs").unwrap_or(&Value::Null))
-            .map_err(|e| key_error("inputs", e))?;
-        // Keep declaration order but one spec per name.
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(Value::as_str).map(str::to_string)
+    }
+
+    fn key_error(&self, key: &str, message: String) -> ProgramError {
+        let line = self
+            .yaml
+            .and_then(|yaml| {
+                yaml.lines()
+                    .position(|l| l.starts_with(&format!("{key}:")))
+                    .map(|i| i + self.yaml_line)
+            })
+            .unwrap_or(self.yaml_line);
+        front_matter_error(self.path, line, message)
+    }
+
+    /// Declared inputs in declaration order, one spec per name.
+    fn inputs(&self) -> Result<Vec<InputSpec>, ProgramError> {
+        let mut inputs = parse_inputs(self.get("inputs").unwrap_or(&Value::Null))
+            .map_err(|e| self.key_error("inputs", e))?;
         let mut seen = std::collections::HashSet::new();
         inputs.retain(|i| seen.insert(i.name.clone()));
+        Ok(inputs)
+    }
 
-        let mut sample = match front.get("sample") {
+    /// `sample:` (a map or a file reference), completed by the inputs' own samples.
+    fn sample(&self, inputs: &[InputSpec]) -> Result<Map<String, Value>, ProgramError> {
+        let mut sample = match self.get("sample") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map.clone(),
             Some(Value::String(reference)) => {
-                match resolve_file_reference(path, reference).map_err(|e| key_error("sample", e))? {
+                match resolve_file_reference(self.path, reference)
+                    .map_err(|e| self.key_error("sample", e))?
+                {
                     Some(Value::Object(map)) => map,
                     _ => {
-                        return Err(key_error(
+                        return Err(self.key_error(
                             "sample",
                             "sample must be a map of input values or `${file:sample.json}`".into(),
                         ));
@@ -331,64 +437,54 @@ impl ProgramFile {
                 }
             }
             Some(other) => {
-                return Err(key_error(
+                return Err(self.key_error(
                     "sample",
                     format!("sample must be a map of input values, found {other}"),
                 ));
             }
         };
-        for input in &inputs {
+        for input in inputs {
             if let Some(value) = &input.sample {
                 sample
                     .entry(input.name.clone())
                     .or_insert_with(|| value.clone());
             }
         }
+        Ok(sample)
+    }
 
-        let model = parse_model(front.get("model").unwrap_or(&Value::Null))
-            .map_err(|e| key_error("model", e))?;
+    /// The model's settings, then evalr's own older key: settings at the top level.
+    fn parameters(&self, model: &ModelSection) -> Result<DefaultParameters, ProgramError> {
         let mut parameters = model.parameters.clone();
-        // evalr's own older key: settings at the top level.
-        if let Some(value) = front.get("parameters") {
+        if let Some(value) = self.get("parameters") {
             let map = value.as_object().ok_or_else(|| {
-                key_error("parameters", "parameters must be a map of settings".into())
+                self.key_error("parameters", "parameters must be a map of settings".into())
             })?;
             parameters
                 .merge_from(map, "parameters.")
-                .map_err(|e| key_error("parameters", e))?;
+                .map_err(|e| self.key_error("parameters", e))?;
         }
-        let format =
-            template_format(front.get("template")).map_err(|e| key_error("template", e))?;
-        let outputs_schema = match front.get("outputs") {
-            None | Some(Value::Null) => None,
-            Some(value) => outputs_schema(value).map_err(|e| key_error("outputs", e))?,
-        };
-        let examples = match front.get("examples") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value::<ExamplesSpec>(value.clone()).map_err(|e| {
-                    key_error(
-                        "examples",
-                        format!("examples must be {{count: N, pick: knn|random}}: {e}"),
-                    )
-                })?,
-            ),
-        };
-        let ensemble = match front.get("ensemble") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value::<super::EnsembleSpec>(value.clone()).map_err(|e| {
-                    key_error(
-                        "ensemble",
-                        format!(
-                            "ensemble must be {{repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}}: {e}"
-                        ),
-                    )
-                })?,
-            ),
-        };
+        Ok(parameters)
+    }
+
+    /// One of evalr's typed keys; `shape` says what it should look like when it does not.
+    fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        shape: &str,
+    ) -> Result<Option<T>, ProgramError> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value::<T>(value.clone())
+                .map(Some)
+                .map_err(|e| self.key_error(key, format!("{shape}: {e}"))),
+        }
+    }
+
+    /// Keys evalr does not use, each with why.
+    fn ignored_keys(&self) -> Vec<String> {
         let mut ignored = Vec::new();
-        for key in front.keys() {
+        for key in self.map.keys() {
             match key.as_str() {
                 "tools" => ignored.push(
                     "tools: evalr does not call tools; the model is not told about them".into(),
@@ -398,50 +494,7 @@ impl ProgramFile {
                 other => ignored.push(format!("{other}: not a Prompty key evalr reads")),
             }
         }
-        let dialect = dialect(&front);
-        // The v1 runtimes' front matter pattern eats the whitespace after the closing `---`
-        // (`---\s*(.+)`): blank lines there start no empty system message in a v1 file.
-        let (body, body_first_line) = match dialect {
-            Dialect::V1 if split.yaml.is_some() => {
-                let body = split.body.trim_start();
-                let skipped = &split.body[..split.body.len() - body.len()];
-                (body, split.body_first_line + skipped.matches('\n').count())
-            }
-            _ => (split.body, split.body_first_line),
-        };
-        let name = text_of("name").unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-        Ok(ProgramFile {
-            name,
-            description: text_of("description")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            path: path.to_path_buf(),
-            dialect,
-            markdown_images: !front
-                .get("template")
-                .and_then(|t| t.get("options"))
-                .and_then(|o| o.get("disable_image_parsing"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            inputs,
-            sample,
-            outputs_schema,
-            model,
-            format,
-            parameters,
-            answer_capture: text_of("answer").unwrap_or_else(|| "answer".to_string()),
-            examples,
-            ensemble,
-            ignored,
-            body: body.to_string(),
-            body_first_line,
-            sha256,
-        })
+        ignored
     }
 }
 
