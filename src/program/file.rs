@@ -135,42 +135,60 @@ fn front_matter_error(path: &Path, line: usize, message: impl Into<String>) -> P
     }
 }
 
-/// `${file:relative/path}` (spec §2.11): JSON or YAML by extension, else text; confined to the
-/// program's folder.
-fn resolve_file_reference(path: &Path, reference: &str) -> Result<Option<Value>, String> {
-    let Some(relative) = reference
-        .trim()
+/// The path of a `${file:path}` reference, if `text` is one.
+fn file_reference(text: &str) -> Option<&str> {
+    text.trim()
         .strip_prefix("${file:")
         .and_then(|r| r.strip_suffix('}'))
-    else {
-        return Ok(None);
-    };
+        .map(str::trim)
+}
+
+/// Reads a file the front matter names (spec §2.11): JSON or YAML by extension, else text.
+/// The path is relative to the program's file. It may leave the program's folder
+/// (`../data/x.json`, as promptflow's samples write): the program's author wrote it, as the
+/// runtimes read it. Row values never name files to read (images are confined, `images.rs`).
+fn read_referenced_file(path: &Path, reference: &str, file: &str) -> Result<Value, String> {
     let folder = path.parent().unwrap_or(Path::new("."));
-    let relative_path = Path::new(relative.trim());
-    if relative_path.is_absolute()
-        || relative_path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "`{reference}` must name a file inside the program's folder"
-        ));
-    }
-    let target = folder.join(relative_path);
+    let target = folder.join(file);
     let text = std::fs::read_to_string(&target)
         .map_err(|e| format!("`{reference}`: cannot read {}: {e}", target.display()))?;
     let extension = target
         .extension()
         .and_then(|e| e.to_str())
-        .unwrap_or_default();
-    let value = match extension {
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Ok(match extension.as_str() {
         "json" => serde_json::from_str(&text)
             .map_err(|e| format!("`{reference}`: {}: {e}", target.display()))?,
         "yaml" | "yml" => serde_yaml::from_str(&text)
             .map_err(|e| format!("`{reference}`: {}: {e}", target.display()))?,
         _ => Value::String(text),
-    };
-    Ok(Some(value))
+    })
+}
+
+/// Replaces every `${file:...}` string in `value` by the file's content, wherever it stands
+/// (the whole `inputs:`, `model:` or one of its settings such as `response_format`), as the
+/// v1 runtimes resolve them.
+fn resolve_file_references(path: &Path, value: &mut Value) -> Result<(), String> {
+    match value {
+        Value::String(text) => {
+            if let Some(file) = file_reference(text) {
+                *value = read_referenced_file(path, text, file)?;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                resolve_file_references(path, item)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                resolve_file_references(path, item)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn template_format(value: Option<&Value>) -> Result<TemplateFormat, String> {
@@ -289,7 +307,9 @@ impl ProgramFile {
             "ensemble must be {repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}",
         )?;
         let dialect = dialect(&front.map);
-        let (body, body_first_line) = body_of(dialect, &split);
+        let (body, body_first_line) = body_of(&split);
+        let mut ignored = front.ignored_keys();
+        ignored.extend(tools_section_note(dialect, body, body_first_line));
         let name = front.text("name").unwrap_or_else(|| {
             path.file_stem()
                 .map(|s| s.to_string_lossy().into_owned())
@@ -319,7 +339,7 @@ impl ProgramFile {
             answer_capture: front.text("answer").unwrap_or_else(|| "answer".to_string()),
             examples,
             ensemble,
-            ignored: front.ignored_keys(),
+            ignored,
             body: body.to_string(),
             body_first_line,
             sha256,
@@ -327,18 +347,30 @@ impl ProgramFile {
     }
 }
 
-/// The body and the file line it starts on. The v1 runtimes' front matter pattern eats the
-/// whitespace after the closing `---` (`---\s*(.+)`): blank lines there start no empty
-/// system message in a v1 file.
-fn body_of<'a>(dialect: Dialect, split: &front_matter::Split<'a>) -> (&'a str, usize) {
-    match dialect {
-        Dialect::V1 if split.yaml.is_some() => {
-            let body = split.body.trim_start();
-            let skipped = &split.body[..split.body.len() - body.len()];
-            (body, split.body_first_line + skipped.matches('\n').count())
-        }
-        _ => (split.body, split.body_first_line),
+/// The body and the file line it starts on. The runtimes' front matter patterns eat the
+/// whitespace after the closing `---` (`---\s*(.+)` in the v1 runtimes and in prompty 2.x,
+/// a trimmed body in the TypeScript runtime): blank lines there start no empty system
+/// message.
+fn body_of<'a>(split: &front_matter::Split<'a>) -> (&'a str, usize) {
+    if split.yaml.is_none() {
+        return (split.body, split.body_first_line);
     }
+    let body = split.body.trim_start();
+    let skipped = &split.body[..split.body.len() - body.len()];
+    (body, split.body_first_line + skipped.matches('\n').count())
+}
+
+/// A v1 body that opens with a `tools:` section declares tools (the v1 runtime sends them
+/// with the request and takes the section out of the messages); evalr does not send tools,
+/// which `programs check` says.
+fn tools_section_note(dialect: Dialect, body: &str, first_line: usize) -> Option<String> {
+    let line = body.lines().next()?;
+    let (role, _) = super::roles::parse_role_line(line)?;
+    (dialect == Dialect::V1 && role == super::roles::ParsedRole::Tools).then(|| {
+        format!(
+            "tools (the section on line {first_line}): evalr does not call tools; the model is not told about them"
+        )
+    })
 }
 
 /// The front matter as a map of keys, with where it came from so that errors in a key point
@@ -381,12 +413,32 @@ impl<'a> FrontMatter<'a> {
             }
             _ => Map::new(),
         };
-        Ok(FrontMatter {
+        let mut front = FrontMatter {
             path,
             yaml,
             yaml_line,
             map,
-        })
+        };
+        front.resolve_file_references()?;
+        Ok(front)
+    }
+
+    /// Reads the files the front matter names, in place: `${file:...}` anywhere, and
+    /// `sample:` given as a bare file name.
+    fn resolve_file_references(&mut self) -> Result<(), ProgramError> {
+        let keys: Vec<String> = self.map.keys().cloned().collect();
+        for key in keys {
+            let mut value = self.map[&key].take();
+            let resolved = match &value {
+                Value::String(name) if key == "sample" && file_reference(name).is_none() => {
+                    read_referenced_file(self.path, name, name.trim()).map(|read| value = read)
+                }
+                _ => resolve_file_references(self.path, &mut value),
+            };
+            self.map[&key] = value;
+            resolved.map_err(|e| self.key_error(&key, e))?;
+        }
+        Ok(())
     }
 
     fn get(&self, key: &str) -> Option<&Value> {
@@ -418,28 +470,22 @@ impl<'a> FrontMatter<'a> {
         Ok(inputs)
     }
 
-    /// `sample:` (a map or a file reference), completed by the inputs' own samples.
+    /// `sample:` (a map, a file reference, or a bare file name as promptflow's samples write
+    /// `sample: sample.json`), completed by the inputs' own samples.
     fn sample(&self, inputs: &[InputSpec]) -> Result<Map<String, Value>, ProgramError> {
         let mut sample = match self.get("sample") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map.clone(),
-            Some(Value::String(reference)) => {
-                match resolve_file_reference(self.path, reference)
-                    .map_err(|e| self.key_error("sample", e))?
-                {
-                    Some(Value::Object(map)) => map,
-                    _ => {
-                        return Err(self.key_error(
-                            "sample",
-                            "sample must be a map of input values or `${file:sample.json}`".into(),
-                        ));
-                    }
-                }
-            }
             Some(other) => {
+                let found = match other {
+                    Value::String(_) => "text".to_string(),
+                    other => other.to_string(),
+                };
                 return Err(self.key_error(
                     "sample",
-                    format!("sample must be a map of input values, found {other}"),
+                    format!(
+                        "sample must be a map of input values or a JSON/YAML file of them (`sample.json`, `${{file:sample.json}}`), found {found}"
+                    ),
                 ));
             }
         };
@@ -592,15 +638,16 @@ mod tests {
     }
 
     #[test]
-    fn v1_body_starts_after_the_blank_lines_that_follow_the_front_matter() {
+    fn body_starts_after_the_blank_lines_that_follow_the_front_matter() {
         let text = "---\nmodel:\n  api: chat\n---\n\n\n  system:\nhi\n";
         let program = ProgramFile::parse(Path::new("v1.prompty"), text).unwrap();
         assert_eq!(program.body, "system:\nhi\n");
         assert_eq!(program.body_first_line, 7);
-        // v2 keeps them (its runtimes do): they make an empty system message there.
+        // v2 too (prompty 2.x's pattern, the TypeScript runtime's trim).
         let text = "---\nname: v2\n---\n\nsystem:\nhi\n";
         let program = ProgramFile::parse(Path::new("v2.prompty"), text).unwrap();
-        assert_eq!(program.body, "\nsystem:\nhi\n");
+        assert_eq!(program.body, "system:\nhi\n");
+        assert_eq!(program.body_first_line, 5);
     }
 
     #[test]
@@ -623,9 +670,51 @@ mod tests {
         let program =
             ProgramFile::parse(&path, "---\nsample: ${file:sample.json}\n---\n{{q}}").unwrap();
         assert_eq!(program.sample["q"], json!("from file"));
-        let err = ProgramFile::parse(&path, "---\nsample: ${file:../x.json}\n---\n{{q}}")
+        // A bare file name, as promptflow's samples write it.
+        let program = ProgramFile::parse(&path, "---\nsample: sample.json\n---\n{{q}}").unwrap();
+        assert_eq!(program.sample["q"], json!("from file"));
+        let err = ProgramFile::parse(&path, "---\nsample: missing.json\n---\n{{q}}")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("inside the program's folder"), "{err}");
+        assert!(err.contains("p.prompty:2:"), "{err}");
+        assert!(err.contains("missing.json"), "{err}");
+    }
+
+    /// The author's references may leave the program's folder (promptflow's samples keep
+    /// their data beside the flow's folder); relative to the program's file.
+    #[test]
+    fn file_references_anywhere_in_the_front_matter_and_out_of_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let flow = dir.path().join("flow");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&flow).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("x.json"), r#"{"q": "from above"}"#).unwrap();
+        std::fs::write(
+            flow.join("inputs.yaml"),
+            "q:\n  type: string\n  default: dflt\n",
+        )
+        .unwrap();
+        std::fs::write(
+            flow.join("format.json"),
+            r#"{"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(flow.join("params.json"), r#"{"temperature": 0.5}"#).unwrap();
+        let path = flow.join("p.prompty");
+        let text = "---\nmodel:\n  api: chat\n  parameters:\n    max_tokens: 9\n    response_format: ${file:format.json}\ninputs: ${file:inputs.yaml}\nsample: ${file:../data/x.json}\n---\nuser:\n{{q}}";
+        let program = ProgramFile::parse(&path, text).unwrap();
+        assert_eq!(program.sample["q"], json!("from above"));
+        assert_eq!(program.inputs[0].name, "q");
+        assert_eq!(program.inputs[0].default, Some(json!("dflt")));
+        assert_eq!(
+            program.parameters.response_format,
+            Some(super::super::ResponseFormat::JsonSchema {
+                schema: json!({"type": "object"})
+            })
+        );
+        let text = "---\nmodel:\n  api: chat\n  parameters: ${file:params.json}\n---\nuser:\nhi";
+        let program = ProgramFile::parse(&path, text).unwrap();
+        assert_eq!(program.parameters.temperature, Some(0.5));
     }
 }
