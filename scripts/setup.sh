@@ -109,4 +109,14 @@ if [ $want_test = 1 ]; then
     # The Prompty v2 Python runtime: the peer of evalr's image-input rendering.
     python3 -c "import prompty" 2>/dev/null ||
         python3 -m pip install --quiet --disable-pip-version-check "prompty==2.1.0" jinja2
+    # The v1 runtime lines, peers of evalr's v1 rendering (tests/integration/prompty_conformance.rs):
+    # prompty 0.1.x, which many samples pin, and 1.0.0b3, the last v1 line (`tools:` sections).
+    for venv in "venv-prompty01 prompty<1" "venv-prompty10 prompty==1.0.0b3"; do
+        read -r name requirement <<<"$venv"
+        [ -x "$HOME/.cache/evalr/$name/bin/python" ] || {
+            python3 -m venv "$HOME/.cache/evalr/$name" &&
+                "$HOME/.cache/evalr/$name/bin/pip" install --quiet --disable-pip-version-check \
+                    "$requirement" typing_extensions
+        }
+    done
 fi

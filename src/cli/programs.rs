@@ -57,6 +57,10 @@ pub enum ProgramsCommand {
         shots: Option<usize>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Print one JSON object, `{"messages": [...], "call": {...} | null}`, the messages
+        /// as they are sent (for machines; the text form is for people).
+        #[arg(long)]
+        json: bool,
         #[command(flatten)]
         dir: ProgramsDir,
         #[arg(long, default_value = "datasets", env = "EVALR_DATASETS_DIR")]
@@ -105,6 +109,7 @@ pub fn execute(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
             examples,
             shots,
             seed,
+            json,
             dir,
             datasets_dir,
         } => {
@@ -118,6 +123,7 @@ pub fn execute(command: ProgramsCommand) -> anyhow::Result<ExitCode> {
                 examples,
                 shots,
                 seed,
+                json,
                 dir,
                 datasets_dir,
             })
@@ -178,6 +184,7 @@ struct RenderRequest {
     examples: Option<String>,
     shots: Option<usize>,
     seed: u64,
+    json: bool,
     dir: ProgramsDir,
     datasets_dir: PathBuf,
 }
@@ -245,65 +252,102 @@ fn render(request: RenderRequest) -> anyhow::Result<ExitCode> {
         Step::Call(call) => (call.messages.clone(), Some(call)),
         Step::Done(messages) => (messages, None),
     };
-    let mut out = String::new();
-    for message in messages {
-        let name = message
-            .name
-            .as_deref()
-            .map(|n| format!(" [name={n}]"))
-            .unwrap_or_default();
-        out.push_str(&format!("--- {}{name} ---\n", message.role.as_str()));
-        if message.parts.is_empty() {
-            out.push_str(&message.content);
-            out.push('\n');
-        }
-        for part in &message.parts {
-            match part {
-                crate::backend::ContentPart::Text { text } => {
-                    out.push_str(text);
-                    out.push('\n');
-                }
-                crate::backend::ContentPart::ImageUrl { image_url } => {
-                    out.push_str(&format!("[image: {}]\n", shown_url(&image_url.url)));
-                }
+    let out = if request.json {
+        let call = call.map(|call| {
+            let mut object = serde_json::json!({"capture": call.capture});
+            if let (Value::Object(object), Ok(Value::Object(kind))) =
+                (&mut object, serde_json::to_value(&call.kind))
+            {
+                object.extend(kind);
             }
+            object
+        });
+        let mut text = serde_json::json!({"messages": messages, "call": call}).to_string();
+        text.push('\n');
+        text
+    } else {
+        let mut out = String::new();
+        for message in &messages {
+            out.push_str(&message_text(message));
         }
-    }
-    if let Some(call) = call {
-        match call.kind {
-            CallKind::Select { options, .. } => out.push_str(&format!(
-                "--- select `{}` among {:?} ---\n",
-                call.capture, options
-            )),
-            CallKind::Gen {
-                max_tokens,
-                stop,
-                json_schema,
-                ..
-            } => {
-                let what = if program.is_plain_completion() {
-                    "completion"
-                } else {
-                    "gen"
-                };
-                out.push_str(&format!(
-                    "--- {what} `{}` (max_tokens {:?}, stop {:?}{}) ---\n",
-                    call.capture,
-                    max_tokens,
-                    stop,
-                    if json_schema.is_some() {
-                        ", JSON schema"
-                    } else {
-                        ""
-                    }
-                ))
-            }
+        if let Some(call) = call {
+            out.push_str(&call_line(&call, program.is_plain_completion()));
         }
-    }
+        out
+    };
     // A closed pipe (`| head`) is a normal end.
     use std::io::Write;
     let _ = std::io::stdout().lock().write_all(out.as_bytes());
     Ok(ExitCode::SUCCESS)
+}
+
+/// A line of a message's text, escaped so that no text can pass for a boundary: a line that
+/// starts with `---` (or with the escape `\` itself) is printed with a `\` in front, so every
+/// line starting with `---` is one `programs render` drew. (A row value holding
+/// `--- system ---` would otherwise print exactly like a message boundary.)
+fn escaped_lines(text: &str, out: &mut String) {
+    for line in text.split('\n') {
+        if line.starts_with("---") || line.starts_with('\\') {
+            out.push('\\');
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+}
+
+/// One message as `programs render` prints it: a `--- role ---` line, then its text and parts.
+fn message_text(message: &crate::backend::Message) -> String {
+    let mut out = String::new();
+    let name = message
+        .name
+        .as_deref()
+        .map(|n| format!(" [name={n}]"))
+        .unwrap_or_default();
+    out.push_str(&format!("--- {}{name} ---\n", message.role.as_str()));
+    if message.parts.is_empty() {
+        escaped_lines(&message.content, &mut out);
+    }
+    for part in &message.parts {
+        match part {
+            crate::backend::ContentPart::Text { text } => escaped_lines(text, &mut out),
+            crate::backend::ContentPart::ImageUrl { image_url } => {
+                out.push_str(&format!("[image: {}]\n", shown_url(&image_url.url)));
+            }
+        }
+    }
+    out
+}
+
+/// The open call after the messages, as a last boundary line.
+fn call_line(call: &crate::program::Call, plain_completion: bool) -> String {
+    match &call.kind {
+        CallKind::Select { options, .. } => {
+            format!("--- select `{}` among {:?} ---\n", call.capture, options)
+        }
+        CallKind::Gen {
+            max_tokens,
+            stop,
+            json_schema,
+            ..
+        } => {
+            let what = if plain_completion {
+                "completion"
+            } else {
+                "gen"
+            };
+            format!(
+                "--- {what} `{}` (max_tokens {:?}, stop {:?}{}) ---\n",
+                call.capture,
+                max_tokens,
+                stop,
+                if json_schema.is_some() {
+                    ", JSON schema"
+                } else {
+                    ""
+                }
+            )
+        }
+    }
 }
 
 /// An image URL as `programs render` shows it: a data URL by its type and size, not its bytes.

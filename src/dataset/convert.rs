@@ -258,171 +258,18 @@ impl RowBuilder {
     }
 
     pub(crate) fn build(&mut self, mut record: Map<String, Value>) -> Result<Row, FieldProblem> {
-        let problem = |field: &str, message: String| FieldProblem {
-            field: Some(field.to_string()),
-            message,
-        };
-        let column_list = record_columns(&record);
-        let columns = || column_list.as_str();
-
-        let question_column = self
-            .map
-            .question
-            .clone()
-            .unwrap_or_else(|| "question".to_string());
-        let question = match record.shift_remove(&question_column) {
-            Some(Value::String(text)) => text,
-            Some(Value::Number(n)) => n.to_string(),
-            Some(other) => {
-                return Err(problem(
-                    &question_column,
-                    format!("expected text, found {}", kind_of(&other)),
-                ));
-            }
-            None => {
-                return Err(problem(
-                    &question_column,
-                    format!(
-                        "no such column (columns: {}); name it with --map question=COLUMN",
-                        columns()
-                    ),
-                ));
-            }
-        };
-
-        let choice_columns = match &self.map.choices {
-            Some(columns) => columns.clone(),
-            None if record.contains_key("choices") => vec!["choices".to_string()],
-            None => {
-                let letters: Vec<String> = (b'A'..=b'Z')
-                    .map(|c| (c as char).to_string())
-                    .take_while(|c| record.contains_key(c))
-                    .collect();
-                if letters.len() < 2 {
-                    return Err(problem(
-                        "choices",
-                        format!(
-                            "no `choices` column (columns: {}); name it with --map choices=COLUMN or choices=A+B+C+D",
-                            columns()
-                        ),
-                    ));
-                }
-                letters
-            }
-        };
-        let choices = if let [column] = choice_columns.as_slice() {
-            match record.shift_remove(column) {
-                Some(Value::Array(items)) => strings(items).map_err(|m| problem(column, m))?,
-                // A list written as text (CSV): `["a", "b"]`.
-                Some(Value::String(text)) if text.trim_start().starts_with('[') => {
-                    match serde_json::from_str::<Vec<Value>>(&text) {
-                        Ok(items) => strings(items).map_err(|m| problem(column, m))?,
-                        Err(e) => {
-                            return Err(problem(
-                                column,
-                                format!("not a JSON list of strings: {e}"),
-                            ));
-                        }
-                    }
-                }
-                Some(other) => {
-                    return Err(problem(
-                        column,
-                        format!("expected a list of strings, found {}", kind_of(&other)),
-                    ));
-                }
-                None => {
-                    return Err(problem(
-                        column,
-                        format!("no such column (columns: {})", columns()),
-                    ));
-                }
-            }
-        } else {
-            let mut choices = Vec::with_capacity(choice_columns.len());
-            for column in &choice_columns {
-                match record.shift_remove(column) {
-                    Some(Value::String(text)) => choices.push(text),
-                    Some(Value::Number(n)) => choices.push(n.to_string()),
-                    Some(other) => {
-                        return Err(problem(
-                            column,
-                            format!("expected text, found {}", kind_of(&other)),
-                        ));
-                    }
-                    None => {
-                        return Err(problem(
-                            column,
-                            format!("no such column (columns: {})", columns()),
-                        ));
-                    }
-                }
-            }
-            choices
-        };
-        if choices.is_empty() {
-            return Err(problem(&choice_columns.join("+"), "no choices".to_string()));
-        }
-
-        let answer_column = match &self.map.answer {
-            Some(column) => Some(column.clone()),
-            None => ["answer", "correct_answer", "label"]
-                .iter()
-                .find(|c| record.contains_key(**c))
-                .map(|c| c.to_string()),
-        };
-        let correct_answer = match &answer_column {
-            None => None,
-            Some(column) => match record.shift_remove(column) {
-                None if self.map.answer.is_some() => {
-                    return Err(problem(
-                        column,
-                        format!("no such column (columns: {})", columns()),
-                    ));
-                }
-                None | Some(Value::Null) => None,
-                Some(value) => {
-                    Some(answer_index(&value, &choices).map_err(|m| problem(column, m))?)
-                }
-            },
-        };
-
-        let subject_column = self
-            .map
-            .subject
-            .clone()
-            .unwrap_or_else(|| "subject".to_string());
-        let subject = match record.shift_remove(&subject_column) {
-            Some(Value::String(text)) if !text.is_empty() => Some(text),
-            Some(Value::Null) | Some(Value::String(_)) | None => self.subject.clone(),
-            Some(other) => {
-                return Err(problem(
-                    &subject_column,
-                    format!("expected text, found {}", kind_of(&other)),
-                ));
-            }
-        };
+        // Errors name the record's columns as they were before any was taken.
+        let columns = record_columns(&record);
+        let question = self.take_question(&mut record, &columns)?;
+        let choice_columns = self.choice_columns(&record, &columns)?;
+        let choices = take_choices(&mut record, &choice_columns, &columns)?;
+        let correct_answer = self.take_answer(&mut record, &choices, &columns)?;
+        let subject = self.take_subject(&mut record)?;
         let dataset = match record.shift_remove("dataset") {
             Some(Value::String(text)) if !text.is_empty() => text,
             _ => self.dataset.clone(),
         };
-        let id_column = self.map.id.clone().unwrap_or_else(|| "id".to_string());
-        let given_id = match record.shift_remove(&id_column) {
-            Some(Value::String(text)) if !text.is_empty() => Some(text),
-            Some(Value::Number(n)) => Some(n.to_string()),
-            _ => None,
-        };
-        let counter = self
-            .counters
-            .entry(subject.clone().unwrap_or_default())
-            .or_insert(0);
-        let id = given_id.unwrap_or_else(|| {
-            let mut parts = vec![dataset.as_str()];
-            parts.extend(subject.as_deref());
-            parts.extend(self.split.as_deref());
-            format!("{}/{}", parts.join("/"), counter)
-        });
-        *counter += 1;
+        let id = self.take_id(&mut record, &dataset, subject.as_deref());
         Ok(Row {
             id,
             dataset: Some(dataset),
@@ -433,6 +280,199 @@ impl RowBuilder {
             extra: record,
         })
     }
+
+    fn take_question(
+        &self,
+        record: &mut Map<String, Value>,
+        columns: &str,
+    ) -> Result<String, FieldProblem> {
+        let column = self
+            .map
+            .question
+            .clone()
+            .unwrap_or_else(|| "question".to_string());
+        match record.shift_remove(&column) {
+            Some(Value::String(text)) => Ok(text),
+            Some(Value::Number(n)) => Ok(n.to_string()),
+            Some(other) => Err(problem(
+                &column,
+                format!("expected text, found {}", kind_of(&other)),
+            )),
+            None => Err(problem(
+                &column,
+                format!("no such column (columns: {columns}); name it with --map question=COLUMN"),
+            )),
+        }
+    }
+
+    /// The mapped choice columns, else a `choices` column, else letter columns `A`, `B`, ...
+    fn choice_columns(
+        &self,
+        record: &Map<String, Value>,
+        columns: &str,
+    ) -> Result<Vec<String>, FieldProblem> {
+        match &self.map.choices {
+            Some(columns) => Ok(columns.clone()),
+            None if record.contains_key("choices") => Ok(vec!["choices".to_string()]),
+            None => {
+                let letters: Vec<String> = (b'A'..=b'Z')
+                    .map(|c| (c as char).to_string())
+                    .take_while(|c| record.contains_key(c))
+                    .collect();
+                if letters.len() < 2 {
+                    return Err(problem(
+                        "choices",
+                        format!(
+                            "no `choices` column (columns: {columns}); name it with --map choices=COLUMN or choices=A+B+C+D"
+                        ),
+                    ));
+                }
+                Ok(letters)
+            }
+        }
+    }
+
+    fn take_answer(
+        &self,
+        record: &mut Map<String, Value>,
+        choices: &[String],
+        columns: &str,
+    ) -> Result<Option<usize>, FieldProblem> {
+        let answer_column = match &self.map.answer {
+            Some(column) => Some(column.clone()),
+            None => ["answer", "correct_answer", "label"]
+                .iter()
+                .find(|c| record.contains_key(**c))
+                .map(|c| c.to_string()),
+        };
+        let Some(column) = answer_column else {
+            return Ok(None);
+        };
+        match record.shift_remove(&column) {
+            None if self.map.answer.is_some() => Err(problem(
+                &column,
+                format!("no such column (columns: {columns})"),
+            )),
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => Ok(Some(
+                answer_index(&value, choices).map_err(|m| problem(&column, m))?,
+            )),
+        }
+    }
+
+    fn take_subject(
+        &self,
+        record: &mut Map<String, Value>,
+    ) -> Result<Option<String>, FieldProblem> {
+        let column = self
+            .map
+            .subject
+            .clone()
+            .unwrap_or_else(|| "subject".to_string());
+        match record.shift_remove(&column) {
+            Some(Value::String(text)) if !text.is_empty() => Ok(Some(text)),
+            Some(Value::Null) | Some(Value::String(_)) | None => Ok(self.subject.clone()),
+            Some(other) => Err(problem(
+                &column,
+                format!("expected text, found {}", kind_of(&other)),
+            )),
+        }
+    }
+
+    /// The record's own id, else `dataset/subject/split/N` counted within the subject (the
+    /// counter moves either way, so positional ids do not depend on which rows had ids).
+    fn take_id(
+        &mut self,
+        record: &mut Map<String, Value>,
+        dataset: &str,
+        subject: Option<&str>,
+    ) -> String {
+        let id_column = self.map.id.clone().unwrap_or_else(|| "id".to_string());
+        let given_id = match record.shift_remove(&id_column) {
+            Some(Value::String(text)) if !text.is_empty() => Some(text),
+            Some(Value::Number(n)) => Some(n.to_string()),
+            _ => None,
+        };
+        let counter = self
+            .counters
+            .entry(subject.unwrap_or_default().to_string())
+            .or_insert(0);
+        let id = given_id.unwrap_or_else(|| {
+            let mut parts = vec![dataset];
+            parts.extend(subject);
+            parts.extend(self.split.as_deref());
+            format!("{}/{}", parts.join("/"), counter)
+        });
+        *counter += 1;
+        id
+    }
+}
+
+fn problem(field: &str, message: String) -> FieldProblem {
+    FieldProblem {
+        field: Some(field.to_string()),
+        message,
+    }
+}
+
+/// The choices from one list column (a list, or a JSON list written as text in a CSV) or
+/// from several text columns.
+fn take_choices(
+    record: &mut Map<String, Value>,
+    choice_columns: &[String],
+    columns: &str,
+) -> Result<Vec<String>, FieldProblem> {
+    let choices = if let [column] = choice_columns {
+        match record.shift_remove(column) {
+            Some(Value::Array(items)) => strings(items).map_err(|m| problem(column, m))?,
+            // A list written as text (CSV): `["a", "b"]`.
+            Some(Value::String(text)) if text.trim_start().starts_with('[') => {
+                match serde_json::from_str::<Vec<Value>>(&text) {
+                    Ok(items) => strings(items).map_err(|m| problem(column, m))?,
+                    Err(e) => {
+                        return Err(problem(column, format!("not a JSON list of strings: {e}")));
+                    }
+                }
+            }
+            Some(other) => {
+                return Err(problem(
+                    column,
+                    format!("expected a list of strings, found {}", kind_of(&other)),
+                ));
+            }
+            None => {
+                return Err(problem(
+                    column,
+                    format!("no such column (columns: {columns})"),
+                ));
+            }
+        }
+    } else {
+        let mut choices = Vec::with_capacity(choice_columns.len());
+        for column in choice_columns {
+            match record.shift_remove(column) {
+                Some(Value::String(text)) => choices.push(text),
+                Some(Value::Number(n)) => choices.push(n.to_string()),
+                Some(other) => {
+                    return Err(problem(
+                        column,
+                        format!("expected text, found {}", kind_of(&other)),
+                    ));
+                }
+                None => {
+                    return Err(problem(
+                        column,
+                        format!("no such column (columns: {columns})"),
+                    ));
+                }
+            }
+        }
+        choices
+    };
+    if choices.is_empty() {
+        return Err(problem(&choice_columns.join("+"), "no choices".to_string()));
+    }
+    Ok(choices)
 }
 
 fn record_columns(record: &Map<String, Value>) -> String {

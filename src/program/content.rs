@@ -109,6 +109,9 @@ fn role_of(parsed: ParsedRole) -> Result<Role, String> {
         ParsedRole::Tool => Err(
             "a `function:`/`tool:` message needs tool calling, which evalr does not do; remove it or make it a user message".into(),
         ),
+        ParsedRole::Tools => Err(
+            "a `tools:` section declares tools for the model; the v1 runtime reads it only as the first section of a v1 file's body (and evalr does not send tools): move it there or remove it".into(),
+        ),
     }
 }
 

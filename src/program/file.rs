@@ -135,42 +135,60 @@ fn front_matter_error(path: &Path, line: usize, message: impl Into<String>) -> P
     }
 }
 
-/// `${file:relative/path}` (spec §2.11): JSON or YAML by extension, else text; confined to the
-/// program's folder.
-fn resolve_file_reference(path: &Path, reference: &str) -> Result<Option<Value>, String> {
-    let Some(relative) = reference
-        .trim()
+/// The path of a `${file:path}` reference, if `text` is one.
+fn file_reference(text: &str) -> Option<&str> {
+    text.trim()
         .strip_prefix("${file:")
         .and_then(|r| r.strip_suffix('}'))
-    else {
-        return Ok(None);
-    };
+        .map(str::trim)
+}
+
+/// Reads a file the front matter names (spec §2.11): JSON or YAML by extension, else text.
+/// The path is relative to the program's file. It may leave the program's folder
+/// (`../data/x.json`, as promptflow's samples write): the program's author wrote it, as the
+/// runtimes read it. Row values never name files to read (images are confined, `images.rs`).
+fn read_referenced_file(path: &Path, reference: &str, file: &str) -> Result<Value, String> {
     let folder = path.parent().unwrap_or(Path::new("."));
-    let relative_path = Path::new(relative.trim());
-    if relative_path.is_absolute()
-        || relative_path
-            .components()
-            .any(|c| matches!(c, std::path::Component::ParentDir))
-    {
-        return Err(format!(
-            "`{reference}` must name a file inside the program's folder"
-        ));
-    }
-    let target = folder.join(relative_path);
+    let target = folder.join(file);
     let text = std::fs::read_to_string(&target)
         .map_err(|e| format!("`{reference}`: cannot read {}: {e}", target.display()))?;
     let extension = target
         .extension()
         .and_then(|e| e.to_str())
-        .unwrap_or_default();
-    let value = match extension {
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    Ok(match extension.as_str() {
         "json" => serde_json::from_str(&text)
             .map_err(|e| format!("`{reference}`: {}: {e}", target.display()))?,
         "yaml" | "yml" => serde_yaml::from_str(&text)
             .map_err(|e| format!("`{reference}`: {}: {e}", target.display()))?,
         _ => Value::String(text),
-    };
-    Ok(Some(value))
+    })
+}
+
+/// Replaces every `${file:...}` string in `value` by the file's content, wherever it stands
+/// (the whole `inputs:`, `model:` or one of its settings such as `response_format`), as the
+/// v1 runtimes resolve them.
+fn resolve_file_references(path: &Path, value: &mut Value) -> Result<(), String> {
+    match value {
+        Value::String(text) => {
+            if let Some(file) = file_reference(text) {
+                *value = read_referenced_file(path, text, file)?;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                resolve_file_references(path, item)?;
+            }
+        }
+        Value::Object(map) => {
+            for item in map.values_mut() {
+                resolve_file_references(path, item)?;
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 fn template_format(value: Option<&Value>) -> Result<TemplateFormat, String> {
@@ -270,8 +288,107 @@ impl ProgramFile {
                 "the front matter opened here is never closed: end it with a line `---`",
             )
         })?;
-        let yaml_line = split.yaml_first_line;
-        let front: Map<String, Value> = match split.yaml {
+        let front = FrontMatter::read(path, split.yaml, split.yaml_first_line)?;
+        let inputs = front.inputs()?;
+        let sample = front.sample(&inputs)?;
+        let model = parse_model(front.get("model").unwrap_or(&Value::Null))
+            .map_err(|e| front.key_error("model", e))?;
+        let parameters = front.parameters(&model)?;
+        let format =
+            template_format(front.get("template")).map_err(|e| front.key_error("template", e))?;
+        let outputs_schema = match front.get("outputs") {
+            None | Some(Value::Null) => None,
+            Some(value) => outputs_schema(value).map_err(|e| front.key_error("outputs", e))?,
+        };
+        let examples = front
+            .typed::<ExamplesSpec>("examples", "examples must be {count: N, pick: knn|random}")?;
+        let ensemble = front.typed::<super::EnsembleSpec>(
+            "ensemble",
+            "ensemble must be {repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}",
+        )?;
+        let dialect = dialect(&front.map);
+        let (body, body_first_line) = body_of(&split);
+        let mut ignored = front.ignored_keys();
+        ignored.extend(tools_section_note(dialect, body, body_first_line));
+        let name = front.text("name").unwrap_or_else(|| {
+            path.file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+        Ok(ProgramFile {
+            name,
+            description: front
+                .text("description")
+                .unwrap_or_default()
+                .trim()
+                .to_string(),
+            path: path.to_path_buf(),
+            dialect,
+            markdown_images: !front
+                .get("template")
+                .and_then(|t| t.get("options"))
+                .and_then(|o| o.get("disable_image_parsing"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            inputs,
+            sample,
+            outputs_schema,
+            model,
+            format,
+            parameters,
+            answer_capture: front.text("answer").unwrap_or_else(|| "answer".to_string()),
+            examples,
+            ensemble,
+            ignored,
+            body: body.to_string(),
+            body_first_line,
+            sha256,
+        })
+    }
+}
+
+/// The body and the file line it starts on. The runtimes' front matter patterns eat the
+/// whitespace after the closing `---` (`---\s*(.+)` in the v1 runtimes and in prompty 2.x,
+/// a trimmed body in the TypeScript runtime): blank lines there start no empty system
+/// message.
+fn body_of<'a>(split: &front_matter::Split<'a>) -> (&'a str, usize) {
+    if split.yaml.is_none() {
+        return (split.body, split.body_first_line);
+    }
+    let body = split.body.trim_start();
+    let skipped = &split.body[..split.body.len() - body.len()];
+    (body, split.body_first_line + skipped.matches('\n').count())
+}
+
+/// A v1 body that opens with a `tools:` section declares tools (the v1 runtime sends them
+/// with the request and takes the section out of the messages); evalr does not send tools,
+/// which `programs check` says.
+fn tools_section_note(dialect: Dialect, body: &str, first_line: usize) -> Option<String> {
+    let line = body.lines().next()?;
+    let (role, _) = super::roles::parse_role_line(line)?;
+    (dialect == Dialect::V1 && role == super::roles::ParsedRole::Tools).then(|| {
+        format!(
+            "tools (the section on line {first_line}): evalr does not call tools; the model is not told about them"
+        )
+    })
+}
+
+/// The front matter as a map of keys, with where it came from so that errors in a key point
+/// at the line the key is on.
+struct FrontMatter<'a> {
+    path: &'a Path,
+    yaml: Option<&'a str>,
+    yaml_line: usize,
+    map: Map<String, Value>,
+}
+
+impl<'a> FrontMatter<'a> {
+    fn read(
+        path: &'a Path,
+        yaml: Option<&'a str>,
+        yaml_line: usize,
+    ) -> Result<FrontMatter<'a>, ProgramError> {
+        let map = match yaml {
             Some(yaml) if !yaml.trim().is_empty() => {
                 let value: Value = serde_yaml::from_str(yaml).map_err(|e| {
                     front_matter_error(
@@ -296,99 +413,124 @@ impl ProgramFile {
             }
             _ => Map::new(),
         };
-        // Errors in a key point at the line the key is on.
-        let key_error = |key: &str, message: String| {
-            let line = split
-                .yaml
-                .and_then(|yaml| {
-                    yaml.lines()
-                        .position(|l| l.starts_with(&format!("{key}:")))
-                        .map(|i| i + yaml_line)
-                })
-                .unwrap_or(yaml_line);
-            front_matter_error(path, line, message)
+        let mut front = FrontMatter {
+            path,
+            yaml,
+            yaml_line,
+            map,
         };
-        let text_of = |key: &str| front.get(key).and_then(Value::as_str).map(str::to_string);
+        front.resolve_file_references()?;
+        Ok(front)
+    }
 
-        let mut inputs = parse_inputs(front.get("inputs").unwrap_or(&Value::Null))
-            .map_err(|e| key_error("inputs", e))?;
-        // Keep declaration order but one spec per name.
+    /// Reads the files the front matter names, in place: `${file:...}` anywhere, and
+    /// `sample:` given as a bare file name.
+    fn resolve_file_references(&mut self) -> Result<(), ProgramError> {
+        let keys: Vec<String> = self.map.keys().cloned().collect();
+        for key in keys {
+            let mut value = self.map[&key].take();
+            let resolved = match &value {
+                Value::String(name) if key == "sample" && file_reference(name).is_none() => {
+                    read_referenced_file(self.path, name, name.trim()).map(|read| value = read)
+                }
+                _ => resolve_file_references(self.path, &mut value),
+            };
+            self.map[&key] = value;
+            resolved.map_err(|e| self.key_error(&key, e))?;
+        }
+        Ok(())
+    }
+
+    fn get(&self, key: &str) -> Option<&Value> {
+        self.map.get(key)
+    }
+
+    fn text(&self, key: &str) -> Option<String> {
+        self.get(key).and_then(Value::as_str).map(str::to_string)
+    }
+
+    fn key_error(&self, key: &str, message: String) -> ProgramError {
+        let line = self
+            .yaml
+            .and_then(|yaml| {
+                yaml.lines()
+                    .position(|l| l.starts_with(&format!("{key}:")))
+                    .map(|i| i + self.yaml_line)
+            })
+            .unwrap_or(self.yaml_line);
+        front_matter_error(self.path, line, message)
+    }
+
+    /// Declared inputs in declaration order, one spec per name.
+    fn inputs(&self) -> Result<Vec<InputSpec>, ProgramError> {
+        let mut inputs = parse_inputs(self.get("inputs").unwrap_or(&Value::Null))
+            .map_err(|e| self.key_error("inputs", e))?;
         let mut seen = std::collections::HashSet::new();
         inputs.retain(|i| seen.insert(i.name.clone()));
+        Ok(inputs)
+    }
 
-        let mut sample = match front.get("sample") {
+    /// `sample:` (a map, a file reference, or a bare file name as promptflow's samples write
+    /// `sample: sample.json`), completed by the inputs' own samples.
+    fn sample(&self, inputs: &[InputSpec]) -> Result<Map<String, Value>, ProgramError> {
+        let mut sample = match self.get("sample") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(map)) => map.clone(),
-            Some(Value::String(reference)) => {
-                match resolve_file_reference(path, reference).map_err(|e| key_error("sample", e))? {
-                    Some(Value::Object(map)) => map,
-                    _ => {
-                        return Err(key_error(
-                            "sample",
-                            "sample must be a map of input values or `${file:sample.json}`".into(),
-                        ));
-                    }
-                }
-            }
             Some(other) => {
-                return Err(key_error(
+                let found = match other {
+                    Value::String(_) => "text".to_string(),
+                    other => other.to_string(),
+                };
+                return Err(self.key_error(
                     "sample",
-                    format!("sample must be a map of input values, found {other}"),
+                    format!(
+                        "sample must be a map of input values or a JSON/YAML file of them (`sample.json`, `${{file:sample.json}}`), found {found}"
+                    ),
                 ));
             }
         };
-        for input in &inputs {
+        for input in inputs {
             if let Some(value) = &input.sample {
                 sample
                     .entry(input.name.clone())
                     .or_insert_with(|| value.clone());
             }
         }
+        Ok(sample)
+    }
 
-        let model = parse_model(front.get("model").unwrap_or(&Value::Null))
-            .map_err(|e| key_error("model", e))?;
+    /// The model's settings, then evalr's own older key: settings at the top level.
+    fn parameters(&self, model: &ModelSection) -> Result<DefaultParameters, ProgramError> {
         let mut parameters = model.parameters.clone();
-        // evalr's own older key: settings at the top level.
-        if let Some(value) = front.get("parameters") {
+        if let Some(value) = self.get("parameters") {
             let map = value.as_object().ok_or_else(|| {
-                key_error("parameters", "parameters must be a map of settings".into())
+                self.key_error("parameters", "parameters must be a map of settings".into())
             })?;
             parameters
                 .merge_from(map, "parameters.")
-                .map_err(|e| key_error("parameters", e))?;
+                .map_err(|e| self.key_error("parameters", e))?;
         }
-        let format =
-            template_format(front.get("template")).map_err(|e| key_error("template", e))?;
-        let outputs_schema = match front.get("outputs") {
-            None | Some(Value::Null) => None,
-            Some(value) => outputs_schema(value).map_err(|e| key_error("outputs", e))?,
-        };
-        let examples = match front.get("examples") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value::<ExamplesSpec>(value.clone()).map_err(|e| {
-                    key_error(
-                        "examples",
-                        format!("examples must be {{count: N, pick: knn|random}}: {e}"),
-                    )
-                })?,
-            ),
-        };
-        let ensemble = match front.get("ensemble") {
-            None | Some(Value::Null) => None,
-            Some(value) => Some(
-                serde_json::from_value::<super::EnsembleSpec>(value.clone()).map_err(|e| {
-                    key_error(
-                        "ensemble",
-                        format!(
-                            "ensemble must be {{repeats: N, shuffle: none|plain-hunt|random, reduce: majority|mode|mean|pass-at-k|all-correct}}: {e}"
-                        ),
-                    )
-                })?,
-            ),
-        };
+        Ok(parameters)
+    }
+
+    /// One of evalr's typed keys; `shape` says what it should look like when it does not.
+    fn typed<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+        shape: &str,
+    ) -> Result<Option<T>, ProgramError> {
+        match self.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(value) => serde_json::from_value::<T>(value.clone())
+                .map(Some)
+                .map_err(|e| self.key_error(key, format!("{shape}: {e}"))),
+        }
+    }
+
+    /// Keys evalr does not use, each with why.
+    fn ignored_keys(&self) -> Vec<String> {
         let mut ignored = Vec::new();
-        for key in front.keys() {
+        for key in self.map.keys() {
             match key.as_str() {
                 "tools" => ignored.push(
                     "tools: evalr does not call tools; the model is not told about them".into(),
@@ -398,50 +540,7 @@ impl ProgramFile {
                 other => ignored.push(format!("{other}: not a Prompty key evalr reads")),
             }
         }
-        let dialect = dialect(&front);
-        // The v1 runtimes' front matter pattern eats the whitespace after the closing `---`
-        // (`---\s*(.+)`): blank lines there start no empty system message in a v1 file.
-        let (body, body_first_line) = match dialect {
-            Dialect::V1 if split.yaml.is_some() => {
-                let body = split.body.trim_start();
-                let skipped = &split.body[..split.body.len() - body.len()];
-                (body, split.body_first_line + skipped.matches('\n').count())
-            }
-            _ => (split.body, split.body_first_line),
-        };
-        let name = text_of("name").unwrap_or_else(|| {
-            path.file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
-        Ok(ProgramFile {
-            name,
-            description: text_of("description")
-                .unwrap_or_default()
-                .trim()
-                .to_string(),
-            path: path.to_path_buf(),
-            dialect,
-            markdown_images: !front
-                .get("template")
-                .and_then(|t| t.get("options"))
-                .and_then(|o| o.get("disable_image_parsing"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            inputs,
-            sample,
-            outputs_schema,
-            model,
-            format,
-            parameters,
-            answer_capture: text_of("answer").unwrap_or_else(|| "answer".to_string()),
-            examples,
-            ensemble,
-            ignored,
-            body: body.to_string(),
-            body_first_line,
-            sha256,
-        })
+        ignored
     }
 }
 
@@ -539,15 +638,16 @@ mod tests {
     }
 
     #[test]
-    fn v1_body_starts_after_the_blank_lines_that_follow_the_front_matter() {
+    fn body_starts_after_the_blank_lines_that_follow_the_front_matter() {
         let text = "---\nmodel:\n  api: chat\n---\n\n\n  system:\nhi\n";
         let program = ProgramFile::parse(Path::new("v1.prompty"), text).unwrap();
         assert_eq!(program.body, "system:\nhi\n");
         assert_eq!(program.body_first_line, 7);
-        // v2 keeps them (its runtimes do): they make an empty system message there.
+        // v2 too (prompty 2.x's pattern, the TypeScript runtime's trim).
         let text = "---\nname: v2\n---\n\nsystem:\nhi\n";
         let program = ProgramFile::parse(Path::new("v2.prompty"), text).unwrap();
-        assert_eq!(program.body, "\nsystem:\nhi\n");
+        assert_eq!(program.body, "system:\nhi\n");
+        assert_eq!(program.body_first_line, 5);
     }
 
     #[test]
@@ -570,9 +670,51 @@ mod tests {
         let program =
             ProgramFile::parse(&path, "---\nsample: ${file:sample.json}\n---\n{{q}}").unwrap();
         assert_eq!(program.sample["q"], json!("from file"));
-        let err = ProgramFile::parse(&path, "---\nsample: ${file:../x.json}\n---\n{{q}}")
+        // A bare file name, as promptflow's samples write it.
+        let program = ProgramFile::parse(&path, "---\nsample: sample.json\n---\n{{q}}").unwrap();
+        assert_eq!(program.sample["q"], json!("from file"));
+        let err = ProgramFile::parse(&path, "---\nsample: missing.json\n---\n{{q}}")
             .unwrap_err()
             .to_string();
-        assert!(err.contains("inside the program's folder"), "{err}");
+        assert!(err.contains("p.prompty:2:"), "{err}");
+        assert!(err.contains("missing.json"), "{err}");
+    }
+
+    /// The author's references may leave the program's folder (promptflow's samples keep
+    /// their data beside the flow's folder); relative to the program's file.
+    #[test]
+    fn file_references_anywhere_in_the_front_matter_and_out_of_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let flow = dir.path().join("flow");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&flow).unwrap();
+        std::fs::create_dir_all(&data).unwrap();
+        std::fs::write(data.join("x.json"), r#"{"q": "from above"}"#).unwrap();
+        std::fs::write(
+            flow.join("inputs.yaml"),
+            "q:\n  type: string\n  default: dflt\n",
+        )
+        .unwrap();
+        std::fs::write(
+            flow.join("format.json"),
+            r#"{"type": "json_schema", "json_schema": {"name": "a", "schema": {"type": "object"}}}"#,
+        )
+        .unwrap();
+        std::fs::write(flow.join("params.json"), r#"{"temperature": 0.5}"#).unwrap();
+        let path = flow.join("p.prompty");
+        let text = "---\nmodel:\n  api: chat\n  parameters:\n    max_tokens: 9\n    response_format: ${file:format.json}\ninputs: ${file:inputs.yaml}\nsample: ${file:../data/x.json}\n---\nuser:\n{{q}}";
+        let program = ProgramFile::parse(&path, text).unwrap();
+        assert_eq!(program.sample["q"], json!("from above"));
+        assert_eq!(program.inputs[0].name, "q");
+        assert_eq!(program.inputs[0].default, Some(json!("dflt")));
+        assert_eq!(
+            program.parameters.response_format,
+            Some(super::super::ResponseFormat::JsonSchema {
+                schema: json!({"type": "object"})
+            })
+        );
+        let text = "---\nmodel:\n  api: chat\n  parameters: ${file:params.json}\n---\nuser:\nhi";
+        let program = ProgramFile::parse(&path, text).unwrap();
+        assert_eq!(program.parameters.temperature, Some(0.5));
     }
 }

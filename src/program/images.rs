@@ -8,9 +8,10 @@
 //!   inline as a base64 `data:` URL, since the service cannot read the user's disk.
 //!
 //! A local image must lie inside the program's folder (no absolute path, no way out by `..`
-//! or a link), as azure-ai-evaluation's Prompty runtime requires and as evalr's `${file:}`
-//! does: a row value that fills an image's path must not be able to send any file of the
-//! machine to a model. (The v1 runtime also read absolute paths.)
+//! or a link), as azure-ai-evaluation's Prompty runtime requires: a row value that fills an
+//! image's path must not be able to send any file of the machine to a model. (The v1 runtime
+//! also read absolute paths. A `${file:}` reference in the front matter may leave the folder:
+//! the program's author wrote it, no row value can.)
 //!
 //! Beyond the v1 rule: the spec lets an image input hold base64 data (§2.7 "URL or base64"),
 //! so a value that is base64 of a PNG, JPEG, GIF or WebP image becomes a data URL of that

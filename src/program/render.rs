@@ -450,7 +450,20 @@ impl Program {
             folder: self.file.path.parent().unwrap_or(Path::new(".")),
         };
         let mut out = Vec::new();
-        for parsed in split_marked(&marked, v1) {
+        for (i, parsed) in split_marked(&marked, v1).into_iter().enumerate() {
+            if v1 {
+                // The v1 runtime takes a first `tools:` section as the tools' declaration, not
+                // a message (`ProgramFile::ignored` says evalr does not send them).
+                if i == 0 && parsed.role == ParsedRole::Tools {
+                    continue;
+                }
+                // The v1 runtimes (prompty 0.1.x, promptflow, azure-ai-evaluation) drop the
+                // chunks between role lines that are only whitespace: an empty message of a
+                // v1 file is not sent. v2 sends it (spec §6.6).
+                if parsed.role != ParsedRole::Thread && parsed.content.trim().is_empty() {
+                    continue;
+                }
+            }
             expand_message(parsed, &rich, &mut out).map_err(|message| ProgramError::Template {
                 path: self.file.path.clone(),
                 line: self.file.body_first_line,
@@ -610,7 +623,7 @@ pub fn split_messages(text: &str) -> Vec<Message> {
                 ParsedRole::System => Role::System,
                 ParsedRole::User | ParsedRole::Thread => Role::User,
                 ParsedRole::Assistant => Role::Assistant,
-                ParsedRole::Developer | ParsedRole::Tool => Role::Developer,
+                ParsedRole::Developer | ParsedRole::Tool | ParsedRole::Tools => Role::Developer,
             };
             Message::text(role, m.content)
         })

@@ -19,8 +19,8 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 /// The roles evalr sends. The spec's v2 roles are system, user, assistant and developer; v1
-/// files may also write `function:`/`tool:`/`tools:` lines, which are recognised (so they never
-/// leak into a message) and refused, since evalr does not call tools.
+/// files may also write `function:`/`tool:` lines, which are recognised (so they never leak
+/// into a message) and refused, since evalr does not call tools, and a `tools:` section.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ParsedRole {
     System,
@@ -28,6 +28,9 @@ pub enum ParsedRole {
     Assistant,
     Developer,
     Tool,
+    /// `tools:`: in a v1 body's first section, YAML that declares tools for the model (the v1
+    /// runtime takes it out of the messages); anywhere else it cannot be sent.
+    Tools,
     /// A v1 `![thread]` line: the `thread` input's messages go here, and the text after the
     /// line (up to the next role line) is a user message after them (the v1 runtime's rule).
     Thread,
@@ -52,6 +55,7 @@ pub fn parse_role_line(line: &str) -> Option<(ParsedRole, Map<String, Value>)> {
         "user" => ParsedRole::User,
         "assistant" => ParsedRole::Assistant,
         "developer" => ParsedRole::Developer,
+        "tools" => ParsedRole::Tools,
         _ => ParsedRole::Tool,
     };
     let mut attributes = Map::new();
@@ -272,6 +276,7 @@ mod tests {
             json!({"name": "alice", "n": 3, "ok": true})
         );
         assert_eq!(parse_role_line("function:").unwrap().0, ParsedRole::Tool);
+        assert_eq!(parse_role_line("# Tools:").unwrap().0, ParsedRole::Tools);
     }
 
     #[test]

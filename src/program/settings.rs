@@ -192,6 +192,14 @@ impl DefaultParameters {
     pub fn merge_from(&mut self, map: &Map<String, Value>, prefix: &str) -> Result<(), String> {
         for (key, value) in map {
             let at = format!("{prefix}{key}");
+            // Null means "not set" in every runtime. `None` is Python's null written by hand
+            // (`max_tokens: None` in a judge file): YAML reads it as the text "None", which
+            // azure-ai-evaluation passes on unchanged (`"max_tokens": "None"`, a value the
+            // service cannot honour as a number); evalr reads the author's intent: no
+            // setting, as if the line were not there.
+            if value.is_null() || value.as_str() == Some("None") {
+                continue;
+            }
             match key.as_str() {
                 "temperature" => self.temperature = Some(as_f64(value, &at)?),
                 "top_p" | "topP" => self.top_p = Some(as_f64(value, &at)?),
@@ -220,8 +228,6 @@ impl DefaultParameters {
                         self.merge_from(more, &format!("{at}."))?;
                     }
                 }
-                // Null means "not set" in every runtime.
-                _ if value.is_null() => {}
                 // One completion per call is all evalr asks for; `n: 1` changes nothing.
                 "n" if value.as_u64() == Some(1) => {}
                 "stream" if value.as_bool() == Some(false) => {}
@@ -321,6 +327,20 @@ mod tests {
 
     fn model(yaml: &str) -> Result<ModelSection, String> {
         parse_model(&serde_yaml::from_str::<Value>(yaml).unwrap())
+    }
+
+    #[test]
+    fn null_and_python_none_settings_are_not_set() {
+        let m = model("api: chat\nparameters:\n  max_tokens: None\n  temperature: ~\n  top_p: 1\n")
+            .unwrap();
+        assert_eq!(m.parameters.max_tokens, None);
+        assert_eq!(m.parameters.temperature, None);
+        assert_eq!(m.parameters.top_p, Some(1.0));
+        assert!(
+            m.parameters.unknown.is_empty(),
+            "{:?}",
+            m.parameters.unknown
+        );
     }
 
     #[test]

@@ -2,7 +2,8 @@
 //! are judge row fields, a body that renders with a row (select/gen stand for the engine's
 //! calls here and only record their arguments), role lines in order, and the contract of
 //! azure-ai-evaluation's judges: a 1-5 rubric, the reason asked before the score, one JSON
-//! answer generated last. Running them against a model is `evalr judge`'s job.
+//! answer generated last. Running them against a model is `evalr judge`'s job; the last test
+//! runs every judge file the installed azure-ai-evaluation ships through `evalr judge`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -190,4 +191,117 @@ fn relevance_lists_the_options_of_a_multiple_choice_question() {
         serde_json::json!({"query": "q?", "choices": ["x", "y"], "response": "B"}),
     );
     assert!(rendered.contains("A. x\nB. y\n"), "{rendered}");
+}
+
+/// A finished 3-row run whose dataset rows carry a `context` and a `ground_truth`, so that
+/// every judge has the fields it reads.
+fn run_with_context(dir: &Path) -> std::path::PathBuf {
+    use crate::common::openai_server::{ChatServer, ServerConfig};
+    use crate::common::runs;
+    let rows: Vec<serde_json::Value> = runs::dataset_rows("mmlu_anatomy_test")
+        .into_iter()
+        .take(3)
+        .map(|mut row| {
+            let correct = row["choices"][row["correct_answer"].as_u64().unwrap() as usize]
+                .as_str()
+                .unwrap()
+                .to_string();
+            row["context"] = serde_json::json!(format!("Anatomy notes: the answer is {correct}."));
+            row["ground_truth"] = serde_json::json!(correct);
+            row
+        })
+        .collect();
+    let dataset = dir.join("anatomy_with_context.jsonl");
+    let lines: String = rows.iter().map(|r| format!("{r}\n")).collect();
+    std::fs::write(&dataset, lines).unwrap();
+    let model = ChatServer::start(ServerConfig {
+        default_answer: "B".into(),
+        ..Default::default()
+    });
+    let folder = dir.join("run");
+    runs::succeeds(
+        runs::evalr()
+            .env("AZURE_OPENAI_ENDPOINT", model.azure_endpoint())
+            .env("AZURE_OPENAI_API_KEY", "test-key")
+            .args([
+                "run",
+                "--program",
+                "zero_shot_letters",
+                "--model",
+                "azure:gpt-4o",
+            ])
+            .args(["--no-cache", "--quiet"])
+            .arg("--dataset")
+            .arg(&dataset)
+            .arg("--results-dir")
+            .arg(&folder),
+    );
+    folder
+}
+
+/// Every judge file the installed azure-ai-evaluation ships with its evaluators, given to
+/// `evalr judge` by path, each in a copy of one run: it loads, sends one request per row with
+/// the file's own settings (`max_tokens`, `response_format`), and its JSON answers become the
+/// metric the file's `name:` gives, scored on every row.
+#[test]
+fn every_official_judge_file_runs_through_evalr_judge() {
+    use crate::common::openai_server::{AnswerStyle, ChatServer, ServerConfig};
+    use crate::common::runs;
+    let files: Vec<std::path::PathBuf> = runs::azure_ai_evaluation_prompty_files()
+        .into_iter()
+        .filter(|f| f.to_string_lossy().contains("_evaluators"))
+        .collect();
+    assert!(files.len() >= 10, "{files:?}");
+    let dir = tempfile::tempdir().unwrap();
+    let run = run_with_context(dir.path());
+    for file in &files {
+        let stem = file.file_stem().unwrap().to_string_lossy().to_string();
+        let folder = dir.path().join(&stem);
+        std::fs::create_dir_all(&folder).unwrap();
+        for entry in std::fs::read_dir(&run).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::copy(&path, folder.join(path.file_name().unwrap())).unwrap();
+            }
+        }
+        let server = ChatServer::start(ServerConfig {
+            default_answer: "4".into(),
+            style: AnswerStyle::JudgeJson,
+            ..Default::default()
+        });
+        let output = runs::evalr()
+            .env("AZURE_OPENAI_ENDPOINT", server.azure_endpoint())
+            .env("AZURE_OPENAI_API_KEY", "test-key")
+            .arg("judge")
+            .arg(&folder)
+            .args(["--quiet", "--no-cache", "--judge-model", "azure:gpt-4o"])
+            .arg("--metric")
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{stem}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let (front, _) = split(&std::fs::read_to_string(file).unwrap().replace("\r\n", "\n"));
+        let parameters = &front["model"]["parameters"];
+        let seen = server.seen();
+        assert_eq!(seen.len(), 3, "{stem}: one request per row");
+        for request in &seen {
+            // `max_completion_tokens` is sent as `max_tokens`, the key the chat API takes.
+            let max_tokens = parameters["max_tokens"]
+                .as_u64()
+                .or(parameters["max_completion_tokens"].as_u64());
+            assert_eq!(request.body["max_tokens"].as_u64(), max_tokens, "{stem}");
+            if let Some(kind) = parameters["response_format"]["type"].as_str() {
+                assert_eq!(request.body["response_format"]["type"], kind, "{stem}");
+            }
+        }
+        let summary: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(folder.join("summary.json")).unwrap())
+                .unwrap();
+        let judged = &summary["judged"][0];
+        assert_eq!(judged["mean"], 4.0, "{stem}: {summary}");
+    }
 }

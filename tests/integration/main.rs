@@ -22,6 +22,7 @@ mod mlflow;
 mod prompty;
 mod prompty_conformance;
 mod prompty_images;
+mod prompty_seams;
 mod quota;
 mod results_seams;
 mod run_azureml_endpoint;

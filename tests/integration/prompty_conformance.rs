@@ -146,3 +146,114 @@ fn image_input_in_a_user_message_keeps_the_texts_around_it() {
         json!({"question": "What is it?", "photo": "https://example.test/p.png"}),
     );
 }
+
+/// The messages a Python Prompty runtime prepares for a file, through
+/// tests/fixtures/prompty/runtime_messages.py: `python` is the interpreter that has the
+/// runtime (`python3` has prompty 2.x; the v1 lines live in virtualenvs of their own).
+fn python_runtime_messages(python: &str, file: &Path) -> Vec<(String, String)> {
+    // prompty 0.1.x reads a relative path from the calling script's folder.
+    let file = file.canonicalize().unwrap();
+    let output = std::process::Command::new(python)
+        .arg("tests/fixtures/prompty/runtime_messages.py")
+        .arg(&file)
+        .arg("{}")
+        .output()
+        .unwrap_or_else(|e| panic!("{python}: {e}"));
+    assert!(
+        output.status.success(),
+        "{python} {}: {}",
+        file.display(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
+/// The interpreter of a v1 runtime line: `EVALR_PROMPTY_V1_PYTHON` (prompty 0.1.x, the line
+/// many samples pin) or `EVALR_PROMPTY_V1_TOOLS_PYTHON` (prompty 1.0.0b3, the last v1 line,
+/// which reads `tools:` sections), else the virtualenvs `scripts/setup.sh --test` makes.
+fn v1_python(variable: &str, venv: &str) -> String {
+    let python = std::env::var(variable).unwrap_or_else(|_| {
+        let home = std::env::var("HOME").unwrap_or_default();
+        format!("{home}/.cache/evalr/{venv}/bin/python")
+    });
+    assert!(
+        Path::new(&python).exists(),
+        "{python} is missing: run scripts/setup.sh --test, or set {variable}"
+    );
+    python
+}
+
+/// evalr's messages for a file rendered with its own `sample:` values, as the runtimes'
+/// `prepare` renders it without inputs.
+fn evalr_messages_from_sample(file: &Path) -> Vec<(String, String)> {
+    let program = Program::compile(ProgramFile::load(file).unwrap()).unwrap();
+    let mut context = template_context(&Value::Object(program.file.sample.clone()), Vec::new());
+    complete_inputs(&program.file.inputs, &mut context).unwrap();
+    let messages = match program.next_step(&context, &Default::default()).unwrap() {
+        Step::Call(call) => call.messages,
+        Step::Done(messages) => messages,
+    };
+    messages
+        .into_iter()
+        .map(|m| (m.role.as_str().to_string(), m.content))
+        .collect()
+}
+
+/// Blank lines between a v2 file's front matter and its first role line: prompty 2.x (and the
+/// TypeScript runtime) send no empty system message for them.
+#[test]
+fn v2_blank_lines_after_the_front_matter_make_no_message_as_in_prompty_2() {
+    let file = Path::new("tests/fixtures/prompty/v2_blank_lines.prompty");
+    let theirs = python_runtime_messages("python3", file);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(evalr_messages_from_sample(file), theirs);
+}
+
+/// A v1 file renders as the v1 runtime many samples pin (prompty 0.1.x): it drops messages
+/// that are only blank (here a trailing `assistant:`) and the blank lines before the first
+/// role line.
+#[test]
+fn v1_blank_messages_are_dropped_as_in_prompty_0_1() {
+    let python = v1_python("EVALR_PROMPTY_V1_PYTHON", "venv-prompty01");
+    let file = Path::new("tests/fixtures/prompty/v1_blank_messages.prompty");
+    let theirs = python_runtime_messages(&python, file);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(evalr_messages_from_sample(file), theirs);
+}
+
+/// `${file:...}` as the whole `inputs:`, inside the model's settings, and a `sample:` in a
+/// folder beside the program's (`../data/...`), resolved as prompty 0.1.x resolves them.
+#[test]
+fn file_references_in_the_front_matter_resolve_as_in_prompty_0_1() {
+    let python = v1_python("EVALR_PROMPTY_V1_PYTHON", "venv-prompty01");
+    let file = Path::new("tests/fixtures/prompty/refs/flow/refs.prompty");
+    let theirs = python_runtime_messages(&python, file);
+    assert_eq!(
+        theirs,
+        [
+            (
+                "system".to_string(),
+                "You are a terse assistant.".to_string()
+            ),
+            ("user".into(), "What is in the data folder?".into())
+        ]
+    );
+    assert_eq!(evalr_messages_from_sample(file), theirs);
+    let program = ProgramFile::load(file).unwrap();
+    assert_eq!(
+        program.parameters.response_format,
+        Some(evalr::program::ResponseFormat::JsonObject)
+    );
+    assert_eq!(program.inputs.len(), 2);
+}
+
+/// A `tools:` section opening a v1 body declares tools: the last v1 runtime (prompty
+/// 1.0.0b3) takes it out of the messages, and so does evalr.
+#[test]
+fn a_v1_tools_section_is_no_message_as_in_the_last_v1_runtime() {
+    let python = v1_python("EVALR_PROMPTY_V1_TOOLS_PYTHON", "venv-prompty10");
+    let file = Path::new("tests/fixtures/prompty/v1_tools.prompty");
+    let theirs = python_runtime_messages(&python, file);
+    assert_eq!(theirs.len(), 2, "{theirs:?}");
+    assert_eq!(evalr_messages_from_sample(file), theirs);
+}

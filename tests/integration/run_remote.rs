@@ -1000,7 +1000,14 @@ fn a_run_that_answered_no_row_fails_and_says_why() {
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("run");
     let output = letters_run(&endpoint)
-        .args(["--no-cache", "--quiet", "--limit", "3", "--max-retries", "0"])
+        .args([
+            "--no-cache",
+            "--quiet",
+            "--limit",
+            "3",
+            "--max-retries",
+            "0",
+        ])
         .arg("--results-dir")
         .arg(&folder)
         .output()

@@ -202,6 +202,55 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
         message: e.to_string(),
     })?;
     let run = serde_json::to_value(&manifest).unwrap_or_default();
+    let summary = read_summary(dir)?;
+    let client = client_for(tracking)?;
+
+    let created = tracking.run_id.is_none();
+    let target = match &tracking.run_id {
+        Some(id) => existing_run(&client, id).await?,
+        None => create_run(&client, &manifest.run_id).await?,
+    };
+
+    let params = run_params(&run);
+    let metrics = numeric_leaves(&summary);
+    log_params(&client, &target.run_id, &params).await?;
+    log_metrics(&client, &target.run_id, &metrics).await?;
+    let (artifacts, artifacts_skipped) =
+        upload_artifacts(&client, dir, &target.artifact_uri).await?;
+
+    if created {
+        let status = match manifest.status {
+            crate::results::RunStatus::Finished => "FINISHED",
+            _ => "KILLED",
+        };
+        client
+            .post(
+                "mlflow/runs/update",
+                json!({"run_id": target.run_id, "status": status, "end_time": now_ms()}),
+                true,
+            )
+            .await?;
+    }
+
+    Ok(Logged {
+        run_id: target.run_id,
+        experiment_id: target.experiment_id,
+        params: params.len(),
+        metrics: metrics.len(),
+        artifacts,
+        artifacts_skipped,
+    })
+}
+
+/// The MLflow run logged into.
+struct TargetRun {
+    run_id: String,
+    experiment_id: String,
+    artifact_uri: String,
+}
+
+/// `summary.json`, which exists only once the run was scored.
+fn read_summary(dir: &Path) -> Result<Value, MlflowError> {
     let summary_path = dir.join("summary.json");
     if !summary_path.is_file() {
         return Err(MlflowError::File {
@@ -212,8 +261,11 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
             ),
         });
     }
-    let summary = read_json(&summary_path)?;
-    let client = Client {
+    read_json(&summary_path)
+}
+
+fn client_for(tracking: &Tracking) -> Result<Client, MlflowError> {
+    Ok(Client {
         http: crate::backend::http_client::http_client(Duration::from_secs(120)).map_err(|e| {
             MlflowError::Http {
                 base: tracking.base.clone(),
@@ -222,58 +274,61 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
             }
         })?,
         tracking: tracking.clone(),
-    };
+    })
+}
 
-    let created = tracking.run_id.is_none();
-    let (run_id, experiment_id, artifact_uri) = match &tracking.run_id {
-        Some(id) => {
-            let info = client.get("mlflow/runs/get", &[("run_id", id)]).await?;
-            let info = &info["run"]["info"];
-            (
-                id.clone(),
-                info["experiment_id"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-                info["artifact_uri"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        }
-        None => {
-            let experiment_id = client.experiment_id().await?;
-            let name = Some(manifest.run_id.as_str())
-                .filter(|n| !n.is_empty())
-                .unwrap_or("evalr");
-            let created = client
-                .post(
-                    "mlflow/runs/create",
-                    json!({"experiment_id": experiment_id, "run_name": name, "start_time": now_ms(),
-                           "tags": [{"key": "mlflow.runName", "value": name},
-                                    {"key": "mlflow.source.name", "value": "evalr"},
-                                    {"key": "evalr.run_id", "value": name}]}),
-                    false,
-                )
-                .await?;
-            let info = &created["run"]["info"];
-            let id = info["run_id"]
-                .as_str()
-                .ok_or_else(|| client.error("mlflow/runs/create", "the answer has no run_id"))?;
-            (
-                id.to_string(),
-                experiment_id,
-                info["artifact_uri"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_string(),
-            )
-        }
-    };
+/// The run given by `MLFLOW_RUN_ID` (AzureML's job run).
+async fn existing_run(client: &Client, id: &str) -> Result<TargetRun, MlflowError> {
+    let info = client.get("mlflow/runs/get", &[("run_id", id)]).await?;
+    let info = &info["run"]["info"];
+    Ok(TargetRun {
+        run_id: id.to_string(),
+        experiment_id: info["experiment_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        artifact_uri: info["artifact_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
 
-    let params = run_params(&run);
-    let metrics = numeric_leaves(&summary);
-    let timestamp = now_ms();
+/// A new run named after evalr's run id, in the configured experiment.
+async fn create_run(client: &Client, evalr_run_id: &str) -> Result<TargetRun, MlflowError> {
+    let experiment_id = client.experiment_id().await?;
+    let name = Some(evalr_run_id)
+        .filter(|n| !n.is_empty())
+        .unwrap_or("evalr");
+    let created = client
+        .post(
+            "mlflow/runs/create",
+            json!({"experiment_id": experiment_id, "run_name": name, "start_time": now_ms(),
+                   "tags": [{"key": "mlflow.runName", "value": name},
+                            {"key": "mlflow.source.name", "value": "evalr"},
+                            {"key": "evalr.run_id", "value": name}]}),
+            false,
+        )
+        .await?;
+    let info = &created["run"]["info"];
+    let id = info["run_id"]
+        .as_str()
+        .ok_or_else(|| client.error("mlflow/runs/create", "the answer has no run_id"))?;
+    Ok(TargetRun {
+        run_id: id.to_string(),
+        experiment_id,
+        artifact_uri: info["artifact_uri"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+    })
+}
+
+async fn log_params(
+    client: &Client,
+    run_id: &str,
+    params: &[(String, String)],
+) -> Result<(), MlflowError> {
     for chunk in params.chunks(MAX_PARAMS_PER_BATCH) {
         let params: Vec<Value> = chunk
             .iter()
@@ -287,6 +342,15 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
             )
             .await?;
     }
+    Ok(())
+}
+
+async fn log_metrics(
+    client: &Client,
+    run_id: &str,
+    metrics: &[(String, f64)],
+) -> Result<(), MlflowError> {
+    let timestamp = now_ms();
     for chunk in metrics.chunks(MAX_METRICS_PER_BATCH) {
         let metrics: Vec<Value> = chunk
             .iter()
@@ -300,60 +364,47 @@ pub async fn log_results(tracking: &Tracking, dir: &Path) -> Result<Logged, Mlfl
             )
             .await?;
     }
+    Ok(())
+}
 
-    let mut artifacts = Vec::new();
-    let artifacts_skipped = match proxied_artifact_path(&artifact_uri) {
-        Some(root) => {
-            for file in artifact_files(dir) {
-                let name = file
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .unwrap_or_default()
-                    .to_string();
-                let bytes = std::fs::read(&file).map_err(|e| MlflowError::File {
-                    path: file.clone(),
-                    message: e.to_string(),
-                })?;
-                let url = format!(
-                    "{}/api/2.0/mlflow-artifacts/artifacts/{root}/{name}",
-                    tracking.base
-                );
-                let endpoint = format!("mlflow-artifacts/artifacts/{name}");
-                client
-                    .send(&endpoint, |http| http.put(&url).body(bytes.clone()), true)
-                    .await?;
-                artifacts.push(name);
-            }
-            None
-        }
-        None => Some(format!(
-            "the run's artifacts live at '{artifact_uri}', which evalr does not upload to (it uploads through the mlflow-artifacts proxy of `mlflow server`); the report files stay in {}",
-            dir.display()
-        )),
+/// Uploads the artifact files through the tracking server's artifact proxy; the names
+/// uploaded, or why nothing was.
+async fn upload_artifacts(
+    client: &Client,
+    dir: &Path,
+    artifact_uri: &str,
+) -> Result<(Vec<String>, Option<String>), MlflowError> {
+    let Some(root) = proxied_artifact_path(artifact_uri) else {
+        return Ok((
+            Vec::new(),
+            Some(format!(
+                "the run's artifacts live at '{artifact_uri}', which evalr does not upload to (it uploads through the mlflow-artifacts proxy of `mlflow server`); the report files stay in {}",
+                dir.display()
+            )),
+        ));
     };
-
-    if created {
-        let status = match manifest.status {
-            crate::results::RunStatus::Finished => "FINISHED",
-            _ => "KILLED",
-        };
+    let mut artifacts = Vec::new();
+    for file in artifact_files(dir) {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default()
+            .to_string();
+        let bytes = std::fs::read(&file).map_err(|e| MlflowError::File {
+            path: file.clone(),
+            message: e.to_string(),
+        })?;
+        let url = format!(
+            "{}/api/2.0/mlflow-artifacts/artifacts/{root}/{name}",
+            client.tracking.base
+        );
+        let endpoint = format!("mlflow-artifacts/artifacts/{name}");
         client
-            .post(
-                "mlflow/runs/update",
-                json!({"run_id": run_id, "status": status, "end_time": now_ms()}),
-                true,
-            )
+            .send(&endpoint, |http| http.put(&url).body(bytes.clone()), true)
             .await?;
+        artifacts.push(name);
     }
-
-    Ok(Logged {
-        run_id,
-        experiment_id,
-        params: params.len(),
-        metrics: metrics.len(),
-        artifacts,
-        artifacts_skipped,
-    })
+    Ok((artifacts, None))
 }
 
 /// For the end of `evalr run`: logs `dir` when `MLFLOW_TRACKING_URI` is set, else nothing.
