@@ -76,9 +76,21 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
     } else {
         None
     };
-    let backend = build_backend(&plan.inputs.model, &plan.options).await?;
+    let backends = models::build_backends(
+        &plan.inputs.model,
+        plan.inputs.embeddings_model.as_ref(),
+        &plan.options,
+    )
+    .await?;
+    let backend = Arc::clone(&backends.run);
     plan.inputs.check_program_settings(backend.capabilities())?;
-    let picker = picker::build_picker(&plan.inputs, &plan.options, &backend, show_progress).await?;
+    let picker = picker::build_picker(
+        &plan.inputs,
+        &plan.options,
+        backends.embeddings.as_ref(),
+        show_progress,
+    )
+    .await?;
     let mut manifest = plan.manifest(backend.identity());
     let ctx = Arc::new(RowContext {
         program: Arc::clone(&plan.inputs.program),
@@ -119,7 +131,7 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
                 picker: picker.as_ref(),
                 shots: plan.inputs.shots,
                 ensemble: ensemble.as_ref(),
-                concurrency: models::concurrency(&plan.inputs.model, &plan.options),
+                concurrency: backends.run_concurrency,
                 rules,
                 selected: plan.selected,
                 already_done: plan.done.len() as u64,

@@ -134,6 +134,41 @@ pub async fn chat_setup(
     Ok((config, deployment.quota))
 }
 
+/// The backends of a run, built at once: the run's model, and the model that embeds for
+/// `--pick knn` when it is another one; with how many requests each takes at once.
+pub struct Backends {
+    pub run: Arc<dyn Backend>,
+    pub run_concurrency: usize,
+    /// `None` when examples are not picked by embedding.
+    pub embeddings: Option<(Arc<dyn Backend>, usize)>,
+}
+
+/// Builds the backends of a plan's inputs (the last check: it may fetch a token or load a
+/// model).
+pub async fn build_backends(
+    run_model: &ResolvedModel,
+    embeddings_model: Option<&ResolvedModel>,
+    options: &RunOptions,
+) -> Result<Backends, RunError> {
+    let run = build_backend(run_model, options).await?;
+    let embeddings = match embeddings_model {
+        None => None,
+        // `--pick knn` without --embeddings-model embeds with the run's own model.
+        Some(_) if options.examples.embeddings_model.is_none() => {
+            Some((Arc::clone(&run), concurrency(run_model, options)))
+        }
+        Some(model) => Some((
+            build_backend(model, options).await?,
+            concurrency(model, options),
+        )),
+    };
+    Ok(Backends {
+        run,
+        run_concurrency: concurrency(run_model, options),
+        embeddings,
+    })
+}
+
 pub async fn build_backend(
     resolved: &ResolvedModel,
     options: &RunOptions,

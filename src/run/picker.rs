@@ -8,11 +8,11 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::build_backend;
 use super::embed::{self, EmbedError};
 use super::error::RunError;
 use super::options::RunOptions;
 use super::plan::{Inputs, price_of};
-use super::{build_backend, models};
 use crate::backend::{Backend, Usage};
 use crate::config::ResolvedModel;
 use crate::dataset::Row;
@@ -141,27 +141,24 @@ pub fn estimate_embeddings(
 pub async fn build_picker(
     inputs: &Inputs,
     options: &RunOptions,
-    run_backend: &Arc<dyn Backend>,
+    embedder: Option<&(Arc<dyn Backend>, usize)>,
     show_progress: bool,
 ) -> Result<Option<ExamplePicker>, RunError> {
     let Some(pool) = inputs.pool.clone() else {
         return Ok(None);
     };
-    if inputs.pick == ExamplePick::Random {
-        return Ok(Some(ExamplePicker::Random(ExamplePool::new(
-            pool,
-            options.rows.seed,
-        ))));
-    }
-    let resolved = embeddings_model(inputs);
-    let backend = match &options.examples.embeddings_model {
-        None => Arc::clone(run_backend),
-        Some(_) => build_backend(&resolved, options).await?,
+    let (backend, concurrency) = match embedder {
+        Some((backend, concurrency)) if inputs.pick == ExamplePick::Knn => (backend, *concurrency),
+        _ => {
+            return Ok(Some(ExamplePicker::Random(ExamplePool::new(
+                pool,
+                options.rows.seed,
+            ))));
+        }
     };
     let identity = backend.identity();
     let cache = options.retries.cache();
     let retry = options.retries.policy();
-    let concurrency = models::concurrency(&resolved, options);
     let (pool_path, rows_path) = embeddings_files(options, &identity);
     let (pool_vectors, pool_stats) = embed::embed_rows(
         backend.as_ref(),
