@@ -4,14 +4,19 @@
 //! - the requests in flight, capped by the configuration and lowered by 429s (`aimd`);
 //! - the configured quota, a hard ceiling (`buckets`, governor);
 //! - what was learned about the deployment's real quota: from the rate-limit headers of its
-//!   answers when it sends them (`headers`), else from its 429s (`aimd`).
+//!   answers when it sends them (`learner`, reading `headers`; each of requests and tokens is
+//!   a `dimension`, a sliding window or a refilled bucket, over our `history` of sends), else
+//!   from its 429s (`aimd`).
 //!
 //! A configured quota is never exceeded; learning can only make the pace slower than it. What
 //! the limiter learned is kept as a bounded trace (`trace`) for the run's results and report.
 
 mod aimd;
 mod buckets;
+mod dimension;
 mod headers;
+mod history;
+mod learner;
 #[cfg(test)]
 mod simulation;
 mod trace;
@@ -28,7 +33,7 @@ pub use trace::{DeploymentQuota, PaceSample, PacingMode, QuotaTrace, TraceEvent}
 
 use aimd::Aimd;
 use buckets::{Buckets, buckets_for};
-use headers::HeaderLearner;
+use learner::HeaderLearner;
 use trace::{PaceNow, Recorder};
 
 /// A deployment's quota as the user configured it.
@@ -103,7 +108,7 @@ struct State {
 impl State {
     fn pace_now(&self, config: &QuotaConfig) -> PaceNow {
         let factor = self.aimd.factor;
-        let learned = |dim: &headers::Dimension| dim.known().then(|| dim.pace_per_minute(factor));
+        let learned = |dim: &dimension::Dimension| dim.known().then(|| dim.pace_per_minute(factor));
         let configured = |limit: Option<u32>| limit.map(|l| l as f64 * self.factor);
         let min = |a: Option<f64>, b: Option<f64>| a.into_iter().chain(b).reduce(f64::min);
         PaceNow {
@@ -381,7 +386,7 @@ impl QuotaLimiter {
         } else {
             PacingMode::Unlimited
         };
-        let capacity = |dim: &headers::Dimension| dim.known().then_some(dim.capacity);
+        let capacity = |dim: &dimension::Dimension| dim.known().then_some(dim.capacity);
         QuotaTrace {
             mode,
             configured_rpm: self.config.rpm,

@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::aimd::Aimd;
-use super::headers::{HeaderLearner, QuotaHeaders};
+use super::headers::QuotaHeaders;
+use super::learner::HeaderLearner;
 use super::{PROBE_AFTER, RECHECK};
 
 /// What a service said to one request.
