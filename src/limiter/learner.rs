@@ -240,6 +240,12 @@ impl HeaderLearner {
     /// Request `seq` was answered 429 although the prediction had room.
     pub fn rate_limited(&mut self, seq: u64, sent_at: Instant, now: Instant) {
         self.last_answer = Some(now);
+        // Whatever the counts said, something binds: both are watched again from scratch. A
+        // count that was not binding is not taken to be the one that ran out, though: its
+        // level stays what its answers said.
+        let binding = [self.requests.binding(), self.tokens.binding()];
+        self.requests.bound();
+        self.tokens.bound();
         self.history.forget(seq);
         let Some(index) = self.index(seq) else {
             return;
@@ -294,14 +300,25 @@ impl HeaderLearner {
             dim.stretch_window(age);
         }
         let sent = self.ledger[index];
-        self.requests.exhausted(seq, sent_at, sent.requests_through);
-        self.tokens.exhausted(seq, sent_at, sent.tokens_through);
+        if binding[0] {
+            self.requests.exhausted(seq, sent_at, sent.requests_through);
+        }
+        if binding[1] {
+            self.tokens.exhausted(seq, sent_at, sent.tokens_through);
+        }
         self.trim();
     }
 
-    /// Whether pacing by headers is in force.
-    pub fn active(&self) -> bool {
+    /// Whether the answers carried a quota the learner understood (binding or not).
+    pub fn heard(&self) -> bool {
         self.requests.known() || self.tokens.known()
+    }
+
+    /// Whether pacing by headers is in force: a dimension known, and binding.
+    pub fn active(&self) -> bool {
+        [&self.requests, &self.tokens]
+            .iter()
+            .any(|dim| dim.known() && dim.binding())
     }
 }
 
@@ -430,6 +447,40 @@ mod tests {
             limited * 20 <= admitted,
             "{limited} 429s for {admitted} admitted"
         );
+    }
+
+    #[test]
+    fn a_count_our_requests_never_move_stops_pacing_until_a_429() {
+        // A gateway's constant remaining count: a bucket of 101 at first sight, not binding
+        // once 8 answers in a row left it where it was although it had room for them.
+        let mut learner = HeaderLearner::default();
+        let constant = QuotaHeaders {
+            remaining_requests: Some(100.0),
+            ..QuotaHeaders::default()
+        };
+        let mut now = Instant::now();
+        let mut send = |learner: &mut HeaderLearner| loop {
+            match learner.try_send(1.0, now, 1.0, false, Duration::from_secs(1)) {
+                Ok(seq) => return (seq, now),
+                Err(wait) => now += wait.max(Duration::from_millis(1)),
+            }
+        };
+        for _ in 0..9 {
+            let (seq, at) = send(&mut learner);
+            assert!(learner.requests.binding());
+            learner.answered(seq, at, &constant, at);
+        }
+        assert_eq!(learner.requests.capacity, 101.0);
+        assert!(!learner.requests.binding());
+        assert!(
+            !learner.active(),
+            "a quota that does not bind paces nothing"
+        );
+        // A 429 after all: the count binds again, to be learned from the next answers.
+        let (seq, at) = send(&mut learner);
+        learner.rate_limited(seq, at, at);
+        assert!(learner.requests.binding());
+        assert!(learner.active());
     }
 
     #[test]

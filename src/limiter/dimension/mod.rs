@@ -5,6 +5,7 @@
 //! (`refill.rs`). Either way others sharing the deployment show up in `remaining`, which is
 //! why shards of one run need no coordination.
 
+mod binding;
 mod refill;
 mod window;
 
@@ -12,6 +13,7 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::history::History;
+use binding::Streak;
 
 /// The last answer a dimension's predictions start from.
 #[derive(Debug, Clone, Copy)]
@@ -67,6 +69,8 @@ pub(super) struct Dimension {
     /// Answers and 429s while paced by the window.
     window_answers: u32,
     window_refusals: u32,
+    /// The answers since the count last fell: whether our requests move it (`binding.rs`).
+    streak: Option<Streak>,
 }
 
 impl Dimension {
@@ -116,10 +120,21 @@ impl Dimension {
                 gap: Duration::ZERO,
             };
         }
-        if let Some(window) = self.windowed() {
-            return self.check_window(window, cost, now, history, requests);
+        let model = match self.windowed() {
+            Some(window) => self.check_window(window, cost, now, history, requests),
+            None => self.check_bucket(cost, now, unseen, factor),
+        };
+        // Not binding: the model holds us back no more than the probe's pace (which doubles
+        // while the count stays put); never more than the model alone would.
+        match (self.probe_pace(), model) {
+            (Some(pace), Check::Go { gap }) => Check::Go {
+                gap: gap.min(Duration::from_secs_f64((cost / pace).min(3600.0))),
+            },
+            (Some(pace), Check::Wait { .. }) => Check::Go {
+                gap: Duration::from_secs_f64((cost / pace).min(3600.0)),
+            },
+            (None, model) => model,
         }
-        self.check_bucket(cost, now, unseen, factor)
     }
 
     /// What an answer said of this dimension: the capacity, then whichever model the service
@@ -161,6 +176,7 @@ impl Dimension {
             remaining,
             cumulative,
         });
+        self.watch_binding(answer);
         if let Some(reset) = reset.filter(|r| !r.is_zero())
             && self.capacity - remaining >= 1.0
         {
