@@ -27,6 +27,10 @@ struct Args {
     /// Rate-limit headers on success: azure, azure-limits, openai or none.
     #[arg(long, default_value = "azure")]
     headers: String,
+    /// Send this constant `x-ratelimit-remaining-requests` on every answer (a gateway's
+    /// quota that does not bind), whatever was sent.
+    #[arg(long)]
+    constant_remaining: Option<u64>,
 }
 
 #[tokio::main]
@@ -43,6 +47,7 @@ async fn main() {
             "none" => openai_server::QuotaHeaderStyle::None,
             _ => openai_server::QuotaHeaderStyle::Azure,
         },
+        constant_remaining: args.constant_remaining,
         ..Default::default()
     };
     let addr =

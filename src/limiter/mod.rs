@@ -4,14 +4,19 @@
 //! - the requests in flight, capped by the configuration and lowered by 429s (`aimd`);
 //! - the configured quota, a hard ceiling (`buckets`, governor);
 //! - what was learned about the deployment's real quota: from the rate-limit headers of its
-//!   answers when it sends them (`headers`), else from its 429s (`aimd`).
+//!   answers when it sends them (`learner`, reading `headers`; each of requests and tokens is
+//!   a `dimension`, a sliding window or a refilled bucket, over our `history` of sends), else
+//!   from its 429s (`aimd`).
 //!
 //! A configured quota is never exceeded; learning can only make the pace slower than it. What
 //! the limiter learned is kept as a bounded trace (`trace`) for the run's results and report.
 
 mod aimd;
 mod buckets;
+mod dimension;
 mod headers;
+mod history;
+mod learner;
 #[cfg(test)]
 mod simulation;
 mod trace;
@@ -24,11 +29,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;
 
 pub use headers::QuotaHeaders;
-pub use trace::{DeploymentQuota, PaceSample, PacingMode, QuotaTrace, TraceEvent};
+pub use trace::{DeploymentQuota, PaceSample, PacingMode, Quantity, QuotaTrace, TraceEvent};
 
 use aimd::Aimd;
 use buckets::{Buckets, buckets_for};
-use headers::HeaderLearner;
+use learner::HeaderLearner;
 use trace::{PaceNow, Recorder};
 
 /// A deployment's quota as the user configured it.
@@ -101,9 +106,31 @@ struct State {
 }
 
 impl State {
+    /// Whether each quantity's reported quota binds (`None` while unknown).
+    fn binding(&self) -> [(Quantity, Option<bool>); 2] {
+        let binding = |dim: &dimension::Dimension| dim.known().then(|| dim.binding());
+        [
+            (Quantity::Requests, binding(&self.learner.requests)),
+            (Quantity::Tokens, binding(&self.learner.tokens)),
+        ]
+    }
+
+    /// Records in the trace what changed since `before`.
+    fn record_binding(&mut self, now: Instant, before: [(Quantity, Option<bool>); 2]) {
+        for ((quantity, was), (_, is)) in before.into_iter().zip(self.binding()) {
+            if let Some(is) = is
+                && was.is_some_and(|was| was != is)
+            {
+                self.recorder.binding(now, quantity, is);
+            }
+        }
+    }
+
     fn pace_now(&self, config: &QuotaConfig) -> PaceNow {
         let factor = self.aimd.factor;
-        let learned = |dim: &headers::Dimension| dim.known().then(|| dim.pace_per_minute(factor));
+        let learned = |dim: &dimension::Dimension| {
+            (dim.known() && dim.binding()).then(|| dim.pace_per_minute(factor))
+        };
         let configured = |limit: Option<u32>| limit.map(|l| l as f64 * self.factor);
         let min = |a: Option<f64>, b: Option<f64>| a.into_iter().chain(b).reduce(f64::min);
         PaceNow {
@@ -273,9 +300,11 @@ impl QuotaLimiter {
     fn answered(&self, permit: &QuotaPermit, headers: &QuotaHeaders) {
         let now = Instant::now();
         let mut state = self.state();
+        let before = state.binding();
         state
             .learner
             .answered(permit.seq, permit.sent_at, headers, now);
+        state.record_binding(now, before);
         if let Some((from, to)) = state.aimd.on_admitted(now) {
             state.recorder.in_flight(now, from, to);
         }
@@ -304,7 +333,9 @@ impl QuotaLimiter {
             if state.paused_until.is_none_or(|p| p < until) {
                 state.paused_until = Some(until);
             }
+            let before = state.binding();
             state.learner.rate_limited(permit.seq, permit.sent_at, now);
+            state.record_binding(now, before);
             let by_rate = !state.learner.active() && !self.config.configured();
             if let Some(decrease) = state.aimd.on_rate_limited(now, by_rate) {
                 let (from, to) = decrease.in_flight;
@@ -372,7 +403,7 @@ impl QuotaLimiter {
         let now = Instant::now();
         let pace = state.pace_now(&self.config);
         let learner = &state.learner;
-        let mode = if learner.active() {
+        let mode = if learner.heard() {
             PacingMode::Headers
         } else if state.aimd.rate.is_some() && !self.config.configured() {
             PacingMode::RateLimits
@@ -381,7 +412,7 @@ impl QuotaLimiter {
         } else {
             PacingMode::Unlimited
         };
-        let capacity = |dim: &headers::Dimension| dim.known().then_some(dim.capacity);
+        let capacity = |dim: &dimension::Dimension| dim.known().then_some(dim.capacity);
         QuotaTrace {
             mode,
             configured_rpm: self.config.rpm,

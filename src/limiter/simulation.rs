@@ -6,7 +6,8 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::aimd::Aimd;
-use super::headers::{HeaderLearner, QuotaHeaders};
+use super::headers::QuotaHeaders;
+use super::learner::HeaderLearner;
 use super::{PROBE_AFTER, RECHECK};
 
 /// What a service said to one request.
@@ -134,6 +135,35 @@ impl Service for Bucket {
             remaining_tokens: Some(1e9),
             ..QuotaHeaders::default()
         })
+    }
+}
+
+/// A gateway in front of a server with no quota (or one far above our pace), as proxies in front
+/// of OpenAI-compatible servers do: every answer says the same remaining count, whatever was
+/// sent, and nothing is ever refused.
+pub struct ConstantRemaining(pub f64);
+
+impl Service for ConstantRemaining {
+    fn arrive(&mut self, _now: Instant, _tokens: f64) -> Verdict {
+        Verdict::Admitted(QuotaHeaders {
+            remaining_requests: Some(self.0),
+            ..QuotaHeaders::default()
+        })
+    }
+}
+
+/// `service`, but its answers report this constant remaining token count.
+pub struct ConstantTokens<S>(pub S, pub f64);
+
+impl<S: Service> Service for ConstantTokens<S> {
+    fn arrive(&mut self, now: Instant, tokens: f64) -> Verdict {
+        match self.0.arrive(now, tokens) {
+            Verdict::Admitted(headers) => Verdict::Admitted(QuotaHeaders {
+                remaining_tokens: Some(self.1),
+                ..headers
+            }),
+            refused => refused,
+        }
     }
 }
 
@@ -388,5 +418,44 @@ mod tests {
         check("bucket", o, false, 20.0 + 20.0 * 60.0, 0.95, 12);
         let o = shared_from_20s(Bucket::new(20.0, 20.0));
         check("shared bucket", o, true, 10.0 * 30.0, 0.95, 15);
+    }
+
+    /// A client answered at once: 8 in flight, answered in 2 ms, at most 4,000 requests a
+    /// second whatever the service says.
+    fn at_once(seconds: f64) -> Client {
+        Client {
+            duration: secs(seconds),
+            latency: Duration::from_millis(2),
+            ..Client::default()
+        }
+    }
+
+    #[test]
+    fn a_remaining_count_that_never_falls_does_not_pace() {
+        // The server: `x-ratelimit-remaining-requests: 100` on every answer. Taken as
+        // a quota of 100 (a minute's window at first, then a bucket refilled as fast as we
+        // went), it paced the run at 101 a minute rising slowly: 51 requests in the first
+        // second. The in-flight cap is the only bound here.
+        let o = drive(&mut ConstantRemaining(100.0), at_once(1.0));
+        check("first second", o, false, 4_000.0, 0.6, 0);
+        let o = drive(&mut ConstantRemaining(100.0), at_once(10.0));
+        check("ten seconds", o, false, 40_000.0, 0.95, 0);
+        // A constant count of tokens the same way, while the requests' window binds: it
+        // alone paces.
+        let windows = Windows {
+            requests: SlidingWindow::new(2_000.0, secs(1.0)),
+            tokens: SlidingWindow::new(1e12, secs(60.0)),
+        };
+        let o = drive(&mut ConstantTokens(windows, 30_000.0), at_once(10.0));
+        check("requests bind, tokens do not", o, false, 20_000.0, 0.9, 0);
+    }
+
+    #[test]
+    fn a_bucket_that_binds_only_past_the_first_pace_is_found_out_by_probing() {
+        // 100 requests refilled at 200/s, the client able to send 400/s: the count stays full
+        // at the cautious first pace (not binding there), so the learner probes upward; the
+        // count falls once the pace passes the refill, and the bucket paces the rest.
+        let o = drive(&mut Bucket::new(100.0, 200.0), minutes(1.0));
+        check("fast bucket", o, false, 100.0 + 200.0 * 60.0, 0.95, 5);
     }
 }

@@ -63,6 +63,22 @@ pub enum TraceEvent {
         from: usize,
         to: usize,
     },
+    /// The learner found a reported quota not binding (its remaining count stayed put while
+    /// our requests were answered: no pacing by it), or binding again (the count fell, or a
+    /// 429 came).
+    Binding {
+        at_s: f64,
+        quantity: Quantity,
+        binding: bool,
+    },
+}
+
+/// What a quota counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Quantity {
+    Requests,
+    Tokens,
 }
 
 /// The limiter's record of one deployment, as it goes into the run's results.
@@ -221,6 +237,15 @@ impl Recorder {
         self.event(TraceEvent::RateLimited {
             at_s,
             retry_after_s: retry_after.map(|d| d.as_secs_f64()),
+        });
+    }
+
+    pub fn binding(&mut self, now: Instant, quantity: Quantity, binding: bool) {
+        let at_s = self.at(now);
+        self.event(TraceEvent::Binding {
+            at_s,
+            quantity,
+            binding,
         });
     }
 

@@ -418,3 +418,44 @@ fn a_configured_quota_stays_a_ceiling() {
     assert_eq!(trace["configured_rpm"], 1_200);
     assert!(trace["learned_rpm"].as_f64().unwrap() <= 1_200.0);
 }
+
+#[test]
+fn a_remaining_count_that_our_requests_never_move_does_not_pace_the_run() {
+    // A gateway's constant `x-ratelimit-remaining-requests: 100` (no limit, no reset, never a
+    // 429). Taken at its word it is a quota of about 100 requests and paced the run (101 a
+    // minute at first); answered requests that never move it say it does not bind.
+    let (server, correct) = server(ServerConfig {
+        constant_remaining: Some(100),
+        ..Default::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("run");
+    run(&server, &folder, &["--max-in-flight", "8"]);
+    assert_every_row_once(&server, &folder, correct);
+    assert_eq!(throttled(&server).0, 0);
+    let trace = trace(&folder);
+    // The count was read (a capacity of 101) but nothing limited the run: no learned pace,
+    // and the learner said when it found the requests' quota not binding - once, for good.
+    assert_eq!(trace["mode"], "headers", "{trace}");
+    assert_eq!(trace["request_capacity"], 101.0);
+    assert!(trace["learned_rpm"].is_null(), "{trace}");
+    let binding: Vec<&Value> = trace["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "binding")
+        .collect();
+    assert_eq!(binding.len(), 1, "{trace}");
+    assert_eq!(binding[0]["quantity"], "requests");
+    assert_eq!(binding[0]["binding"], false);
+    // From the sample in which it was found on, no pace is recorded.
+    let found = binding[0]["at_s"].as_f64().unwrap();
+    let samples = trace["samples"].as_array().unwrap();
+    assert!(
+        samples
+            .iter()
+            .filter(|s| s["at_s"].as_f64().unwrap() > found)
+            .all(|s| s["pace_rpm"].is_null()),
+        "{trace}"
+    );
+}

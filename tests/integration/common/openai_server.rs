@@ -16,6 +16,8 @@
 //! - Rate-limit headers on success in the style of Azure (`x-ratelimit-remaining-*`, with or
 //!   without `x-ratelimit-limit-*`) or OpenAI (`-limit-*`, `-remaining-*`, `-reset-*`), or none;
 //!   and another client that takes a share of the quota from some moment on.
+//! - A gateway's constant `x-ratelimit-remaining-requests` (no limit, no reset, never a 429),
+//!   whatever is sent: a quota that is reported but does not bind.
 //! - Faults: latency, injected 500s, hangs, malformed bodies, content-filter refusals.
 //! - Every request is recorded (question, status) so tests can count what was sent.
 
@@ -156,6 +158,9 @@ pub struct ServerConfig {
     pub choice_key: Vec<(String, String)>,
     /// A stand-in model for benchmarks: when set, it writes every answer (see [`Simulated`]).
     pub simulated: Option<Simulated>,
+    /// Every successful answer says `x-ratelimit-remaining-requests: N`, whatever was sent
+    /// (as gateways in front of OpenAI-compatible servers do); no other rate-limit header.
+    pub constant_remaining: Option<u64>,
 }
 
 /// A stand-in for a model, for benchmarks that need answers of a realistic size and spread
@@ -199,6 +204,7 @@ impl Default for ServerConfig {
             reasoning_tokens: 0,
             choice_key: Vec::new(),
             simulated: None,
+            constant_remaining: None,
         }
     }
 }
@@ -683,6 +689,9 @@ async fn chat(shared: Arc<Shared>, key: Option<String>, body: Bytes) -> Response
         if style == QuotaHeaderStyle::None {
             remaining = (None, None);
         }
+    }
+    if let Some(constant) = config.constant_remaining {
+        remaining = (Some(constant), None);
     }
     if !config.latency.is_zero() {
         tokio::time::sleep(config.latency).await;
