@@ -11,7 +11,7 @@ use reqwest::header::HeaderMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::http_client::{http_client, request_error_text};
+use super::http_client::{certificate_problem, http_client, request_error_text};
 use super::identity::TokenSource;
 use super::{BackendError, Secret};
 use crate::limiter::{QuotaHeaders, QuotaLimiter};
@@ -127,6 +127,16 @@ impl JsonEndpoint {
     fn transport_error(&self, error: reqwest::Error) -> BackendError {
         if error.is_timeout() {
             return BackendError::Timeout(self.timeout);
+        }
+        if let Some(problem) = certificate_problem(&error) {
+            let host = reqwest::Url::parse(&self.url)
+                .ok()
+                .and_then(|u| u.host_str().map(str::to_string))
+                .unwrap_or_default();
+            return BackendError::Fatal(format!(
+                "{}: the TLS certificate of {host} is not trusted ({problem}); if a proxy or a private CA signs it, set SSL_CERT_FILE to that CA's certificate (PEM)",
+                self.url_for_errors()
+            ));
         }
         // reqwest's messages include the URL; ours never carry the query string or a key.
         let cause = request_error_text(error);
@@ -317,5 +327,27 @@ mod tests {
         assert_eq!(parsed.reset_requests, Some(Duration::from_millis(120)));
         assert_eq!(parsed.reset_tokens, Some(Duration::from_secs(2)));
         assert!(!quota_headers(&HeaderMap::new()).any());
+    }
+
+    #[tokio::test]
+    async fn an_untrusted_certificate_is_fatal_and_names_the_host_and_the_problem() {
+        let server = super::super::http_client::test_tls::TlsServer::start().await;
+        let endpoint = JsonEndpoint::new(
+            format!("{}/v1/chat/completions?api-version=x", server.base),
+            Credential::None,
+            Vec::new(),
+            Arc::new(QuotaLimiter::new(crate::limiter::QuotaConfig::default())),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        let error = endpoint.post(&serde_json::json!({}), 1).await.unwrap_err();
+        assert!(!error.is_retryable() && error.is_fatal(), "{error:?}");
+        let port = server.base.rsplit(':').next().unwrap();
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "https://localhost:{port}/v1/chat/completions: the TLS certificate of localhost is not trusted (invalid peer certificate: UnknownIssuer); if a proxy or a private CA signs it, set SSL_CERT_FILE to that CA's certificate (PEM)"
+            )
+        );
     }
 }

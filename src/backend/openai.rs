@@ -26,7 +26,7 @@ use crate::limiter::QuotaLimiter;
 
 // The endpoint's home is `super::endpoint`; `run` and `batch` still name it through the chat
 // backend (to be switched when their restructuring lands, then this line goes).
-pub use super::endpoint::{ChatEndpoint, chat_url};
+use super::endpoint::{ChatEndpoint, chat_url};
 
 #[derive(Debug, Clone)]
 pub struct ChatConfig {

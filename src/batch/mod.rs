@@ -26,8 +26,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use crate::backend::Backend;
+use crate::backend::endpoint::{ChatEndpoint, chat_url};
 use crate::backend::http::JsonEndpoint;
-use crate::backend::openai::{ChatBackend, ChatConfig, chat_url};
+use crate::backend::openai::{ChatBackend, ChatConfig};
 use crate::config::BatchProfile;
 use crate::dataset::Row;
 use crate::limiter::{QuotaConfig, QuotaLimiter};
@@ -242,8 +243,8 @@ pub async fn run_batched(job: BatchJob<'_>) -> Result<RunStatus, BatchError> {
     let mut ledger = ledger;
     if ledger.api.is_empty() {
         ledger.api = match chat.endpoint {
-            crate::backend::openai::ChatEndpoint::Azure { .. } => "azure".into(),
-            crate::backend::openai::ChatEndpoint::OpenAi { .. } => "openai".into(),
+            ChatEndpoint::Azure { .. } => "azure".into(),
+            ChatEndpoint::OpenAi { .. } => "openai".into(),
         };
     }
     let mut driver = Driver {

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::BatchError;
+use crate::backend::endpoint::ChatEndpoint;
 use crate::backend::http::Credential;
-use crate::backend::openai::ChatEndpoint;
 
 /// A batch as the service describes it.
 #[derive(Debug, Clone, Deserialize)]

@@ -6,6 +6,7 @@
 //!   outputs.jsonl   one OutputRecord per finished row, append-only
 //!   errors.jsonl    one ErrorRecord per row that did not finish
 //!   repeats.jsonl   ensemble runs: one RepeatLine per finished repeat (for resume)
+//!   judge/, judged.jsonl   `evalr judge`'s folders and per-row fields (see `judged.rs`)
 //! ```
 //!
 //! `run` writes through [`Journal`] and [`write_manifest`]; `score`, `compare`, `judge`,
@@ -14,6 +15,7 @@
 //! format is `docs/results.md`.
 
 pub mod batch_ledger;
+mod judged;
 mod manifest;
 mod reader;
 mod record;
@@ -21,6 +23,10 @@ mod writer;
 
 use std::path::PathBuf;
 
+pub use judged::{
+    JUDGE_FOLDER, JUDGE_MANIFEST, JUDGED_ROWS_FILE, JudgeFolder, JudgeManifest, JudgedRowLine,
+    REPEATS_FOLDER, judge_folders, judge_metric, judged_id, write_judged_rows,
+};
 pub use manifest::{
     DatasetInfo, MergedShard, ModelInfo, ProgramInfo, RunManifest, RunStatus, SCHEMA_VERSION,
     ShardInfo,

@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 use super::{ResumeOverrides, RunError, RunOptions, execute};
 use crate::dataset::{JsonlWriter, Row};
 use crate::program::load_program;
-use crate::results::{CallKind, OUTPUTS_FILE, OutputRecord, ResultFolder};
-use crate::score::JUDGE_FOLDER;
-use crate::score::judged::{JudgeManifest, REPEATS_FOLDER};
+use crate::results::{
+    CallKind, JUDGE_FOLDER, JudgeManifest, OUTPUTS_FILE, OutputRecord, REPEATS_FOLDER, ResultFolder,
+};
 
 /// The metrics `evalr judge` has built-in programs for, in `programs/judges/`.
 pub const METRICS: [&str; 6] = [

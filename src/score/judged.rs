@@ -9,80 +9,28 @@
 //! distribution, and how reliable the judge was (repeats and other judges of the same rows,
 //! [`super::agreement`]).
 //!
-//! Layout inside a judged run (written by `run::judge`):
-//! `judge/<metric>/` the judgment (an ordinary run, with `judge.json`), `judge/<metric>/
-//! repeats/<k>/` its repeats 2..K, `judge/<metric>@<label>/` the same metric by another judge.
+//! The judge folders' layout, manifest and `judged.jsonl` are the results format
+//! (`crate::results::judged`): this module reads judgments through it and computes.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use super::ScoreError;
 use super::agreement::{Agreement, agreement};
 use super::judge_answer::{AnswerRules, AnswerStyle, Parsed, parse_judge_answer};
-use crate::results::{CallKind, OutputRecord, ResultFolder, ResultsError};
+use crate::results::{
+    CallKind, JudgeFolder, JudgeManifest, JudgedRowLine, OutputRecord, ResultFolder, ResultsError,
+    judge_folders, judge_metric, judged_id,
+};
 
 /// Default pass threshold, as in azure-ai-evaluation: a score of 3 or more passes.
 pub const DEFAULT_THRESHOLD: u8 = 3;
 
 pub const MIN_SCORE: u8 = 1;
 pub const MAX_SCORE: u8 = 5;
-
-/// `judge.json` in a judge folder: what the judgment was asked.
-pub const JUDGE_MANIFEST: &str = "judge.json";
-/// The per-row judged fields of a run, one line per judged row.
-pub const JUDGED_ROWS_FILE: &str = "judged.jsonl";
-/// Where repeats 2..K of a judgment live inside its folder.
-pub const REPEATS_FOLDER: &str = "repeats";
-
-/// `judge/<name>/judge.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct JudgeManifest {
-    /// The metric (`coherence`, or the judge program's name for a user's judge).
-    pub metric: String,
-    /// The judge program as given (`judges/coherence`, or a path).
-    pub program: String,
-    /// A score at or above this passes.
-    pub threshold: u8,
-    /// Judgments per row (1 + the repeats in `repeats/`).
-    #[serde(default = "one")]
-    pub repeats: u32,
-    /// The judge model as given (`--judge-model`).
-    #[serde(default)]
-    pub model: Option<String>,
-}
-
-fn one() -> u32 {
-    1
-}
-
-impl JudgeManifest {
-    pub fn read(folder: &Path) -> Result<Option<JudgeManifest>, ScoreError> {
-        let path = folder.join(JUDGE_MANIFEST);
-        let text = match std::fs::read_to_string(&path) {
-            Ok(text) => text,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(ResultsError::Io { path, source }.into()),
-        };
-        serde_json::from_str(&text).map(Some).map_err(|error| {
-            ResultsError::Json {
-                path,
-                line: 1,
-                error,
-            }
-            .into()
-        })
-    }
-
-    pub fn write(&self, folder: &Path) -> Result<(), ScoreError> {
-        let path = folder.join(JUDGE_MANIFEST);
-        let text = serde_json::to_string_pretty(self).unwrap_or_default();
-        std::fs::write(&path, text + "\n")
-            .map_err(|source| ResultsError::Io { path, source }.into())
-    }
-}
 
 /// One judge row, read.
 #[derive(Debug, Clone, PartialEq)]
@@ -93,11 +41,6 @@ pub struct Judgment {
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub model: Option<String>,
-}
-
-/// The metric a judge row belongs to (`row.metric`).
-pub fn judge_metric(record: &OutputRecord) -> Option<&str> {
-    record.row.extra.get("metric").and_then(Value::as_str)
 }
 
 /// Reads a judge row (a row with `row.metric`); `None` for other rows.
@@ -139,13 +82,7 @@ pub fn read_judgment(record: &OutputRecord) -> Option<Judgment> {
         }
     };
     Some(Judgment {
-        judged_id: record
-            .row
-            .extra
-            .get("judged_id")
-            .and_then(Value::as_str)
-            .unwrap_or(&record.id)
-            .to_string(),
+        judged_id: judged_id(record).unwrap_or(&record.id).to_string(),
         metric,
         parsed,
         prompt_tokens: record.usage.prompt_tokens,
@@ -320,21 +257,24 @@ pub fn score_judge_folder(
     Ok(accumulator.finish(threshold))
 }
 
-/// A judge folder of a run, read: its name, manifest and judgments (repeat 1 first).
+/// A judge folder of a run, read: its manifest and judgments (repeat 1 first).
 #[derive(Debug, Clone)]
-pub struct JudgeFolder {
-    /// `coherence`, or `coherence@<label>`.
-    pub name: String,
-    pub path: PathBuf,
+pub struct JudgeRead {
+    pub folder: JudgeFolder,
     pub manifest: Option<JudgeManifest>,
     /// The judgments of each repeat, by judged row id.
     pub repeats: Vec<BTreeMap<String, Judgment>>,
 }
 
-impl JudgeFolder {
+impl JudgeRead {
+    /// `coherence`, or `coherence@<label>`.
+    pub fn name(&self) -> &str {
+        &self.folder.name
+    }
+
     /// The metric judged (the part of the name before `@`).
     pub fn metric(&self) -> &str {
-        self.name.split('@').next().unwrap_or(&self.name)
+        self.folder.metric()
     }
 
     fn threshold(&self, options_threshold: Option<u8>) -> u8 {
@@ -356,54 +296,22 @@ fn read_judgments(path: &Path) -> Result<BTreeMap<String, Judgment>, ScoreError>
     Ok(judgments)
 }
 
-/// The judge folders under `<run>/judge/`, sorted by name.
-pub fn judge_folders(run: &Path) -> Result<Vec<JudgeFolder>, ScoreError> {
-    let root = run.join(super::JUDGE_FOLDER);
-    if !root.is_dir() {
-        return Ok(Vec::new());
-    }
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ScoreError::from(ResultsError::Io { path, source })
-    };
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&root)
-        .map_err(io(&root))?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join("outputs.jsonl").is_file())
-        .collect();
-    paths.sort();
-    let mut folders = Vec::new();
-    for path in paths {
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let mut repeats = vec![read_judgments(&path)?];
-        let repeats_root = path.join(REPEATS_FOLDER);
-        if repeats_root.is_dir() {
-            let mut numbered: Vec<(u32, PathBuf)> = std::fs::read_dir(&repeats_root)
-                .map_err(io(&repeats_root))?
-                .filter_map(Result::ok)
-                .filter_map(|e| {
-                    let k = e.file_name().to_string_lossy().parse::<u32>().ok()?;
-                    Some((k, e.path()))
-                })
-                .filter(|(_, p)| p.join("outputs.jsonl").is_file())
-                .collect();
-            numbered.sort();
-            for (_, repeat) in numbered {
-                repeats.push(read_judgments(&repeat)?);
-            }
-        }
-        folders.push(JudgeFolder {
-            manifest: JudgeManifest::read(&path)?,
-            name,
-            path,
+/// The judge folders of `run` (sorted by name), read.
+pub fn read_judges(run: &Path) -> Result<Vec<JudgeRead>, ScoreError> {
+    let mut judges = Vec::new();
+    for folder in judge_folders(run)? {
+        let repeats = folder
+            .repeats()?
+            .iter()
+            .map(|path| read_judgments(path))
+            .collect::<Result<_, _>>()?;
+        judges.push(JudgeRead {
+            manifest: folder.manifest()?,
+            folder,
             repeats,
         });
     }
-    Ok(folders)
+    Ok(judges)
 }
 
 /// Everything the judge folders of a run add to its summary.
@@ -418,12 +326,12 @@ pub struct JudgesSummary {
 /// repeats, and the agreement of each pair of judges of the same metric. `threshold`
 /// overrides the one each judgment was made with.
 pub fn score_judges(run: &Path, threshold: Option<u8>) -> Result<JudgesSummary, ScoreError> {
-    let folders = judge_folders(run)?;
+    let folders = read_judges(run)?;
     let mut summary = JudgesSummary::default();
     for folder in &folders {
         let mut accumulator = JudgedAccumulator::default();
         for judgment in folder.repeats[0].values() {
-            accumulator.add_judgment(&folder.name, judgment);
+            accumulator.add_judgment(folder.name(), judgment);
         }
         let mut metrics = accumulator.finish(folder.threshold(threshold));
         if folder.repeats.len() > 1 {
@@ -448,7 +356,7 @@ pub fn score_judges(run: &Path, threshold: Option<u8>) -> Result<JudgesSummary, 
                 .collect();
             summary.agreement.push(JudgeAgreement {
                 metric: a.metric().to_string(),
-                judges: [a.name.clone(), b.name.clone()],
+                judges: [a.name().to_string(), b.name().to_string()],
                 agreement: agreement(&units),
             });
         }
@@ -457,7 +365,7 @@ pub fn score_judges(run: &Path, threshold: Option<u8>) -> Result<JudgesSummary, 
 }
 
 /// Each judged row's scores over the repeats of a judge (`None` where a repeat gave none).
-fn repeat_units(folder: &JudgeFolder) -> Vec<Vec<Option<f64>>> {
+fn repeat_units(folder: &JudgeRead) -> Vec<Vec<Option<f64>>> {
     folder.repeats[0]
         .keys()
         .map(|id| {
@@ -520,17 +428,17 @@ pub fn write_judged_rows(
     run: &Path,
     judged: &[JudgedMetric],
 ) -> Result<Option<PathBuf>, ScoreError> {
-    let folders = judge_folders(run)?;
+    let folders = read_judges(run)?;
     if folders.is_empty() {
         return Ok(None);
     }
     let mut rows: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
     for folder in &folders {
-        let scored_with = judged.iter().find(|m| m.metric == folder.name);
+        let scored_with = judged.iter().find(|m| m.metric == folder.name());
         let threshold = folder.threshold(scored_with.map(|m| m.threshold));
         for (id, judgment) in &folder.repeats[0] {
             let row = rows.entry(id.clone()).or_default();
-            row.extend(row_fields(&folder.name, judgment, threshold));
+            row.extend(row_fields(folder.name(), judgment, threshold));
             if folder.repeats.len() > 1 {
                 let scores: Vec<Option<f64>> = folder
                     .repeats
@@ -542,29 +450,29 @@ pub fn write_judged_rows(
                     present.iter().copied().fold(f64::MIN, f64::max)
                         - present.iter().copied().fold(f64::MAX, f64::min)
                 });
-                row.insert(format!("{}_repeats", folder.name), json!(scores));
-                row.insert(format!("{}_spread", folder.name), json!(spread));
+                row.insert(format!("{}_repeats", folder.name()), json!(scores));
+                row.insert(format!("{}_spread", folder.name()), json!(spread));
             }
         }
     }
-    let path = run.join(JUDGED_ROWS_FILE);
-    let mut text = String::new();
-    for (id, fields) in rows {
-        let mut line = Map::new();
-        line.insert("id".into(), json!(id));
-        line.extend(fields);
-        text.push_str(&Value::Object(line).to_string());
-        text.push('\n');
-    }
-    crate::files::write_atomic(&path, text.as_bytes()).map_err(|e| ScoreError::Write {
-        path: path.clone(),
-        message: e.to_string(),
+    let lines = rows
+        .into_iter()
+        .map(|(id, fields)| JudgedRowLine { id, fields });
+    let path = crate::results::write_judged_rows(run, lines).map_err(|e| match e {
+        // Said as the scorer's other files are when they cannot be written.
+        ResultsError::Io { path, source } => ScoreError::Write {
+            path,
+            message: source.to_string(),
+        },
+        other => other.into(),
     })?;
     Ok(Some(path))
 }
 
 #[cfg(test)]
 mod tests {
+    use serde::Deserialize;
+
     use super::*;
 
     fn record(metric: &str, option: Option<&str>, text: Option<&str>) -> OutputRecord {

@@ -65,6 +65,3 @@ pub fn score_folder_with(path: &Path, options: &ScoreOptions) -> Result<Summary,
     summary.judge_agreement = judges.agreement;
     Ok(summary)
 }
-
-/// Where `evalr judge` writes its judge runs inside a result folder.
-pub const JUDGE_FOLDER: &str = "judge";

@@ -30,3 +30,4 @@ mod run_local;
 mod run_remote;
 mod score_cli;
 mod sharded_run;
+mod tls;

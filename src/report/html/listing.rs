@@ -7,8 +7,8 @@ use serde::Serialize;
 
 use super::{COMPARE_HTML, REPORT_HTML};
 use crate::report::{ExportError, SUMMARY_FILE};
+use crate::results::JUDGE_FOLDER;
 use crate::results::{MANIFEST_FILE, OUTPUTS_FILE, ResultFolder};
-use crate::score::JUDGE_FOLDER;
 
 /// Folders below the results folder searched for runs (results/<run>/, results/<group>/<run>/).
 const MAX_DEPTH: usize = 3;

@@ -16,8 +16,10 @@ use serde_json::Value;
 
 use super::embed;
 use super::page_rows::PageRows;
-use crate::results::{ErrorRecord, Outcome, OutputRecord, ResultFolder};
-use crate::score::{JUDGE_FOLDER, ScoreError, judged};
+use crate::results::{
+    ErrorRecord, Outcome, OutputRecord, ResultFolder, judge_folders, judge_metric, judged_id,
+};
+use crate::score::{ScoreError, judged};
 
 /// Rows per chunk: opening a row inflates at most this many rows' details.
 pub const CHUNK_ROWS: usize = 250;
@@ -92,37 +94,16 @@ pub type JudgedById = HashMap<String, Vec<JudgedRow>>;
 
 /// The judge metrics found in `<run>/judge/<metric>/` and their rows by judged row id.
 pub fn read_judged(run: &Path) -> Result<(Vec<String>, JudgedById), ScoreError> {
-    let root = run.join(JUDGE_FOLDER);
     let mut by_row: JudgedById = HashMap::new();
     let mut metrics: Vec<String> = Vec::new();
-    if !root.is_dir() {
-        return Ok((metrics, by_row));
-    }
-    let mut folders: Vec<_> = std::fs::read_dir(&root)
-        .map_err(|source| {
-            ScoreError::from(crate::results::ResultsError::Io {
-                path: root.clone(),
-                source,
-            })
-        })?
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.join(crate::results::OUTPUTS_FILE).is_file())
-        .collect();
-    folders.sort();
-    for path in folders {
+    for judge in judge_folders(run)? {
+        let path = judge.path;
         let folder = ResultFolder::open(&path)?;
         folder.for_each_output(|_, record| {
-            let Some(metric) = judged::judge_metric(&record).map(str::to_string) else {
+            let Some(metric) = judge_metric(&record).map(str::to_string) else {
                 return Ok::<_, ScoreError>(());
             };
-            let Some(judged_id) = record
-                .row
-                .extra
-                .get("judged_id")
-                .and_then(Value::as_str)
-                .map(str::to_string)
-            else {
+            let Some(judged_id) = judged_id(&record).map(str::to_string) else {
                 return Ok(());
             };
             if !metrics.contains(&metric) {
