@@ -595,10 +595,10 @@ fn accuracy_rows(out: &mut String, p: &PairComparison) {
     );
     let _ = writeln!(
         out,
-        "| rows right only here | {} | {} | McNemar p = {:.4} |",
+        "| rows right only here | {} | {} | McNemar {} |",
         p.flipped.right_to_wrong.len(),
         p.flipped.wrong_to_right.len(),
-        p.mcnemar_p
+        super::format_p(p.mcnemar_p)
     );
     let bars = &p.error_bars;
     let method = match bars.se_clustered {

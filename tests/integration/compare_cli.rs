@@ -286,3 +286,20 @@ fn one_subject_falls_back_to_the_unclustered_error_and_says_so() {
             || page.contains("95% CI (unclustered: 1 subject)")
     );
 }
+
+/// One wording for a p-value: the Markdown and compare.html both say "McNemar p = 0.0063"
+/// (and "p < 0.0001" for smaller ones, never "p = < 0.0001").
+#[test]
+fn p_values_read_the_same_in_the_markdown_and_the_page() {
+    let dir = copy_fixtures(&["run-a", "run-b"]);
+    let output = evalr()
+        .current_dir(dir.path())
+        .args(["compare", "run-a", "run-b", "--out", "cmp"])
+        .assert()
+        .code(0);
+    let markdown = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    assert!(markdown.contains("| McNemar p = 0.0063 |"), "{markdown}");
+    let page = std::fs::read_to_string(dir.path().join("cmp/compare.html")).expect("html");
+    assert!(page.contains("McNemar p = 0.0063"));
+    assert!(!page.contains("McNemar p = &lt;") && !page.contains("McNemar p = p"));
+}
