@@ -211,7 +211,8 @@ mod tests {
             mcnemar_p: 1.0,
             error_bars: ErrorBars {
                 se: 0.0,
-                se_clustered: 0.0,
+                se_clustered: None,
+                se_method: "unclustered (1 subject)".into(),
                 clusters: 1,
                 ci95_clustered: [-1.0, -1.0],
                 minimum_detectable_effect: 0.0,

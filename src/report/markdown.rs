@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use super::{CALIBRATION_CHART, ExportError, Exporter};
 use crate::score::compare::{Comparison, PairComparison};
-use crate::score::stats::{Estimate, Percentiles};
+use crate::score::stats::{ClusteredMean, Estimate, Percentiles};
 use crate::score::summary::Summary;
 
 pub struct MarkdownExporter;
@@ -150,11 +150,39 @@ fn accuracy_section(out: &mut String, s: &Summary) {
             &accuracy.invalid_rate,
         );
         out.push('\n');
+        clustered_line(out, &accuracy.clustered_by_subject);
         group_table(out, "By subject", "subject", &s.subjects);
         if s.datasets.len() > 1 {
             group_table(out, "By dataset", "dataset", &s.datasets);
         }
     }
+}
+
+/// The micro accuracy's error bars clustered by subject (Miller 2024), or, with one subject,
+/// the unclustered ones and why.
+fn clustered_line(out: &mut String, c: &ClusteredMean) {
+    let _ = match c.se_clustered {
+        Some(se) => writeln!(
+            out,
+            "Clustered by subject ({} subjects): SE {:.1} pp, 95% CI {} (Miller 2024, no small-sample correction).\n",
+            c.clusters,
+            se * 100.0,
+            ci(c.ci95)
+        ),
+        None => writeln!(
+            out,
+            "Error bars {}: SE {:.1} pp, 95% CI {} (clustering by subject needs two subjects or more).\n",
+            unclustered(c.clusters),
+            c.se * 100.0,
+            ci(c.ci95)
+        ),
+    };
+}
+
+/// "unclustered: 1 subject", said wherever an unclustered error stands in for a clustered one.
+fn unclustered(clusters: u64) -> String {
+    let subjects = if clusters == 1 { "subject" } else { "subjects" };
+    format!("unclustered: {clusters} {subjects}")
 }
 
 /// The confusion of correct and chosen answer positions.
@@ -567,10 +595,21 @@ fn accuracy_rows(out: &mut String, p: &PairComparison) {
     );
     let _ = writeln!(
         out,
-        "| rows right only here | {} | {} | McNemar p = {:.4} |",
+        "| rows right only here | {} | {} | McNemar {} |",
         p.flipped.right_to_wrong.len(),
         p.flipped.wrong_to_right.len(),
-        p.mcnemar_p
+        super::format_p(p.mcnemar_p)
+    );
+    let bars = &p.error_bars;
+    let method = match bars.se_clustered {
+        Some(_) => format!("SE clustered by subject ({} subjects)", bars.clusters),
+        None => format!("SE {}", unclustered(bars.clusters)),
+    };
+    let _ = writeln!(
+        out,
+        "| smallest detectable difference | | | ± {:.1} pp ({:.0}% power, {method}) |",
+        bars.minimum_detectable_effect * 100.0,
+        bars.power * 100.0
     );
 }
 

@@ -21,6 +21,16 @@ pub mod json;
 pub mod markdown;
 pub mod parquet;
 
+/// A p-value as every report, page and command prints it: `"p = 0.0063"`, or `"p < 0.0001"`
+/// below what four decimals show (never `"p = 0.0000"` nor `"p = < 0.0001"`).
+pub fn format_p(p: f64) -> String {
+    if p < 0.0001 {
+        "p < 0.0001".to_string()
+    } else {
+        format!("p = {p:.4}")
+    }
+}
+
 /// Why an exporter could not produce its bytes.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -194,4 +204,18 @@ pub fn write_compare_reports(
         )?;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_p;
+
+    #[test]
+    fn p_values_read_one_way() {
+        assert_eq!(format_p(0.00634765625), "p = 0.0063");
+        assert_eq!(format_p(1.0), "p = 1.0000");
+        assert_eq!(format_p(0.0001), "p = 0.0001");
+        assert_eq!(format_p(0.00009), "p < 0.0001");
+        assert_eq!(format_p(0.0), "p < 0.0001");
+    }
 }

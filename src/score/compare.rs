@@ -118,14 +118,18 @@ pub struct ErrorBars {
     /// SE of the mean paired difference, rows independent.
     pub se: f64,
     /// SE of the mean paired difference clustered by subject (rows of a subject are not
-    /// independent draws); equals `se` when every row has its own subject.
-    pub se_clustered: f64,
+    /// independent draws); equals `se` when every row has its own subject; `None` with fewer
+    /// than two subjects, where it is not defined.
+    pub se_clustered: Option<f64>,
+    /// Which SE the interval and the minimum detectable effect use, and why:
+    /// `"clustered (57 subjects)"` or `"unclustered (1 subject)"`.
+    pub se_method: String,
     /// Subjects the rows fall in (clusters).
     pub clusters: u64,
-    /// `difference -+ 1.96 * se_clustered`.
+    /// `difference -+ 1.96 * SE`, with the clustered SE when it is defined (`se_method`).
     pub ci95_clustered: [f64; 2],
     /// The smallest true difference a two-sided 5% test on these rows would detect with
-    /// `power` (from `se_clustered`): a smaller change could go unnoticed.
+    /// `power` (from the SE `se_method` names): a smaller change could go unnoticed.
     pub minimum_detectable_effect: f64,
     pub power: f64,
 }
@@ -393,16 +397,15 @@ fn error_bars<'a>(
         .collect();
     let mean = stats::clustered_mean(&clusters);
     let z = stats::z_for(stats::CONFIDENCE);
+    let se = mean.se_used();
     ErrorBars {
         se: mean.se,
         se_clustered: mean.se_clustered,
+        se_method: mean.se_method,
         clusters: mean.clusters,
-        ci95_clustered: [
-            difference - z * mean.se_clustered,
-            difference + z * mean.se_clustered,
-        ],
+        ci95_clustered: [difference - z * se, difference + z * se],
         minimum_detectable_effect: stats::minimum_detectable_effect(
-            mean.se_clustered,
+            se,
             stats::CONFIDENCE,
             stats::POWER,
         ),
@@ -482,7 +485,10 @@ mod tests {
             let bars = &comparison.pairs[0].error_bars;
             let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
             assert!(close(bars.se, case.se), "{bars:?}");
-            assert!(close(bars.se_clustered, case.se_clustered), "{bars:?}");
+            assert!(
+                close(bars.se_clustered.expect("clustered"), case.se_clustered),
+                "{bars:?}"
+            );
             assert!(close(bars.ci95_clustered[0], case.ci95_clustered[0]));
             assert!(close(bars.ci95_clustered[1], case.ci95_clustered[1]));
             assert!(close(bars.minimum_detectable_effect, case.mde), "{bars:?}");

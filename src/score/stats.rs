@@ -1,5 +1,5 @@
 //! Statistics over counts and paired outcomes: pure functions, tested against reference
-//! values from scipy/statsmodels (see `tests/fixtures/stats_reference.md`).
+//! values from scipy/statsmodels (the scripts `tests/fixtures/*_reference.py` and their JSON).
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -238,27 +238,57 @@ impl ClusterSums {
 
 /// A mean with its standard error both with rows independent and clustered, after Miller
 /// (2024), "Adding Error Bars to Evals" (arXiv:2411.00640).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ClusteredMean {
     pub value: f64,
     /// Rows independent: `sqrt(mean((s - mean)^2) / n)` (for 0/1 scores `sqrt(p(1-p)/n)`).
     pub se: f64,
-    /// Clustered: `sqrt(sum_c (sum_{i in c} (s_i - mean))^2) / n`.
-    pub se_clustered: f64,
-    /// `value -+ z * se_clustered` (the CLT interval the paper uses), at 95%.
+    /// Clustered: `sqrt(sum_c (sum_{i in c} (s_i - mean))^2) / n`; `None` (JSON `null`) with
+    /// fewer than two clusters, where it is not defined (one cluster always gives 0).
+    pub se_clustered: Option<f64>,
+    /// Which standard error the interval uses and why, as the reports print it:
+    /// `"clustered (57 subjects)"` or `"unclustered (1 subject)"`.
+    pub se_method: String,
+    /// `value -+ z * se_used()` (the CLT interval the paper uses), at 95%.
     pub ci95: [f64; 2],
     pub n: u64,
     pub clusters: u64,
+}
+
+impl ClusteredMean {
+    /// The standard error the interval is built on: the clustered one when it is defined,
+    /// else the unclustered one.
+    pub fn se_used(&self) -> f64 {
+        self.se_clustered.unwrap_or(self.se)
+    }
+}
+
+/// Clusters a clustered standard error needs: with one cluster the sum of the deviations
+/// within it is zero by construction, so the "clustered" SE would be 0, not small.
+pub const MIN_CLUSTERS: u64 = 2;
+
+/// How the standard error over `clusters` subjects is computed, in the words the reports use.
+pub fn se_method(clusters: u64) -> String {
+    let subjects = if clusters == 1 { "subject" } else { "subjects" };
+    if clusters >= MIN_CLUSTERS {
+        format!("clustered ({clusters} {subjects})")
+    } else {
+        format!("unclustered ({clusters} {subjects})")
+    }
 }
 
 /// The mean of a score over rows grouped in clusters, with the clustered standard error of
 /// Miller (2024) eq. 4: `SE^2 = SE_CLT^2 + (1/n^2) sum_c sum_i sum_{j != i} (s_ic - mean)(s_jc -
 /// mean)`, which is `(1/n^2) sum_c (S_c - n_c mean)^2` with `S_c` the sum of a cluster's scores
 /// when `SE_CLT^2` is taken over `n` (as the Bernoulli SE evalr reports is). That is the
-/// cluster-robust sandwich estimator without small-sample correction (statsmodels
-/// `cov_type="cluster"`, `use_correction=False`). Rows of one subject share its questions'
-/// style and difficulty, so they are not independent draws and the clustered SE is the honest
-/// one; with one row per cluster it equals the unclustered SE. Empty clusters are ignored.
+/// cluster-robust sandwich estimator without small-sample correction (CR0: statsmodels
+/// `cov_type="cluster"`, `use_correction=False`, as the paper; statsmodels' default CR1
+/// multiplies the variance by `G/(G-1) (N-1)/(N-K)`, with K = 1 regressor `G/(G-1)`, which
+/// evalr does not apply: 1.41x the SE at 2 clusters, 1.009x at 57). Rows of one subject
+/// share its questions' style and difficulty, so they are not independent draws and the
+/// clustered SE is the honest one; with one row per cluster it equals the unclustered SE.
+/// With fewer than [`MIN_CLUSTERS`] clusters it is not defined: `se_clustered` is `None` and
+/// the interval uses the unclustered SE. Empty clusters are ignored.
 pub fn clustered_mean(clusters: &[ClusterSums]) -> ClusteredMean {
     let n: u64 = clusters.iter().map(|c| c.n).sum();
     let count = clusters.iter().filter(|c| c.n > 0).count() as u64;
@@ -266,7 +296,8 @@ pub fn clustered_mean(clusters: &[ClusterSums]) -> ClusteredMean {
         return ClusteredMean {
             value: 0.0,
             se: 0.0,
-            se_clustered: 0.0,
+            se_clustered: None,
+            se_method: se_method(0),
             ci95: [0.0, 0.0],
             n: 0,
             clusters: 0,
@@ -283,13 +314,16 @@ pub fn clustered_mean(clusters: &[ClusterSums]) -> ClusteredMean {
             deviation * deviation
         })
         .sum();
-    let se_clustered = between.sqrt() / total;
+    let se_clustered = (count >= MIN_CLUSTERS).then(|| between.sqrt() / total);
+    let se = (variance / total).sqrt();
+    let used = se_clustered.unwrap_or(se);
     let z = z_for(CONFIDENCE);
     ClusteredMean {
         value: mean,
-        se: (variance / total).sqrt(),
+        se,
         se_clustered,
-        ci95: [mean - z * se_clustered, mean + z * se_clustered],
+        se_method: se_method(count),
+        ci95: [mean - z * used, mean + z * used],
         n,
         clusters: count,
     }
@@ -365,8 +399,9 @@ mod tests {
         for case in error_bars_reference().means {
             let got = clustered_mean(&sums(case.rows.iter().copied()));
             assert!(close(got.value, case.mean, 1e-12), "{}: {got:?}", case.name);
+            let se_clustered = got.se_clustered.expect("two clusters or more");
             assert!(
-                close(got.se_clustered, case.se, 1e-12),
+                close(se_clustered, case.se, 1e-12),
                 "{}: {got:?}",
                 case.name
             );
@@ -387,7 +422,11 @@ mod tests {
         let successes = case.rows.iter().filter(|r| r.1 == 1.0).count() as u64;
         let bernoulli = proportion_se(successes, case.rows.len() as u64);
         assert!(close(got.se, bernoulli, 1e-15));
-        assert!(close(got.se_clustered, bernoulli, 1e-12));
+        assert!(close(
+            got.se_clustered.expect("30 clusters"),
+            bernoulli,
+            1e-12
+        ));
         assert_eq!(got.clusters, 30);
     }
 
@@ -403,14 +442,15 @@ mod tests {
             let got = clustered_mean(&sums(case.rows.iter().map(|&(c, a, b)| (c, b - a))));
             assert!(close(got.value, case.difference, 1e-12), "{}", case.name);
             assert!(close(got.se, case.se, 1e-12), "{}: {got:?}", case.name);
+            let se_clustered = got.se_clustered.expect("clusters");
             assert!(
-                close(got.se_clustered, case.se_clustered, 1e-12),
+                close(se_clustered, case.se_clustered, 1e-12),
                 "{}",
                 case.name
             );
             assert!(close(got.ci95[0], case.ci95_clustered[0], 1e-12));
             assert!(close(got.ci95[1], case.ci95_clustered[1], 1e-12));
-            let mde = minimum_detectable_effect(got.se_clustered, CONFIDENCE, POWER);
+            let mde = minimum_detectable_effect(se_clustered, CONFIDENCE, POWER);
             assert!(
                 close(mde, case.mde, 1e-12),
                 "{}: {mde} vs {}",
@@ -421,16 +461,75 @@ mod tests {
     }
 
     #[test]
-    fn no_rows_give_a_zero_estimate() {
+    fn no_rows_give_a_zero_estimate_without_a_clustered_error() {
         let got = clustered_mean(&[ClusterSums::default()]);
-        assert_eq!((got.n, got.clusters, got.se_clustered), (0, 0, 0.0));
+        assert_eq!((got.n, got.clusters, got.se_clustered), (0, 0, None));
+        assert_eq!(got.se_method, "unclustered (0 subjects)");
+    }
+
+    // Reference values: tests/fixtures/small_clusters_reference.py (statsmodels OLS, HC0 and
+    // cluster-robust CR0/CR1), committed with its output small_clusters_reference.json.
+    #[derive(serde::Deserialize)]
+    struct SmallClustersReference {
+        cases: Vec<SmallClustersCase>,
+    }
+
+    #[derive(serde::Deserialize)]
+    struct SmallClustersCase {
+        name: String,
+        clusters: u64,
+        rows: Vec<(usize, f64)>,
+        mean: f64,
+        se_hc0: f64,
+        se_cr0: f64,
+        se_cr1: Option<f64>,
+        ci95: [f64; 2],
+    }
+
+    /// 1, 2, 3 and 57 clusters: the clustered SE is statsmodels' CR0 from two clusters on;
+    /// with one it is not defined (CR0 is 0 there, CR1 divides by zero) and the interval
+    /// falls back to the unclustered SE, saying so. CR1 is CR0 times sqrt(G/(G-1)), the
+    /// correction evalr does not apply.
+    #[test]
+    fn few_clusters_match_statsmodels_and_one_cluster_falls_back_to_unclustered() {
+        let reference: SmallClustersReference = serde_json::from_str(include_str!(
+            "../../tests/fixtures/small_clusters_reference.json"
+        ))
+        .expect("tests/fixtures/small_clusters_reference.json is valid");
+        let counts: Vec<u64> = reference.cases.iter().map(|c| c.clusters).collect();
+        assert_eq!(counts, [1, 2, 3, 57]);
+        for case in reference.cases {
+            let got = clustered_mean(&sums(case.rows.iter().copied()));
+            let name = &case.name;
+            assert_eq!(got.clusters, case.clusters, "{name}");
+            assert!(close(got.value, case.mean, 1e-12), "{name}: {got:?}");
+            assert!(close(got.se, case.se_hc0, 1e-12), "{name}: {got:?}");
+            assert!(close(got.ci95[0], case.ci95[0], 1e-12), "{name}: {got:?}");
+            assert!(close(got.ci95[1], case.ci95[1], 1e-12), "{name}: {got:?}");
+            if case.clusters == 1 {
+                assert_eq!(got.se_clustered, None, "{name}");
+                assert!(close(case.se_cr0, 0.0, 1e-12) && case.se_cr1.is_none());
+                assert_eq!(got.se_used(), got.se);
+                assert_eq!(got.se_method, "unclustered (1 subject)");
+            } else {
+                let se_clustered = got.se_clustered.expect("two clusters or more");
+                assert!(close(se_clustered, case.se_cr0, 1e-12), "{name}: {got:?}");
+                let g = case.clusters as f64;
+                let cr1 = case.se_cr1.expect("CR1 is defined from two clusters");
+                assert!(close(cr1, se_clustered * (g / (g - 1.0)).sqrt(), 1e-12));
+                assert_eq!(
+                    got.se_method,
+                    format!("clustered ({} subjects)", case.clusters)
+                );
+            }
+        }
     }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
         (a - b).abs() <= tol
     }
 
-    // Reference values: see tests/fixtures/stats_reference.md (statsmodels 0.14 / scipy).
+    // Reference values: tests/fixtures/stats_reference.py and its JSON (statsmodels, scipy).
     #[test]
     fn wilson_matches_statsmodels() {
         for (s, n, lo, hi) in crate::score::reference::reference().wilson {

@@ -204,3 +204,103 @@ fn an_unwritable_json_path_fails_before_reading_the_runs() {
         .code(2)
         .stderr("error: --json no/such/dir/c.json: folder no/such/dir does not exist\n");
 }
+
+/// Keeps only the rows of `subject` in `folder/outputs.jsonl` (and drops `errors.jsonl`).
+fn keep_one_subject(folder: &std::path::Path, subject: &str) {
+    let path = folder.join("outputs.jsonl");
+    let text = std::fs::read_to_string(&path).expect("outputs.jsonl");
+    let kept: String = text
+        .lines()
+        .filter(|line| {
+            let record: Value = serde_json::from_str(line).expect("JSON line");
+            record["row"]["subject"] == subject
+        })
+        .map(|line| format!("{line}\n"))
+        .collect();
+    assert!(kept.lines().count() >= 5, "{subject}: {kept}");
+    std::fs::write(&path, kept).expect("write outputs.jsonl");
+    let _ = std::fs::remove_file(folder.join("errors.jsonl"));
+}
+
+/// With one subject a clustered standard error is not defined (it would be 0): summary.json
+/// says so and builds the interval on the unclustered SE; report.md, the compare Markdown,
+/// compare.json (minimum detectable effect) and compare.html say "unclustered: 1 subject".
+#[test]
+fn one_subject_falls_back_to_the_unclustered_error_and_says_so() {
+    let dir = copy_fixtures(&["run-a", "run-b"]);
+    for run in ["run-a", "run-b"] {
+        keep_one_subject(&dir.path().join(run), "high_school_mathematics");
+    }
+    evalr()
+        .current_dir(dir.path())
+        .args(["score", "run-a"])
+        .assert()
+        .code(0);
+    let summary: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run-a/summary.json")).expect("summary"),
+    )
+    .expect("JSON");
+    let c = &summary["accuracy"]["clustered_by_subject"];
+    assert_eq!(c["clusters"], 1);
+    assert!(c["se_clustered"].is_null(), "{c}");
+    assert_eq!(c["se_method"], "unclustered (1 subject)");
+    let (value, se) = (c["value"].as_f64().unwrap(), c["se"].as_f64().unwrap());
+    assert!(se > 0.0, "{c}");
+    let z = 1.959963984540054;
+    assert!((c["ci95"][0].as_f64().unwrap() - (value - z * se)).abs() < 1e-12);
+    assert!((c["ci95"][1].as_f64().unwrap() - (value + z * se)).abs() < 1e-12);
+    let report = std::fs::read_to_string(dir.path().join("run-a/report.md")).expect("report");
+    assert!(
+        report.contains("Error bars unclustered: 1 subject"),
+        "{report}"
+    );
+    let html = std::fs::read_to_string(dir.path().join("run-a/report.html")).expect("html");
+    assert!(html.contains("unclustered: 1 subject"));
+
+    let output = evalr()
+        .current_dir(dir.path())
+        .args(["compare", "run-a", "run-b", "--out", "cmp"])
+        .assert()
+        .code(0);
+    let markdown = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    assert!(
+        markdown.contains("80% power, SE unclustered: 1 subject"),
+        "{markdown}"
+    );
+    let comparison: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("cmp/compare.json")).expect("compare.json"),
+    )
+    .expect("JSON");
+    let bars = &comparison["pairs"][0]["error_bars"];
+    assert!(bars["se_clustered"].is_null(), "{bars}");
+    assert_eq!(bars["se_method"], "unclustered (1 subject)");
+    let se = bars["se"].as_f64().unwrap();
+    let mde = bars["minimum_detectable_effect"].as_f64().unwrap();
+    assert!(
+        se > 0.0 && (mde - 2.8015852181129683 * se).abs() < 1e-12,
+        "{bars}"
+    );
+    let page = std::fs::read_to_string(dir.path().join("cmp/compare.html")).expect("html");
+    // The interval and the smallest detectable difference rows are always there; the verdict
+    // names the error too when it is "no significant difference".
+    assert!(page.contains("95% CI (unclustered: 1 subject)"));
+    assert!(page.contains("% power (unclustered: 1 subject)"));
+    assert!(!page.contains("clustered by subject (1)"));
+}
+
+/// One wording for a p-value: the Markdown and compare.html both say "McNemar p = 0.0063"
+/// (and "p < 0.0001" for smaller ones, never "p = < 0.0001").
+#[test]
+fn p_values_read_the_same_in_the_markdown_and_the_page() {
+    let dir = copy_fixtures(&["run-a", "run-b"]);
+    let output = evalr()
+        .current_dir(dir.path())
+        .args(["compare", "run-a", "run-b", "--out", "cmp"])
+        .assert()
+        .code(0);
+    let markdown = String::from_utf8_lossy(&output.get_output().stdout).into_owned();
+    assert!(markdown.contains("| McNemar p = 0.0063 |"), "{markdown}");
+    let page = std::fs::read_to_string(dir.path().join("cmp/compare.html")).expect("html");
+    assert!(page.contains("McNemar p = 0.0063"));
+    assert!(!page.contains("McNemar p = &lt;") && !page.contains("McNemar p = p"));
+}

@@ -9,6 +9,7 @@ mod compare_cli;
 mod container;
 mod datasets_cli;
 mod datasets_fetch;
+mod docs_commands;
 mod html_pages;
 mod identity;
 mod judge;

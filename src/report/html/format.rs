@@ -1,5 +1,5 @@
 //! How numbers read on the pages: the template filters (`pct`, `pp`, `ms`, `num`, `money`,
-//! `ci`, `fixed`, `pvalue`). They return plain text; the template escapes it like any value.
+//! `ci`, `fixed`, `pvalue`, which prints the "p" too). They return plain text; the template escapes it like any value.
 
 use minijinja::value::{Value, ValueKind};
 use minijinja::{Environment, Error, ErrorKind};
@@ -94,13 +94,9 @@ pub fn money(x: f64, currency: Option<String>) -> String {
     }
 }
 
-/// A p-value: four decimals, or "< 0.0001".
+/// A p-value with its "p": `p = 0.0063` or `p < 0.0001` ([`crate::report::format_p`]).
 pub fn pvalue(p: f64) -> String {
-    if p < 0.0001 {
-        "< 0.0001".to_string()
-    } else {
-        format!("{p:.4}")
-    }
+    crate::report::format_p(p)
 }
 
 #[cfg(test)]
@@ -117,8 +113,8 @@ mod tests {
         assert_eq!(thousands(999), "999");
         assert_eq!(money(0.000712, Some("USD".into())), "$0.000712");
         assert_eq!(money(0.5, Some("EUR".into())), "0.5000 EUR");
-        assert_eq!(pvalue(0.00631), "0.0063");
-        assert_eq!(pvalue(0.00001), "< 0.0001");
+        assert_eq!(pvalue(0.00631), "p = 0.0063");
+        assert_eq!(pvalue(0.00001), "p < 0.0001");
         assert_eq!(
             ci(Value::from(vec![0.417, 0.714])).expect("interval"),
             "41.7% – 71.4%"

@@ -429,7 +429,7 @@ fn run_judged() -> (RunManifest, Vec<OutputRecord>) {
 }
 
 /// Writes the named fixture folder into `target`.
-fn write_fixture(name: &str, target: &Path) {
+pub fn write_fixture(name: &str, target: &Path) {
     let rows = rows();
     let write = |run: &RunManifest, outputs: &[OutputRecord], errors: &[ErrorRecord]| {
         write_folder(target, run, outputs, errors).expect("fixture written")
