@@ -132,8 +132,11 @@ pub fn permuted_row(row: &Row, permutation: &[usize]) -> Row {
 #[derive(Debug, thiserror::Error)]
 pub enum EnsembleError {
     /// The repeats already finished could not be read back (resume).
-    #[error("{REPEATS_FILE}: {0}")]
-    Finished(ResultsError),
+    #[error("{REPEATS_FILE}: {source}")]
+    Finished {
+        folder: std::path::PathBuf,
+        source: ResultsError,
+    },
     /// `repeats.jsonl` could not be opened for appending.
     #[error(transparent)]
     Journal(ResultsError),
@@ -141,7 +144,10 @@ pub enum EnsembleError {
 
 /// Repeats already finished in a run folder, by row id (for resume).
 pub fn finished_repeats(folder: &Path) -> Result<HashMap<String, Vec<RepeatLine>>, EnsembleError> {
-    crate::results::finished_repeats(folder).map_err(EnsembleError::Finished)
+    crate::results::finished_repeats(folder).map_err(|source| EnsembleError::Finished {
+        folder: folder.to_path_buf(),
+        source,
+    })
 }
 
 /// The answer select a mapped-back answer index stands for.

@@ -36,6 +36,22 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> ResultsError + '_ {
     }
 }
 
+impl Appended {
+    /// Why no row of a run was answered, when none was and some were tried (`done_before`:
+    /// rows answered before a resume): how many failed and the first failure, whose message
+    /// carries its cause.
+    pub fn nothing_answered(&self, done_before: usize) -> Option<String> {
+        if done_before > 0 || self.outputs > 0 || self.errors == 0 {
+            return None;
+        }
+        Some(format!(
+            "no row was answered: {} failed; the first: {}",
+            self.errors,
+            self.first_error.as_deref().unwrap_or("(no message)")
+        ))
+    }
+}
+
 impl Journal {
     /// Opens (creating the folder and files if needed) the journal of a run folder for
     /// appending. Resuming? Call [`super::finished_ids`] first: it leaves the files ending on

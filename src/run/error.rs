@@ -1,6 +1,6 @@
 //! Why a run could not start or could not go on.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::config::ConfigError;
 use crate::dataset::DatasetError;
@@ -60,14 +60,13 @@ impl RunError {
     }
 }
 
-impl RunError {
-    /// An ensemble journal of the run in `folder` that could not be opened.
-    pub(super) fn of_ensemble(folder: &Path, error: crate::play::ensemble::EnsembleError) -> Self {
+impl From<crate::play::ensemble::EnsembleError> for RunError {
+    fn from(error: crate::play::ensemble::EnsembleError) -> Self {
         use crate::play::ensemble::EnsembleError;
         match error {
             // Resuming: the repeats already finished could not be read back.
-            EnsembleError::Finished(_) => RunError::Resume {
-                folder: folder.to_path_buf(),
+            EnsembleError::Finished { ref folder, .. } => RunError::Resume {
+                folder: folder.clone(),
                 message: error.to_string(),
             },
             EnsembleError::Journal(source) => RunError::Results(source),

@@ -119,10 +119,7 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
         }
         None => {
             let ensemble = match plan.inputs.ensemble {
-                Some(ensemble) => Some(
-                    EnsembleRunner::open(ensemble, &plan.folder)
-                        .map_err(|e| RunError::of_ensemble(&plan.folder, e))?,
-                ),
+                Some(ensemble) => Some(EnsembleRunner::open(ensemble, &plan.folder)?),
                 None => None,
             };
             let job = LiveJob {
@@ -141,7 +138,7 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
         }
     };
     journal.sync()?;
-    let unanswered = nothing_answered(&plan, journal.appended());
+    let unanswered = journal.appended().nothing_answered(plan.done.len());
     // A run in which every row failed has evaluated nothing: it fails (exit 1) rather than
     // finish, so that a CI job gating on it never passes on nothing.
     let status = match (&unanswered, status) {
@@ -161,19 +158,6 @@ pub async fn execute_plan(plan: Plan, show_progress: bool) -> Result<RunReport, 
         summary,
         unanswered,
     })
-}
-
-/// Why no row of the run was answered, when none was (and some were tried): how many failed
-/// and the first failure, whose message carries its cause.
-fn nothing_answered(plan: &Plan, appended: &crate::results::Appended) -> Option<String> {
-    if !plan.done.is_empty() || appended.outputs > 0 || appended.errors == 0 {
-        return None;
-    }
-    Some(format!(
-        "no row was answered: {} failed; the first: {}",
-        appended.errors,
-        appended.first_error.as_deref().unwrap_or("(no message)")
-    ))
 }
 
 /// What the rows already done cost: `--max-cost` is the budget of the whole run.

@@ -483,3 +483,41 @@ fn groundedness_without_contexts_is_refused_before_any_call() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("needs a `context` field"));
     assert!(server.seen().is_empty());
 }
+
+/// A judge that judged no row (its model refused every connection) fails the command with
+/// exit 1 and names the cause, as a run that answered nothing does.
+#[test]
+fn a_judge_that_judged_no_row_fails_and_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = judged_run(dir.path(), "run");
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", closed.local_addr().unwrap());
+    drop(closed);
+    let output = evalr()
+        .env("AZURE_OPENAI_ENDPOINT", &endpoint)
+        .env("AZURE_OPENAI_API_KEY", "test-key")
+        .arg("judge")
+        .arg(&folder)
+        .args([
+            "--quiet",
+            "--metric",
+            "coherence",
+            "--judge-model",
+            "azure:gpt-4o",
+            "--max-retries",
+            "0",
+            "--no-cache",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no row was answered: 10 failed"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.to_lowercase().contains("connection refused"),
+        "{stderr}"
+    );
+}
