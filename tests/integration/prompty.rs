@@ -10,22 +10,8 @@ use crate::common::runs;
 use std::path::{Path, PathBuf};
 
 use openai_server::{ChatServer, ServerConfig};
-use runs::{evalr, read_jsonl};
+use runs::{evalr, prompty_fixture as fixture, read_jsonl, stdout_of};
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> String {
-    format!("tests/fixtures/prompty/{name}")
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let output = evalr().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 fn write_rows(dir: &Path, rows: &[Value]) -> PathBuf {
     let path = dir.join("rows.jsonl");

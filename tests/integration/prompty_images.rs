@@ -11,12 +11,8 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine;
 use openai_server::{ChatServer, ServerConfig};
-use runs::{evalr, read_jsonl};
+use runs::{evalr, prompty_fixture as fixture, read_jsonl, stdout_of};
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> String {
-    format!("tests/fixtures/prompty/{name}")
-}
 
 /// The fixture image as the service receives it: inlined as a base64 data URL.
 fn red_png() -> String {
@@ -62,16 +58,6 @@ fn accepted(server: &ChatServer) -> Vec<Value> {
         assert_eq!(request.status, 200, "refused: {}", request.body);
     }
     seen.iter().map(|s| s.body["messages"].clone()).collect()
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let output = evalr().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
 }
 
 #[test]

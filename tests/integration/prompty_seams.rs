@@ -7,22 +7,8 @@ use crate::common::openai_server;
 use crate::common::runs;
 
 use openai_server::{ChatServer, ServerConfig};
-use runs::evalr;
+use runs::{evalr, prompty_fixture as fixture, stdout_of};
 use serde_json::{Value, json};
-
-fn fixture(name: &str) -> String {
-    format!("tests/fixtures/prompty/{name}")
-}
-
-fn stdout_of(args: &[&str]) -> String {
-    let output = evalr().args(args).output().unwrap();
-    assert!(
-        output.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
 
 /// A value holding a line `--- system ---` prints escaped: every line of `programs render`
 /// that starts with `---` is a boundary it drew, and `--json` gives the messages as sent.

@@ -41,6 +41,22 @@ pub fn succeeds(command: &mut Command) -> Output {
     output
 }
 
+/// The standard output of `evalr ARGS`, which must succeed (else its stderr is shown).
+pub fn stdout_of(args: &[&str]) -> String {
+    let output = evalr().args(args).output().unwrap();
+    assert!(
+        output.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// The path of a Prompty fixture, relative to the repository (where `evalr()` runs).
+pub fn prompty_fixture(name: &str) -> String {
+    format!("tests/fixtures/prompty/{name}")
+}
+
 pub fn letters_run(endpoint: &str) -> Command {
     let mut command = evalr();
     command
